@@ -1,0 +1,30 @@
+# `make sweep` and `make test` work on a fresh machine with Python 3.11:
+# they create .venv and install the pinned requirements first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install run sweep test bench dashboard
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: install
+	$(PY) main.py
+
+sweep: install
+	$(PY) main.py -m hydra/sweeper=optuna
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/bench.py
+
+dashboard: install
+	$(VENV)/bin/optuna-dashboard sqlite:///sweeps/optuna.db

@@ -1,0 +1,117 @@
+"""The training config's schema (registered with Hydra) and its validation.
+
+The dataclasses make Hydra reject unknown keys and wrong types at start-up;
+`validate` checks the values before any data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+DEFAULT_MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+
+
+@dataclass
+class ParamsConfig:
+    """The hyperparameters a sweep tunes (the tutorial's names)."""
+
+    lr: float = 1e-3
+    batch_size: int = 64
+    epoch_count: int = 3
+
+
+@dataclass
+class PathsConfig:
+    data: str = "${oc.env:DS_DATA_DIR,data/raw}"
+    cache: str = "data/cache"
+    log: str = "runs"
+
+
+@dataclass
+class DataConfig:
+    download: bool = True
+    mirrors: list[str] = field(default_factory=lambda: list(DEFAULT_MIRRORS))
+    timeout_s: float = 10.0
+    sample_fallback: bool = True
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 32
+
+
+@dataclass
+class SweepTrialConfig:
+    """Set by the sweeper for each trial; left empty in a single run."""
+
+    study_name: str | None = None
+    trial_number: int | None = None
+
+
+@dataclass
+class Config:
+    params: ParamsConfig = field(default_factory=ParamsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    threads: int = 1
+    progress: bool = True
+    run_name: str = "${now:%Y-%m-%d_%H-%M-%S}"
+    # Study storage (SQLAlchemy URL) read by best_of; the sweep's default too.
+    storage: str | None = None
+    # A study name: train with its best trial's parameters.
+    best_of: str | None = None
+    sweep: SweepTrialConfig = field(default_factory=SweepTrialConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+class ConfigError(ValueError):
+    """A config value is out of its allowed range."""
+
+
+def _check(problems: list[str], ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        problems.append(f"{key}={value!r}: expected {expected}")
+
+
+def validate(cfg: Any) -> None:
+    """Raise ConfigError naming every bad value, before any work starts."""
+    problems: list[str] = []
+    p = cfg.params
+    _check(problems, p.lr > 0 and p.lr == p.lr, "params.lr", p.lr, "a learning rate > 0")
+    _check(problems, p.batch_size >= 1, "params.batch_size", p.batch_size, "an integer >= 1")
+    _check(problems, p.epoch_count >= 1, "params.epoch_count", p.epoch_count, "an integer >= 1")
+    _check(problems, cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "an integer >= 1")
+    _check(problems, cfg.threads >= 1, "threads", cfg.threads, "an integer >= 1")
+    _check(problems, cfg.data.timeout_s > 0, "data.timeout_s", cfg.data.timeout_s, "seconds > 0")
+    data_dir = Path(cfg.paths.data)
+    _check(
+        problems,
+        not data_dir.exists() or data_dir.is_dir(),
+        "paths.data",
+        str(cfg.paths.data),
+        "a directory (it exists but is not one)",
+    )
+    for key in ("cache", "log"):
+        path = Path(getattr(cfg.paths, key))
+        _check(
+            problems,
+            not path.exists() or path.is_dir(),
+            f"paths.{key}",
+            str(path),
+            "a directory (it exists but is not one)",
+        )
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems) + ".")
