@@ -12,11 +12,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-DEFAULT_MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
+from ds.data import DEFAULT_MIRRORS
 
 
 @dataclass

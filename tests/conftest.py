@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ds.data import SAMPLE_DIR
+
+# In CI the repository is cloned somewhere else with shared/ beside it.
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The bundled offline sample (data/sample/)."""
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_mnist_dir() -> Path:
+    """The full MNIST set from ../shared/data/mnist, read-only; skips where absent."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"full MNIST reference data not present at {SHARED_MNIST} (only in the dev/CI workspace)")
+    return SHARED_MNIST
+
+
+class MirrorServer:
+    """A real HTTP server on 127.0.0.1 serving the sample's .gz files.
+
+    The first path segment picks the behaviour, so each mode is a mirror base
+    URL (`url(mode)`): "good" serves the file; "corrupt" a valid gzip of
+    altered content; "badgzip" damaged gzip bytes; "truncated" promises the
+    full Content-Length, sends half and closes; anything else answers 404.
+    """
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                _, mode, name = self.path.split("/", 2)
+                body = server.files.get(name)
+                if body is None or mode not in ("good", "corrupt", "badgzip", "truncated"):
+                    self.send_error(404)
+                    return
+                if mode == "corrupt":
+                    content = bytearray(gzip.decompress(body))
+                    content[-1] ^= 0xFF
+                    body = gzip.compress(bytes(content), compresslevel=1, mtime=0)
+                elif mode == "badgzip":
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes(64) + body[middle + 64 :]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if mode == "truncated":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                else:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        # A short poll interval only makes shutdown() return sooner.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def url(self, mode: str) -> str:
+        return f"{self.base_url}/{mode}/"
+
+    def __enter__(self) -> MirrorServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def http_mirror(sample_dir: Path) -> Iterator[MirrorServer]:
+    files = {p.name: p.read_bytes() for p in sample_dir.glob("*.gz")}
+    with MirrorServer(files) as server:
+        yield server
