@@ -6,13 +6,20 @@
     python main.py best_of=linearnet-mnist  # once more with a study's best
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from ds.config import register_configs
+from ds.config import ConfigError, register_configs
+from ds.data import DatasetError
 from ds.run import run
 from sweeps.best_of import apply_best_of
 from sweeps.reporter import trial_callbacks
+from sweeps.storage import StorageError
+from sweeps.study import StudyNotFoundError
+
+USER_ERRORS = (ConfigError, DatasetError, StorageError, StudyNotFoundError)
 
 register_configs()
 
@@ -20,8 +27,13 @@ register_configs()
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
-    apply_best_of(cfg)
-    return run(cfg, on_epoch=trial_callbacks(cfg))
+    try:
+        apply_best_of(cfg)
+        return run(cfg, on_epoch=trial_callbacks(cfg))
+    except USER_ERRORS as error:
+        if cfg.sweep.trial_number is not None:
+            raise  # the sweeper records the trial as failed, with this reason
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""The sweep's search space: parsed with the stock plugin, checked before any trial."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from ds.config import ConfigError, validate
+
+
+class SearchSpaceError(ValueError):
+    """A search space that cannot be swept."""
+
+
+@dataclass
+class SearchSpace:
+    distributions: dict[str, BaseDistribution]
+    fixed: dict[str, Any]  # parameters given one value: passed to every trial
+    fixed_overrides: list[str]  # deletions (~key) passed through as they are
+    pinned: dict[str, Any]  # the declared parameters that `fixed` gives one value
+
+
+def parse_search_space(declared: DictConfig | None, arguments: list[str], task_config: DictConfig) -> SearchSpace:
+    """The sweeper's `params` plus the command line's overrides, validated.
+
+    Every key must exist in the training config, every range must hold more
+    than one value, and every value a range can reach must pass the training
+    config's own validation (so `params.lr: interval(-1, 1)` fails here, not
+    in trial 7).
+    """
+    entries = [f"{k}={v}" for k, v in (declared or {}).items()] + list(arguments)
+    try:
+        distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
+    except Exception as e:
+        raise SearchSpaceError(f"cannot parse the search space {entries}: {e}") from None
+    for name in fixed:
+        distributions.pop(name, None)
+
+    for name in [*distributions, *fixed]:
+        if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT and not name.startswith("+"):
+            raise SearchSpaceError(
+                f"hydra.sweeper.params has '{name}', which is not a key of the training config; "
+                f"expected one of its keys, e.g. params.lr, params.batch_size, params.epoch_count"
+            )
+    for name, distribution in distributions.items():
+        for value in _reachable_extremes(name, distribution):
+            _check_value(task_config, name, value, distribution)
+    for name, value in fixed.items():
+        _check_value(task_config, name, value, None)
+    pinned = {k: v for k, v in fixed.items() if k in (declared or {})}
+    return SearchSpace(distributions, fixed, fixed_overrides, pinned)
+
+
+_ABSENT = object()
+
+
+def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, (FloatDistribution, IntDistribution)):
+        if distribution.low >= distribution.high:
+            raise SearchSpaceError(
+                f"the search space of '{name}' holds a single value ({distribution.low}); "
+                "expected a range with low < high, or a fixed value instead of a range"
+            )
+        return [distribution.low, distribution.high]
+    return []
+
+
+def _check_value(task_config: DictConfig, name: str, value: Any, distribution: BaseDistribution | None) -> None:
+    trial_config = copy.deepcopy(task_config)
+    try:
+        with read_write(trial_config), open_dict(trial_config):
+            OmegaConf.update(trial_config, name.lstrip("+"), value, force_add=True)
+        validate(trial_config)
+    except ConfigError as e:
+        where = f"can reach {value!r}" if distribution is not None else f"fixes it to {value!r}"
+        raise SearchSpaceError(f"the search space of '{name}' {where}, which the training config rejects: {e}") from None
+    except Exception as e:
+        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {e}") from None

@@ -1,0 +1,305 @@
+"""The sweep: ask Optuna for trials, launch them through Hydra, tell the outcome.
+
+This is the only place that asks and tells. Each trial's task finds its trial
+through its overrides (`sweep.study_name`, `sweep.trial_number`) and the
+storage, reports every epoch there, and raises TrialPruned when the pruner
+says so; whatever the launcher, the outcome comes back here as a JobReturn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import signal
+import time
+import warnings
+from pathlib import Path
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from ds.config import ConfigError
+from ds.data import DatasetError
+from ds.run import load_data
+from sweeps.storage import StorageError, mask_url, open_storage
+from sweeps.study import (
+    DATASET_ATTR,
+    FAIL_REASON_ATTR,
+    FIXED_PARAMS_ATTR,
+    DatasetMismatchError,
+    check_dataset,
+    default_study_name,
+    describe_trial,
+    requeue,
+    state_counts,
+)
+
+from . import _budget as budget
+from ._heartbeat import heartbeats
+from ._search_space import SearchSpace, SearchSpaceError, parse_search_space
+
+log = logging.getLogger(__name__)
+# Heartbeats and stale-trial recovery are marked experimental since Optuna 2.9.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+BUDGET_POLL_S = 1.0
+
+
+class SweepAborted(RuntimeError):
+    """Too many trials failed."""
+
+
+class SweepSettingsError(ValueError):
+    """A hydra.sweeper setting out of its range."""
+
+
+# Errors in what the user asked for: reported in one paragraph, no traceback.
+USER_ERRORS = (
+    SweepAborted,
+    SweepSettingsError,
+    SearchSpaceError,
+    StorageError,
+    DatasetMismatchError,
+    DatasetError,
+    ConfigError,
+)
+
+
+class SweepRun:
+    def __init__(
+        self, settings: dict[str, Any], *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.s = OmegaConf.create(settings)
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.job_idx = 0
+        _check_settings(self.s)
+        self.n_trials = self.s.n_trials
+
+    def sweep(self, arguments: list[str]) -> None:
+        started = time.perf_counter()
+        space = parse_search_space(self.s.params, arguments, self.config)
+        identity = load_data(self.config).identity
+        study_name = self.s.study_name or default_study_name(identity)
+        self.storage = storage = open_storage(
+            self.s.storage,
+            heartbeat_interval=self.s.heartbeat_interval,
+            grace_period=self.s.grace_period,
+            stale_trial_callback=requeue,
+        )
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=self._sampler(space),
+            pruner=instantiate(self.s.pruner, _execution_whitelist_="optuna.pruners.*"),
+            direction=self.s.direction,
+            load_if_exists=True,
+        )
+        check_dataset(study, identity, mask_url(self.s.storage))
+        study.set_user_attr(DATASET_ATTR, dataclasses.asdict(identity))
+        log.info("Study %r in %s, data %s", study_name, mask_url(self.s.storage), identity)
+        log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
+
+        with _sigterm_as_interrupt():
+            launched, failed = self._run_trials(study, space)
+        self._summarise(study, launched, failed, time.perf_counter() - started)
+
+    def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+        sampler = instantiate(
+            self.s.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+        )
+        if isinstance(sampler, functools.partial):  # the grid sampler wants its grid
+            grid = {k: OptunaSweeperImpl._to_grid_sampler_choices(d) for k, d in space.distributions.items()}
+            sampler = sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+        return sampler
+
+    def _run_trials(self, study: optuna.Study, space: SearchSpace) -> tuple[int, int]:
+        n_trials, total = self.n_trials, self.s.total_trials
+        allowed_failures = math.floor(self.s.max_failure_rate * n_trials)
+        launched = failed = 0
+        while launched < n_trials:
+            optuna.storages.fail_stale_trials(study)
+            if total is not None and budget.pending_count(study) >= total:
+                if budget.finished_count(study) >= total:
+                    log.info("The study holds %d finished trials: total_trials=%d reached.", total, total)
+                    break
+                # Others' running trials may fill the budget, or fail and free a place.
+                time.sleep(BUDGET_POLL_S)
+                continue
+            trials = self._ask(study, space, min(self.s.n_jobs, n_trials - launched), total)
+            if not trials:
+                continue
+            returns = self._launch(study, trials, space)
+            launched += len(trials)
+            for trial, ret in zip(trials, returns):
+                frozen = self._tell(study, trial, ret)
+                failed += frozen.state == TrialState.FAIL
+                log.info("%s | best: %s", describe_trial(frozen), _best(study))
+            if failed > allowed_failures:
+                raise SweepAborted(
+                    f"{failed} of {launched} trials failed, more than max_failure_rate="
+                    f"{self.s.max_failure_rate} of n_trials={n_trials} allows ({allowed_failures}); "
+                    f"last reason: {_last_fail_reason(study)}. Completed trials stay in the study."
+                )
+        return launched, failed
+
+    def _ask(self, study: optuna.Study, space: SearchSpace, count: int, total: int | None) -> list[optuna.Trial]:
+        trials = []
+        for _ in range(count):
+            trial = study.ask(space.distributions)
+            if total is not None and not budget.admits(study, trial.number, total):
+                trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            if space.pinned:
+                trial.set_user_attr(FIXED_PARAMS_ATTR, space.pinned)
+            trials.append(trial)
+        return trials
+
+    def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
+        overrides = [self._overrides(study.study_name, t, space) for t in trials]
+        try:
+            with heartbeats(self.storage, trials):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        except BaseException as interrupt:
+            for trial in trials:
+                trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted: {type(interrupt).__name__}")
+                frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                requeue(study, frozen)
+            log.warning(
+                "Sweep interrupted: %s failed and queued again; rerun the same command to resume the study.",
+                ", ".join(f"trial {t.number}" for t in trials),
+            )
+            raise
+        self.job_idx += len(returns)
+        return returns
+
+    @staticmethod
+    def _overrides(study_name: str, trial: optuna.Trial, space: SearchSpace) -> list[str]:
+        values = {**trial.params, **space.fixed}
+        return [
+            *(f"{name}={value}" for name, value in values.items()),
+            *space.fixed_overrides,
+            f"sweep.study_name={_quoted(study_name)}",
+            f"sweep.trial_number={trial.number}",
+            f"run_name={_quoted(f'{study_name}/trial-{trial.number:04d}')}",
+        ]
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> FrozenTrial:
+        if ret.status == JobStatus.COMPLETED:
+            try:
+                value = float(ret.return_value)
+            except (TypeError, ValueError):
+                value = math.nan
+            if math.isfinite(value):
+                return self._record(study, trial, values=value)
+            reason = f"the task returned {ret.return_value!r}, not a finite float"
+        else:
+            error = ret._return_value
+            if isinstance(error, optuna.TrialPruned):
+                return self._record(study, trial, state=TrialState.PRUNED)
+            reason = f"{type(error).__name__}: {error}"
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        return self._record(study, trial, state=TrialState.FAIL)
+
+    def _record(self, study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> FrozenTrial:
+        try:
+            return study.tell(trial, **outcome)
+        except RuntimeError as e:
+            # The grid sampler calls study.stop() once its grid is covered,
+            # which Optuna allows only inside study.optimize; the outcome is
+            # stored before that (and n_trials is capped at the grid's size).
+            if "Study.stop" not in str(e):
+                raise
+            return self.storage.get_trial(trial._trial_id)
+
+    def _summarise(self, study: optuna.Study, launched: int, failed: int, seconds: float) -> None:
+        counts = state_counts(study)
+        log.info(
+            "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
+            seconds,
+            launched,
+            failed,
+            ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+        )
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not completed:
+            log.warning("No trial completed, so there is no best trial yet.")
+            return
+        best = study.best_trial
+        log.info("Best: %s", describe_trial(best))
+        storage = mask_url(self.s.storage)
+        storage_arg = "" if self.s.storage == self.config.get("storage") else f" storage='{storage}'"
+        log.info("Watch the study:   optuna-dashboard %s", storage)
+        log.info("Train with its best parameters:   python main.py best_of=%s%s", _quoted(study.study_name), storage_arg)
+        results = {
+            "name": "optuna",
+            "study_name": study.study_name,
+            "best_trial": best.number,
+            "best_params": best.params,
+            "best_value": best.value,
+        }
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def _check_settings(s: DictConfig) -> None:
+    problems = []
+    if s.direction not in ("maximize", "minimize"):
+        problems.append(f"direction={s.direction!r}: expected maximize or minimize")
+    if s.n_trials < 1:
+        problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
+    if s.n_jobs < 1:
+        problems.append(f"n_jobs={s.n_jobs}: expected an integer >= 1")
+    if not 0.0 <= s.max_failure_rate <= 1.0:
+        problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
+    if s.total_trials is not None and s.total_trials < 1:
+        problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
+    if problems:
+        raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
+
+
+def _best(study: optuna.Study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "none yet"
+    return f"trial {best.number} {best.value:.4f}"
+
+
+def _last_fail_reason(study: optuna.Study) -> str:
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return failed[-1].user_attrs.get(FAIL_REASON_ATTR, "unknown") if failed else "unknown"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so running trials are closed, not left RUNNING."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

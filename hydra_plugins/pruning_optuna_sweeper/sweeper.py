@@ -1,0 +1,43 @@
+"""The Hydra entry point: a Sweeper whose work is done by `_sweep.py`.
+
+Hydra imports every plugin module at start-up, single runs included, so this
+one stays light and imports Optuna only when a sweep starts.
+"""
+
+import sys
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+# Registers the stock plugin's `hydra/sweeper/sampler` group, reused as it is.
+from hydra_plugins.hydra_optuna_sweeper import config as _stock_sampler_configs  # noqa: F401
+
+from . import config
+
+config.register()
+
+
+class PruningOptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        self.sweep_run: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from ._sweep import USER_ERRORS, SweepRun
+
+        try:
+            self.sweep_run = SweepRun(
+                self.settings, hydra_context=hydra_context, task_function=task_function, config=config
+            )
+        except USER_ERRORS as error:
+            sys.exit(f"error: {error}")
+
+    def sweep(self, arguments: list[str]) -> None:
+        from ._sweep import USER_ERRORS
+
+        try:
+            self.sweep_run.sweep(arguments)
+        except USER_ERRORS as error:
+            sys.exit(f"error: {error}")

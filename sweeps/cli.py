@@ -1,0 +1,96 @@
+"""`python -m sweeps`: list studies, show the best trial, export its parameters."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+import optuna
+
+from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
+from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, state_counts
+
+REPO_PARAMS_DIR = Path(__file__).resolve().parents[1] / "conf" / "params"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = args.storage or default_storage()
+    try:
+        storage = open_storage(url)
+        where = mask_url(url)
+        if args.command == "list":
+            list_studies(storage, where)
+        elif args.command == "show":
+            show(load_study(args.study, storage, where), storage, where)
+        else:
+            export(load_study(args.study, storage, where), storage, where, args.name, Path(args.params_dir))
+    except (StorageError, StudyNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def list_studies(storage: optuna.storages.BaseStorage, where: str) -> None:
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        print(f"no studies in {where}")
+        return
+    print(f"studies in {where}:")
+    for summary in summaries:
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        counts = state_counts(study)
+        best = f"{summary.best_trial.value:.4f}" if summary.best_trial else "-"
+        states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no trials"
+        print(f"  {summary.study_name}: {states}; best value {best}")
+
+
+def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) -> None:
+    best = best_trial(study, storage, where)
+    print(f"study {study.study_name} in {where}")
+    print(f"best: {describe_trial(best)}")
+    for key, value in best_params(best).items():
+        print(f"  {key}={value}")
+
+
+def export(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, where: str, name: str | None, params_dir: Path
+) -> Path:
+    """Write the best trial's `params.*` values as a config of the `params` group."""
+    best = best_trial(study, storage, where)
+    name = name or f"best_{study.study_name}".replace("-", "_")
+    target = params_dir / f"{name}.yaml"
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose another --name or remove it first")
+    values = {k.removeprefix("params."): v for k, v in best_params(best).items() if k.startswith("params.")}
+    lines = [
+        f"# Best trial {best.number} of study {study.study_name} in {where}:",
+        f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
+        f"# Use it with: python main.py params={name}",
+        *(f"{key}: {value}" for key, value in values.items()),
+    ]
+    params_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines) + "\n")
+    print(f"wrote {target}; train with it: python main.py params={name}")
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
+    parser.add_argument(
+        "--storage",
+        help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="studies with trial counts by state and best value")
+    show_cmd = commands.add_parser("show", help="a study's best trial and its parameters")
+    show_cmd.add_argument("study")
+    export_cmd = commands.add_parser("export", help="write the best parameters to conf/params/<name>.yaml")
+    export_cmd.add_argument("study")
+    export_cmd.add_argument("--name", help="config name (default: best_<study>)")
+    export_cmd.add_argument("--params-dir", default=str(REPO_PARAMS_DIR), help="default: %(default)s")
+    return parser
+

@@ -1,0 +1,88 @@
+"""Opening a study storage from a URL, and printing that URL safely."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
+# SQLite serialises writers; parallel trials wait this long for the lock
+# instead of failing with "database is locked".
+SQLITE_LOCK_TIMEOUT_S = 60
+
+_open: dict[tuple[str, int | None, int | None], BaseStorage] = {}
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be used."""
+
+
+def default_storage() -> str:
+    return os.environ.get("SWEEP_STORAGE", DEFAULT_STORAGE)
+
+
+def mask_url(url: str | None) -> str:
+    """The URL with any password replaced by ***, for logs and messages."""
+    if url is None:
+        return "in-memory storage"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable storage URL>"
+
+
+def open_storage(
+    url: str | None,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> BaseStorage:
+    """An Optuna storage for `url`, opened once per process and settings.
+
+    SQLite gets a long lock timeout and write-ahead logging, so that parallel
+    trials and a live dashboard can read and write the same file.
+    """
+    if url is None:
+        return InMemoryStorage()
+    key = (url, heartbeat_interval, grace_period)
+    if key in _open:
+        return _open[key]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"storage {mask_url(url)!s} is not a SQLAlchemy URL; expected e.g. "
+            f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
+        ) from None
+    engine_kwargs = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+    try:
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
+        )
+    except Exception as e:
+        reason = _first_line(e).replace(parsed.password or "\0", "***")
+        raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
+    if parsed.get_backend_name() == "sqlite":
+        with storage.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    _open[key] = storage
+    return storage
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""

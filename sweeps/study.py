@@ -1,0 +1,103 @@
+"""Reading a study: names, dataset identity, trial descriptions, best trial."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from ds.data import DatasetIdentity
+
+DATASET_ATTR = "dataset"
+FIXED_PARAMS_ATTR = "fixed_params"
+FAIL_REASON_ATTR = "fail_reason"
+RETRY_OF_ATTR = "retry_of"
+ATTEMPT_ATTR = "attempt"
+MAX_ATTEMPTS = 2
+
+
+class StudyNotFoundError(LookupError):
+    """No such study, or no completed trial in it."""
+
+
+class DatasetMismatchError(ValueError):
+    """A sweep's data differs from the data its study was run on."""
+
+
+def default_study_name(identity: DatasetIdentity) -> str:
+    return f"linearnet-{identity.name}"
+
+
+def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str) -> None:
+    """Refuse to mix trials trained on different data in one study."""
+    recorded = study.user_attrs.get(DATASET_ATTR)
+    if recorded is None or recorded.get("sha256") == identity.sha256:
+        return
+    raise DatasetMismatchError(
+        f"study {study.study_name!r} in {where} was run on {DatasetIdentity(**recorded)}, "
+        f"but this sweep's data is {identity}; trials on other data would not compare. "
+        "Choose another study (hydra.sweeper.study_name=...) or the study's data (paths.data=...)."
+    )
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a crashed worker's or an interrupted trial's parameters again.
+
+    Each set of parameters is tried at most MAX_ATTEMPTS times.
+    """
+    attempt = trial.user_attrs.get(ATTEMPT_ATTR, 1)
+    if attempt >= MAX_ATTEMPTS:
+        return
+    attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
+    study.enqueue_trial(trial.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: attempt + 1})
+
+
+def describe_trial(t: FrozenTrial) -> str:
+    params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
+    value = f"{t.value:.4f}" if t.value is not None else "-"
+    if t.state == TrialState.PRUNED and t.intermediate_values:
+        step = max(t.intermediate_values)
+        value = f"{t.intermediate_values[step]:.4f} at epoch {step}"
+    seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"
+    line = f"trial {t.number:3d} {t.state.name:8s} value={value} {params} ({seconds})"
+    if t.state == TrialState.FAIL and FAIL_REASON_ATTR in t.user_attrs:
+        line += f" reason: {t.user_attrs[FAIL_REASON_ATTR]}"
+    return line
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return optuna.study.get_all_study_names(storage)
+
+
+def load_study(name: str, storage: BaseStorage, where: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        present = ", ".join(study_names(storage)) or "none"
+        raise StudyNotFoundError(f"no study {name!r} in {where}; studies present: {present}") from None
+
+
+def best_trial(study: optuna.Study, storage: BaseStorage, where: str) -> FrozenTrial:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        present = ", ".join(study_names(storage)) or "none"
+        raise StudyNotFoundError(
+            f"study {study.study_name!r} in {where} has no completed trial yet; "
+            f"studies present: {present}"
+        )
+    return study.best_trial
+
+
+def best_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters that reproduce `trial`: sampled, and pinned on the sweep's command line."""
+    return {**trial.params, **trial.user_attrs.get(FIXED_PARAMS_ATTR, {})}
+
+
+def state_counts(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))

@@ -1,0 +1,44 @@
+"""Running `python main.py ...` for real, in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = ROOT / "main.py"
+EPOCH_LINE = re.compile(r"\[Epoch: (\d+)/(\d+)\], Test Accuracy: ([0-9.]+), Train Accuracy: ([0-9.]+)")
+
+
+def offline_args(workdir: Path) -> list[str]:
+    """Overrides that keep a run on the bundled sample and inside `workdir`."""
+    return [
+        f"paths.data={workdir / 'no-mnist-here'}",
+        "data.download=false",
+        "progress=false",
+    ]
+
+
+def main_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DS_DATA_DIR", "SWEEP_STORAGE")}
+    env.update(extra)
+    return env
+
+
+def run_main(args: list[str], workdir: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python main.py args` with `workdir` as the launch directory."""
+    return subprocess.run(
+        [sys.executable, str(MAIN), *args],
+        cwd=workdir,
+        env=main_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def epoch_lines(output: str) -> list[tuple[int, int, float, float]]:
+    return [(int(e), int(n), float(test), float(train)) for e, n, test, train in EPOCH_LINE.findall(output)]

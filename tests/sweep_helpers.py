@@ -1,0 +1,51 @@
+"""Running real sweeps and reading their studies back with Optuna."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tests.cli import offline_args, run_main
+
+SHORT_EPOCHS = "params.epoch_count=int(interval(1, 3))"
+
+
+def sqlite_url(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'study.db'}"
+
+
+def sweep_args(workdir: Path, *extra: str, n_trials: int = 3) -> list[str]:
+    """A small sweep on the bundled sample into `workdir`'s own SQLite study."""
+    return [
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"storage={sqlite_url(workdir)}",
+        *offline_args(workdir),
+        *extra,
+    ]
+
+
+def run_sweep(workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300):
+    return run_main(sweep_args(workdir, *extra, n_trials=n_trials), workdir, timeout=timeout)
+
+
+def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=sqlite_url(workdir))
+
+
+def states(study: optuna.Study) -> list[TrialState]:
+    return [t.state for t in study.get_trials()]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll an observable condition until it holds, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,93 @@
+"""`python main.py` end to end: a real Hydra CLI run in a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.cli import epoch_lines, offline_args, run_main
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -> None:
+    result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "params.lr=0.003", "run_name=first"], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = epoch_lines(result.stdout)
+    assert [(e, n) for e, n, _, _ in lines] == [(1, 2), (2, 2)]
+    assert lines[-1][2] >= 0.90
+    assert "mnist-sample(8000/2000" in result.stdout
+    assert "FALLING BACK to the bundled" in result.stdout + result.stderr
+
+    saved = list((tmp_path / "outputs").glob("*/*/.hydra/config.yaml"))
+    assert len(saved) == 1 and "lr: 0.003" in saved[0].read_text()
+
+    events = EventAccumulator(str(tmp_path / "runs" / "first"))
+    events.Reload()
+    test_curve = [s.value for s in events.Scalars("accuracy/test")]
+    assert len(test_curve) == 2 and test_curve[-1] == pytest.approx(lines[-1][2], abs=1e-4)
+    assert "hparam/test_accuracy" in events.Tags()["scalars"]
+    assert "confusion/test" in events.Tags()["images"]
+    plugins = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins
+
+
+def test_the_same_seed_gives_the_same_accuracy(tmp_path: Path) -> None:
+    args = [*offline_args(tmp_path), "params.epoch_count=1", "seed=7"]
+    first = run_main(args, tmp_path)
+    second = run_main(args, tmp_path)
+    other_seed = run_main([*args[:-1], "seed=8"], tmp_path)
+
+    assert first.returncode == second.returncode == other_seed.returncode == 0
+    assert epoch_lines(first.stdout) == epoch_lines(second.stdout)
+    assert epoch_lines(first.stdout) != epoch_lines(other_seed.stdout)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("params.lr=-1", "params.lr=-1.0: expected a learning rate > 0"),
+        ("params.batch_size=0", "params.batch_size=0: expected an integer >= 1"),
+        ("params.epoch_count=0", "params.epoch_count=0: expected an integer >= 1"),
+        ("params.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+        ("params.lrr=0.1", "Could not override 'params.lrr'"),
+    ],
+)
+def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
+    result = run_main([*offline_args(tmp_path), override], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "[Epoch:" not in result.stdout
+    assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
+
+
+def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = run_main([f"paths.data={not_a_dir}", "progress=false"], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert f"paths.data='{not_a_dir}': expected a directory" in result.stderr
+
+
+def test_help_and_cfg_job_work(tmp_path: Path) -> None:
+    shown = run_main(["--cfg", "job", "params.lr=0.05"], tmp_path, timeout=120)
+    helped = run_main(["--help"], tmp_path, timeout=120)
+
+    assert shown.returncode == 0 and "lr: 0.05" in shown.stdout and "epoch_count: 3" in shown.stdout
+    assert helped.returncode == 0 and "params" in helped.stdout
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the full MNIST set is in ../shared/data/mnist on the team's machines only")
+def test_one_epoch_on_full_mnist_reaches_093(tmp_path: Path) -> None:
+    result = run_main(
+        [f"paths.data={SHARED_MNIST}", "params.epoch_count=1", "params.batch_size=128", "progress=false"], tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "mnist(60000/10000" in result.stdout
+    assert epoch_lines(result.stdout)[-1][2] >= 0.93

@@ -1,0 +1,205 @@
+"""`python main.py -m hydra/sweeper=optuna`: real sweeps into real SQLite studies."""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.cli import MAIN, epoch_lines, main_env, offline_args, run_main
+from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, wait_for
+
+FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
+
+
+def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=4)
+
+    assert result.returncode == 0, result.stderr
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert study.best_value == max(t.value for t in completed)
+    for t in trials:
+        assert set(t.params) == {"params.lr", "params.batch_size", "params.epoch_count"}
+        assert 1e-4 <= t.params["params.lr"] <= 1e-1
+        assert t.params["params.batch_size"] in (32, 64, 128, 256, 512)
+        assert len(t.intermediate_values) >= 1
+    assert study.user_attrs["dataset"]["name"] == "mnist-sample"
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    log = result.stdout + result.stderr
+    for t in trials:
+        assert re.search(rf"trial +{t.number} (COMPLETE|PRUNED) +value=", log)
+        assert (tmp_path / "runs" / "linearnet-mnist-sample" / f"trial-{t.number:04d}").is_dir()
+    assert "optuna-dashboard sqlite:///" in log
+    assert "python main.py best_of='linearnet-mnist-sample'" in log
+
+
+def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> None:
+    first = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=2)
+    capped = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
+    done = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
+
+    assert first.returncode == capped.returncode == done.returncode == 0, capped.stderr + done.stderr
+    study = load(tmp_path)
+    assert len(study.get_trials()) == 3
+    assert "total_trials=3 reached" in done.stdout + done.stderr
+
+
+def test_the_median_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
+    pruner = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
+    good = run_sweep(tmp_path, *FIXED_GOOD, *pruner, n_trials=2)
+    hopeless = run_sweep(tmp_path, "params.lr=0.00001", "params.batch_size=64", "params.epoch_count=3", *pruner, n_trials=1)
+
+    assert good.returncode == hopeless.returncode == 0, hopeless.stderr
+    pruned = load(tmp_path).get_trials()[2]
+    assert pruned.state == TrialState.PRUNED
+    assert sorted(pruned.intermediate_values) == [1, 2]  # stopped after epoch 2 of 3
+    assert pruned.intermediate_values[2] < 0.5
+    assert len(epoch_lines(hopeless.stdout)) == 2
+
+
+def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None:
+    good = run_sweep(tmp_path, *FIXED_GOOD, "hydra/sweeper/pruner=none", n_trials=2)
+    hopeless = run_sweep(
+        tmp_path, "params.lr=0.00001", "params.batch_size=64", "params.epoch_count=3", "hydra/sweeper/pruner=none", n_trials=1
+    )
+
+    assert good.returncode == hopeless.returncode == 0
+    assert states(load(tmp_path)) == [TrialState.COMPLETE] * 3
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    result = run_sweep(
+        tmp_path,
+        "hydra/sweeper/sampler=grid",
+        "params.lr=choice(0.003, 1e30)",
+        "params.batch_size=64",
+        "params.epoch_count=1",
+        "hydra.sweeper.max_failure_rate=0.5",
+        n_trials=2,
+    )
+
+    assert result.returncode == 0, result.stderr
+    by_lr = {t.params["params.lr"]: t for t in load(tmp_path).get_trials()}
+    assert by_lr[0.003].state == TrialState.COMPLETE
+    assert by_lr[1e30].state == TrialState.FAIL
+    assert "NonFiniteLossError" in by_lr[1e30].user_attrs["fail_reason"]
+
+
+def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "params.lr=1e30", "params.epoch_count=1", n_trials=3)
+
+    assert result.returncode != 0
+    assert "more than max_failure_rate=0.25 of n_trials=3 allows (0)" in result.stderr
+    assert states(load(tmp_path)) == [TrialState.FAIL]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hydra.sweeper.n_trails=5", "Could not override 'hydra.sweeper.n_trails'"),
+        ("params.lrr=interval(0.1, 0.2)", "'params.lrr', which is not a key of the training config"),
+        ("params.lr=interval(0.1, 0.0001)", "params.lr=interval(0.1, 0.0001)"),
+        ("params.epoch_count=interval(3, 3)", "holds a single value (3"),
+        ("params.lr=interval(-1.0, 0.1)", "can reach -1.0, which the training config rejects"),
+        ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2.0: expected a share from 0.0 to 1.0"),
+    ],
+)
+def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
+    result = run_sweep(tmp_path, override, n_trials=2, timeout=120)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Launching" not in result.stdout
+    if (tmp_path / "study.db").exists():
+        assert optuna.get_all_study_names(sqlite_url(tmp_path)) == []
+
+
+def test_a_storage_password_is_never_printed(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
+    result = run_main([*sweep_args(tmp_path, n_trials=1), f"hydra.sweeper.storage={url}"], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert "cannot open storage postgresql+psycopg://sweeper:***@127.0.0.1:1/studies" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path, signum: int) -> None:
+    command = ["params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none"]
+    args = sweep_args(tmp_path, *command, n_trials=5)
+    sweep = subprocess.Popen(
+        [sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        def running_with_progress() -> bool:
+            try:
+                trials = load(tmp_path).get_trials()
+            except KeyError:
+                return False
+            return any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+
+        wait_for(running_with_progress, timeout=120, what="a running trial that reported an epoch")
+        sweep.send_signal(signum)
+        _, stderr = sweep.communicate(timeout=60)
+    finally:
+        sweep.kill()
+    assert sweep.returncode != 0
+
+    interrupted = load(tmp_path).get_trials()
+    assert TrialState.RUNNING not in [t.state for t in interrupted]
+    failed = [t for t in interrupted if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"].startswith("interrupted")
+    queued = [t for t in interrupted if t.state == TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == failed[0].number
+
+    resumed = run_main(sweep_args(tmp_path, *command, n_trials=1), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = load(tmp_path).get_trials()
+    retried = [t for t in after if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == failed[0].params
+    assert len(after) == len(interrupted)
+
+
+def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: Path) -> None:
+    swept = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=3)
+    assert swept.returncode == 0, swept.stderr
+    best = load(tmp_path).best_trial
+
+    again = run_main(
+        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}"], tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"trial {best.number} of sqlite:///" in again.stdout
+    lines = epoch_lines(again.stdout)
+    assert len(lines) == best.params["params.epoch_count"]
+    assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)
+
+    shortened = run_main(
+        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}", "params.epoch_count=1"],
+        tmp_path,
+    )
+    assert shortened.returncode == 0
+    assert "kept from the command line: ['params.epoch_count']" in shortened.stdout
+    assert len(epoch_lines(shortened.stdout)) == 1
+
+
+def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:
+    run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
+    result = run_main([*offline_args(tmp_path), "best_of=nope", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+
+    assert result.returncode != 0
+    assert "no study 'nope' in sqlite:///" in result.stderr
+    assert "studies present: linearnet-mnist-sample" in result.stderr
