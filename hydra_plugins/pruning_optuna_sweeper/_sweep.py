@@ -12,7 +12,9 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import signal
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
-from sweeps.storage import StorageError, mask_url, open_storage
+from sweeps.storage import StorageError, default_storage, mask_url, open_storage
 from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 BUDGET_POLL_S = 1.0
+WORKER_ATTR = "worker"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a trial
 
 
 class SweepAborted(RuntimeError):
@@ -165,6 +169,7 @@ class SweepRun:
                 trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
                 study.tell(trial, state=TrialState.FAIL)
                 break
+            trial.set_user_attr(WORKER_ATTR, WORKER)
             if space.pinned:
                 trial.set_user_attr(FIXED_PARAMS_ATTR, space.pinned)
             trials.append(trial)
@@ -243,7 +248,7 @@ class SweepRun:
         best = study.best_trial
         log.info("Best: %s", describe_trial(best))
         storage = mask_url(self.s.storage)
-        storage_arg = "" if self.s.storage == self.config.get("storage") else f" storage='{storage}'"
+        storage_arg = "" if self.s.storage == default_storage() else f" storage='{storage}'"
         log.info("Watch the study:   optuna-dashboard %s", storage)
         log.info("Train with its best parameters:   python main.py best_of=%s%s", _quoted(study.study_name), storage_arg)
         results = {
