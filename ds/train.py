@@ -70,7 +70,8 @@ def train(
     """
     torch.manual_seed(seed)
     model = LinearNet(hidden=hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # The fused kernel: one call per step instead of ~10 small ops per tensor.
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     loss_fn = nn.CrossEntropyLoss()
     batches = torch.Generator().manual_seed(seed)
     n_train = len(data.train_y)
@@ -83,7 +84,7 @@ def train(
         loss_sum = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
         bar = tqdm(
-            iterate_batches(data.train_x, data.train_y, batch_size, batches),
+            iterate_batches(data.train_images, data.train_y, batch_size, batches),
             total=n_batches,
             desc=f"epoch {epoch}/{epoch_count}",
             leave=False,

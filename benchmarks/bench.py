@@ -1,0 +1,204 @@
+"""Speed figures for the README, measured side by side in one run.
+
+    python benchmarks/bench.py [--data ../shared/data/mnist] [--only epoch,load,threads,sweep,parallel]
+
+- epoch:    seconds per epoch of our loader and loop vs a tutorial-style
+            reference (per-sample Dataset normalising in __getitem__, a
+            DataLoader, the same LinearNet, Adam and batch size 128);
+- load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
+- threads:  our epoch with 1 and 2 torch threads;
+- sweep:    the default 20-trial sweep with the median pruner and without;
+- parallel: the same 12-trial sweep with 1 and with 2 worker processes.
+
+Every ratio compares figures taken in this run, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from ds.data import MNIST_MEAN, MNIST_STD, clear_memory_cache, load_mnist, load_mnist_arrays  # noqa: E402
+from ds.model import LinearNet  # noqa: E402
+from ds.train import train  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+
+
+class TutorialMNIST(Dataset):
+    """The usual tutorial dataset: one sample at a time, normalised on access."""
+
+    def __init__(self, images, labels) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = torch.tensor(self.images[i], dtype=torch.float32) / 255.0
+        return (x - MNIST_MEAN) / MNIST_STD, int(self.labels[i])
+
+
+def reference_epoch(loader: DataLoader, seed: int = 0) -> float:
+    torch.manual_seed(seed)
+    model = LinearNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    correct = 0
+    for x, y in loader:
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        optimizer.step()
+        correct += (logits.argmax(1) == y).sum().item()
+    return time.perf_counter() - started
+
+
+def our_epoch(data) -> float:
+    return train(data, lr=1e-3, batch_size=128, epoch_count=1, hidden=32, seed=0)[0].seconds
+
+
+def bench_epoch(data_dir: Path, cache: Path, repeats: int = 3) -> None:
+    torch.set_num_threads(1)
+    data = load_mnist(data_dir, cache)
+    arrays = load_mnist_arrays(data_dir, cache)
+    loader = DataLoader(TutorialMNIST(arrays.train_x, arrays.train_y), batch_size=128, shuffle=True)
+    our_epoch(data)  # warm-up: first-call imports and allocations
+    ours, reference = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine
+        ours.append(our_epoch(data))
+        reference.append(reference_epoch(loader))
+    o, r = statistics.median(ours), statistics.median(reference)
+    print(f"epoch (full MNIST, batch 128, 1 thread, median of {repeats}):")
+    print(f"  ours {o:.3f} s   reference {r:.3f} s   ours is {r / o:.1f}x faster")
+
+
+def bench_load(data_dir: Path) -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        clear_memory_cache()
+        started = time.perf_counter()
+        load_mnist(data_dir, cache)
+        cold = time.perf_counter() - started
+        cached = []
+        for _ in range(3):
+            clear_memory_cache()
+            started = time.perf_counter()
+            load_mnist(data_dir, cache)
+            cached.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        load_mnist(data_dir, cache)
+        in_memory = time.perf_counter() - started
+    print("data load (full MNIST, to normalised tensors):")
+    print(f"  cold {cold:.3f} s   disk-cached {min(cached):.3f} s   in-process again {in_memory * 1000:.2f} ms")
+
+
+def bench_threads(data_dir: Path, cache: Path) -> None:
+    data = load_mnist(data_dir, cache)
+    figures = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        our_epoch(data)
+        figures[threads] = statistics.median(our_epoch(data) for _ in range(3))
+    torch.set_num_threads(1)
+    print("threads (our epoch, batch 128): " + "   ".join(f"{t}: {s:.3f} s" for t, s in figures.items()))
+
+
+def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict:
+    storage = f"sqlite:///{workdir / 'bench.db'}"
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
+        f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
+        f"storage={storage}", f"hydra.sweeper.study_name={name}", "progress=false",
+        f"hydra.sweep.dir={workdir / 'multirun' / name}", *overrides,
+    ]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"sweep {name} failed:\n{result.stderr[-3000:]}")
+    sweep_s = float(re.search(r"Sweep done in ([0-9.]+) s", result.stdout + result.stderr).group(1))
+    epoch_s = sum(float(s) for s in re.findall(r"\[Epoch: \d+/\d+\].*Time: ([0-9.]+)s", result.stdout + result.stderr))
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials()
+    return {
+        "wall": wall,
+        "sweep": sweep_s,
+        "epochs": sum(len(t.intermediate_values) for t in trials),
+        "best": study.best_value,
+        "trials": len(trials),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "overhead_ms": (sweep_s - epoch_s) / len(trials) * 1000,
+    }
+
+
+def bench_sweep(data_dir: Path, workdir: Path) -> None:
+    on = run_sweep(data_dir, workdir, "pruned")
+    off = run_sweep(data_dir, workdir, "unpruned", "hydra/sweeper/pruner=none")
+    print("default sweep (20 trials, full MNIST, TPE seed 0):")
+    for label, r in (("median pruner", on), ("no pruner", off)):
+        print(
+            f"  {label:13s} wall {r['wall']:.1f} s (sweep {r['sweep']:.1f} s)   epochs {r['epochs']}"
+            f"   pruned {r['pruned']}   best {r['best']:.4f}   overhead/trial {r['overhead_ms']:.0f} ms"
+        )
+    print(
+        f"  pruning saves {1 - on['epochs'] / off['epochs']:.0%} of the epochs and "
+        f"{1 - on['wall'] / off['wall']:.0%} of the wall time; best accuracy "
+        f"{(on['best'] - off['best']) * 100:+.2f} points"
+    )
+
+
+def bench_parallel(data_dir: Path, workdir: Path) -> None:
+    common = ("hydra.sweeper.n_trials=12",)
+    one = run_sweep(data_dir, workdir, "one-worker", *common)
+    two = run_sweep(data_dir, workdir, "two-workers", *common, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2")
+    print("12-trial sweep, 1 vs 2 worker processes (joblib launcher, 1 torch thread each):")
+    for label, r in (("1 worker", one), ("2 workers", two)):
+        print(f"  {label:9s} wall {r['wall']:.1f} s   epochs {r['epochs']}   {r['epochs'] / r['wall']:.1f} epochs/s   best {r['best']:.4f}")
+    print(
+        f"  speed-up: {one['wall'] / two['wall']:.2f}x by wall time, "
+        f"{(two['epochs'] / two['wall']) / (one['epochs'] / one['wall']):.2f}x by epochs per second"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the full MNIST set")
+    parser.add_argument("--only", default="epoch,load,threads,sweep,parallel")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"error: --data {args.data} is not a directory; expected the full MNIST set")
+    parts = set(args.only.split(","))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads, data {args.data}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        cache = workdir / "cache"
+        if "load" in parts:
+            bench_load(args.data)
+        if "epoch" in parts:
+            bench_epoch(args.data, cache)
+        if "threads" in parts:
+            bench_threads(args.data, cache)
+        if "sweep" in parts:
+            bench_sweep(args.data, workdir)
+        if "parallel" in parts:
+            bench_parallel(args.data, workdir)
+
+
+if __name__ == "__main__":
+    main()
