@@ -20,7 +20,7 @@ def apply_best_of(cfg: Any) -> None:
     if not cfg.best_of:
         return
     where = mask_url(cfg.storage)
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, must_exist=True)
     trial = best_trial(load_study(cfg.best_of, storage, where), storage, where)
     explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))}
     applied = {k: v for k, v in best_params(trial).items() if k not in explicit}

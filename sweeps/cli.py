@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = args.storage or default_storage()
     try:
-        storage = open_storage(url)
+        storage = open_storage(url, must_exist=True)
         where = mask_url(url)
         if args.command == "list":
             list_studies(storage, where)
@@ -65,7 +65,9 @@ def export(
     target = params_dir / f"{name}.yaml"
     if target.exists():
         raise FileExistsError(f"{target} exists; choose another --name or remove it first")
-    values = {k.removeprefix("params."): v for k, v in best_params(best).items() if k.startswith("params.")}
+    params = best_params(best)
+    values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
+    others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params."))
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
@@ -74,7 +76,9 @@ def export(
     ]
     params_dir.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
-    print(f"wrote {target}; train with it: python main.py params={name}")
+    print(f"wrote {target}; train with it: python main.py params={name}{' ' + others if others else ''}")
+    if others:
+        print(f"note: the best trial also set {others}, which a params config cannot hold; pass it as above")
     return target
 
 

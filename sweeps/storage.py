@@ -43,11 +43,14 @@ def open_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    must_exist: bool = False,
 ) -> BaseStorage:
     """An Optuna storage for `url`, opened once per process and settings.
 
     SQLite gets a long lock timeout and write-ahead logging, so that parallel
-    trials and a live dashboard can read and write the same file.
+    trials and a live dashboard can read and write the same file. With
+    `must_exist`, a SQLite file that is not there is an error rather than
+    a new, empty database (for commands that only read studies).
     """
     if url is None:
         return InMemoryStorage()
@@ -62,9 +65,11 @@ def open_storage(
             f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
         ) from None
     engine_kwargs = {}
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        if must_exist and not Path(parsed.database).is_file():
+            raise StorageError(f"storage {mask_url(url)}: there is no SQLite file {parsed.database}; no sweep has run there yet")
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     try:
         storage = RDBStorage(

@@ -1,0 +1,346 @@
+"""Watching and using a sweep's study: a real `optuna-dashboard`, and `python -m sweeps`."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
+from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
+
+DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
+STUDY = "linearnet-mnist-sample"
+PRUNER = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
+FIXED = ["params.batch_size=64", "params.epoch_count=3"]
+# Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# --- a real optuna-dashboard process -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Dashboard:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log = log
+
+    def get(self, route: str) -> Any:
+        with HTTP.open(f"http://127.0.0.1:{self.port}{route}", timeout=10) as response:
+            assert response.status == 200
+            return json.load(response)
+
+    def try_get(self, route: str) -> Any | None:
+        """The JSON at `route`, or None while the server is not (yet) answering it."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"optuna-dashboard exited with {self.process.returncode}:\n{self.log.read_text()}")
+        try:
+            return self.get(route)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None  # not listening yet, or HTTP 500 while the sweep creates the tables
+
+    def study_id(self, name: str) -> int | None:
+        studies = self.try_get("/api/studies")
+        matches = [s["study_id"] for s in (studies or {}).get("study_summaries", []) if s["study_name"] == name]
+        return matches[0] if matches else None
+
+
+def start_dashboard(storage_url: str, workdir: Path) -> Dashboard:
+    """`optuna-dashboard <url>` on a free 127.0.0.1 port, once its API answers.
+
+    Another port if the one picked was taken in the meantime.
+    """
+    for _ in range(3):
+        port = free_port()
+        log = workdir / f"dashboard-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(DASHBOARD), storage_url, "--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref"],
+                cwd=workdir,
+                env=main_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = Dashboard(process, port, log)
+
+        def answering_or_exited() -> bool:
+            try:
+                return server.try_get("/api/meta") is not None
+            except AssertionError:  # exited
+                return True
+
+        try:
+            wait_for(answering_or_exited, timeout=30, what=f"optuna-dashboard's API on port {port}")
+        except BaseException:
+            stop(server)
+            raise
+        if process.poll() is None:
+            return server
+        if "Address already in use" not in log.read_text():
+            raise AssertionError(f"optuna-dashboard exited with {process.returncode}:\n{log.read_text()}")
+    raise AssertionError("no free port for optuna-dashboard after 3 tries")
+
+
+def stop(server: Dashboard) -> None:
+    """End the dashboard process and check that nothing listens on its port any more."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+    wait_for(lambda: not accepts_connections(server.port), timeout=10, what=f"port {server.port} to be released")
+
+
+@contextmanager
+def dashboard(storage_url: str, workdir: Path) -> Iterator[Dashboard]:
+    """A running dashboard; stopped, and its port closed, afterwards."""
+    server = start_dashboard(storage_url, workdir)
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def by_number(detail: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {t["number"]: t for t in detail["trials"]}
+
+
+def steps(trial: dict[str, Any]) -> dict[int, float]:
+    return {v["step"]: v["value"] for v in trial["intermediate_values"]}
+
+
+@pytest.fixture(scope="module")
+def pruned_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study with two COMPLETE trials and one PRUNED after epoch 2 (see test_sweep.py)."""
+    workdir = tmp_path_factory.mktemp("pruned")
+    good = run_sweep(workdir, "params.lr=0.003", *FIXED, *PRUNER, n_trials=2)
+    assert good.returncode == 0, good.stderr
+    hopeless = run_sweep(workdir, "params.lr=0.00001", *FIXED, *PRUNER, n_trials=1)
+    assert hopeless.returncode == 0, hopeless.stderr
+    states = [t.state for t in load(workdir).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
+    return workdir
+
+
+def test_the_dashboard_serves_the_study_with_its_pruned_trial(pruned_study: Path, tmp_path: Path) -> None:
+    study = load(pruned_study)
+    trials = study.get_trials()
+
+    with dashboard(sqlite_url(pruned_study), tmp_path) as server:
+        listed = server.get("/api/studies")["study_summaries"]
+        assert [s["study_name"] for s in listed] == [STUDY]
+        assert listed[0]["directions"] == ["maximize"]
+        detail = server.get(f"/api/studies/{listed[0]['study_id']}")
+
+    assert detail["name"] == STUDY
+    assert detail["has_intermediate_values"] is True
+    served = by_number(detail)
+    assert sorted(served) == [t.number for t in trials] == [0, 1, 2]
+    assert [served[t.number]["state"] for t in trials] == ["Complete", "Complete", "Pruned"]
+    for t in trials:
+        assert steps(served[t.number]) == t.intermediate_values
+    assert sorted(steps(served[2])) == [1, 2]  # pruned after epoch 2 of 3
+    for t in trials[:2]:
+        assert served[t.number]["values"] == [t.value]
+    assert [b["number"] for b in detail["best_trials"]] == [study.best_trial.number]
+
+
+def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
+    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none", n_trials=3)
+    with (tmp_path / "sweep.out").open("w") as out, (tmp_path / "sweep.err").open("w") as err:
+        sweep = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=err)
+    try:
+        # The dashboard does not create tables: start it once the sweep has made the file.
+        wait_for((tmp_path / "study.db").exists, timeout=60, what="the sweep to create study.db")
+        with dashboard(sqlite_url(tmp_path), tmp_path) as server:
+            study_id: list[int] = []
+
+            def listed() -> bool:
+                found = server.study_id(STUDY)
+                study_id[:] = [] if found is None else [found]
+                return found is not None
+
+            wait_for(listed, timeout=60, what=f"the dashboard to list {STUDY}")
+            seen: list[dict[str, Any]] = []
+
+            def running_with_progress() -> bool:
+                assert sweep.poll() is None, "the sweep ended before the dashboard showed a running trial"
+                detail = server.try_get(f"/api/studies/{study_id[0]}") or {"trials": []}
+                seen[:] = [t for t in detail["trials"] if t["state"] == "Running" and t["intermediate_values"]]
+                return bool(seen)
+
+            wait_for(running_with_progress, timeout=60, what="the dashboard to show a running trial with an epoch")
+            live = seen[0]
+            assert 1 <= len(live["intermediate_values"]) <= 10
+            assert all(0.0 <= v["value"] <= 1.0 for v in live["intermediate_values"])
+
+            assert sweep.wait(timeout=120) == 0, (tmp_path / "sweep.err").read_text()
+            finished = load(tmp_path).get_trials()
+            assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
+
+            def all_complete() -> bool:
+                detail = server.try_get(f"/api/studies/{study_id[0]}") or {"trials": []}
+                return [t["state"] for t in detail["trials"]] == ["Complete"] * 3
+
+            wait_for(all_complete, timeout=30, what="the dashboard to show the three trials COMPLETE")
+            detail = server.get(f"/api/studies/{study_id[0]}")
+    finally:
+        if sweep.poll() is None:
+            sweep.send_signal(signal.SIGINT)
+            try:
+                sweep.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                sweep.kill()
+                sweep.wait(timeout=10)
+
+    served = by_number(detail)
+    for t in finished:
+        assert steps(served[t.number]) == t.intermediate_values
+        assert sorted(t.intermediate_values) == list(range(1, 11))
+    # What it showed live was the trial's progress so far: a prefix of its final curve.
+    final = steps(served[live["number"]])
+    assert steps(live) == {step: final[step] for step in steps(live)}
+
+
+# --- python -m sweeps ----------------------------------------------------------------
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps", *args],
+        cwd=cwd,
+        env=main_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_list_shows_counts_by_state_and_the_best_value(pruned_study: Path, tmp_path: Path) -> None:
+    study = load(pruned_study)
+    counts = Counter(t.state.name for t in study.get_trials())
+    assert counts == {"COMPLETE": 2, "PRUNED": 1}
+
+    result = run_cli("--storage", sqlite_url(pruned_study), "list", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"studies in {sqlite_url(pruned_study)}:",
+        f"  {STUDY}: 2 COMPLETE, 1 PRUNED; best value {study.best_value:.4f}",
+    ]
+
+
+def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> None:
+    swept = run_sweep(
+        tmp_path,
+        "params.lr=tag(log, interval(1e-3, 1e-2))",
+        "params.batch_size=64",
+        "params.epoch_count=int(interval(1, 2))",
+        "hydra/sweeper/pruner=none",
+        n_trials=3,
+    )
+    assert swept.returncode == 0, swept.stderr
+    best = load(tmp_path).best_trial
+    lr, epochs = best.params["params.lr"], best.params["params.epoch_count"]
+    assert set(best.params) == {"params.lr", "params.epoch_count"}  # batch_size was pinned on the command line
+    storage = ["--storage", sqlite_url(tmp_path)]
+
+    shown = run_cli(*storage, "show", STUDY, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(rf"^best: trial +{best.number} COMPLETE value={best.value:.4f}", shown.stdout, re.M)
+    assert f"  params.lr={lr}\n" in shown.stdout
+    assert f"  params.epoch_count={epochs}\n" in shown.stdout
+    assert "  params.batch_size=64\n" in shown.stdout
+
+    params_dir = tmp_path / "conf" / "params"
+    exported = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    target = params_dir / "best_x.yaml"
+    assert f"wrote {target}" in exported.stdout
+    written = OmegaConf.to_container(OmegaConf.load(target))
+    assert written == {"lr": lr, "batch_size": 64, "epoch_count": epochs}
+    assert type(written["lr"]) is float and type(written["batch_size"]) is int and type(written["epoch_count"]) is int
+
+    trained = run_main(["params=best_x", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", *offline_args(tmp_path)], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert f"params: lr={lr:g} batch_size=64 epoch_count={epochs}" in trained.stdout
+    lines = epoch_lines(trained.stdout)
+    assert [(e, n) for e, n, _, _ in lines] == [(e, epochs) for e in range(1, epochs + 1)]
+    assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)  # the same run as the best trial
+
+    before = target.read_bytes()
+    again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
+    assert again.returncode != 0
+    assert f"error: {target} exists; choose another --name or remove it first" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert target.read_bytes() == before
+
+    missing = run_cli(*storage, "show", "nope", cwd=tmp_path)
+    assert missing.returncode != 0
+    assert f"no study 'nope' in {sqlite_url(tmp_path)}; studies present: {STUDY}" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
+    result = run_cli("--storage", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+
+    assert result.returncode != 0
+    assert "error: cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_reading_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "typo.db"
+    listed = run_cli("--storage", f"sqlite:///{missing}", "list", cwd=tmp_path)
+    best_of = run_main([*offline_args(tmp_path), "best_of=x", f"storage=sqlite:///{missing}"], tmp_path)
+
+    for result in (listed, best_of):
+        assert result.returncode != 0
+        assert f"there is no SQLite file {missing}" in result.stderr
+    assert not missing.parent.exists()
+
+
+def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
+    swept = run_sweep(tmp_path, "model.hidden=choice(16, 32)", "params.epoch_count=1", n_trials=2)
+    assert swept.returncode == 0, swept.stderr
+    hidden = load(tmp_path).best_trial.params["model.hidden"]
+
+    exported = run_cli(
+        "--storage", sqlite_url(tmp_path), "export", STUDY, "--name", "bx", "--params-dir", str(tmp_path / "p"), cwd=tmp_path
+    )
+
+    assert exported.returncode == 0, exported.stderr
+    assert f"python main.py params=bx model.hidden={hidden}" in exported.stdout
+    assert f"the best trial also set model.hidden={hidden}" in exported.stdout
