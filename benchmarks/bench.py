@@ -8,7 +8,8 @@
 - load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without;
-- parallel: the same 12-trial sweep with 1 and with 2 worker processes.
+- parallel: the same 12-trial sweep with 1 and with 2 worker processes;
+- overhead: where a trial's time goes besides training (overhead_probe.py).
 
 Every ratio compares figures taken in this run, on this machine.
 """
@@ -176,10 +177,26 @@ def bench_parallel(data_dir: Path, workdir: Path) -> None:
     )
 
 
+def bench_overhead(data_dir: Path, workdir: Path) -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "overhead_probe.py"), "-m", "hydra/sweeper=optuna",
+        f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
+        f"storage=sqlite:///{workdir / 'overhead.db'}", "progress=false", "hydra.sweeper.n_trials=10",
+        "params.epoch_count=1", "params.batch_size=512", f"hydra.sweep.dir={workdir / 'multirun' / 'overhead'}",
+    ]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"overhead probe failed:\n{result.stderr[-3000:]}")
+    print("per-trial overhead, 10 one-epoch trials (mean ms per trial):")
+    for line in result.stdout.splitlines():
+        if line.startswith("OVERHEAD   "):
+            print("  " + line.removeprefix("OVERHEAD   "))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the full MNIST set")
-    parser.add_argument("--only", default="epoch,load,threads,sweep,parallel")
+    parser.add_argument("--only", default="load,epoch,threads,overhead,sweep,parallel")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: --data {args.data} is not a directory; expected the full MNIST set")
@@ -194,6 +211,8 @@ def main() -> None:
             bench_epoch(args.data, cache)
         if "threads" in parts:
             bench_threads(args.data, cache)
+        if "overhead" in parts:
+            bench_overhead(args.data, workdir)
         if "sweep" in parts:
             bench_sweep(args.data, workdir)
         if "parallel" in parts:

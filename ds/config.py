@@ -70,7 +70,7 @@ class Config:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="base_config", node=Config)
+    ConfigStore.instance().store(name="base_config", node=Config, replace=True)
 
 
 class ConfigError(ValueError):

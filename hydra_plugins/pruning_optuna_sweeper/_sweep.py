@@ -30,6 +30,8 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ds.config import ConfigError
 from ds.data import DatasetError
@@ -48,6 +50,7 @@ from sweeps.study import (
 )
 
 from . import _budget as budget
+from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
 from ._search_space import SearchSpace, SearchSpaceError, parse_search_space
 
@@ -58,6 +61,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 BUDGET_POLL_S = 1.0
 WORKER_ATTR = "worker"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a trial
+JOB_STORAGE_ENV = "SWEEP_JOB_STORAGE"  # see _storage_password_from_env
 
 
 class SweepAborted(RuntimeError):
@@ -86,6 +90,7 @@ class SweepRun:
     ) -> None:
         self.s = OmegaConf.create(settings)
         self.config = config
+        hydra_context = dataclasses.replace(hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
@@ -95,7 +100,7 @@ class SweepRun:
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
-        space = parse_search_space(self.s.params, arguments, self.config)
+        space = _storage_password_from_env(parse_search_space(self.s.params, arguments, self.config), self.config)
         identity = load_data(self.config).identity
         study_name = self.s.study_name or default_study_name(identity)
         self.storage = storage = open_storage(
@@ -261,6 +266,27 @@ class SweepRun:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def _storage_password_from_env(space: SearchSpace, config: DictConfig) -> SearchSpace:
+    """Hand the jobs a command-line `storage=` URL that holds a password through the environment.
+
+    Launchers print every job's overrides (and Hydra saves them in each job's
+    .hydra/); `storage=postgresql+psycopg://user:secret@...` would show the
+    password there. The jobs get `storage=${oc.env:SWEEP_JOB_STORAGE}` instead.
+    """
+    url = OmegaConf.select(config, "storage", default=None)
+    if "storage" not in space.fixed or not isinstance(url, str) or _url_password(url) is None:
+        return space
+    os.environ[JOB_STORAGE_ENV] = url
+    return dataclasses.replace(space, fixed={**space.fixed, "storage": "${oc.env:" + JOB_STORAGE_ENV + "}"})
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 def _check_settings(s: DictConfig) -> None:

@@ -1,0 +1,67 @@
+"""A trial's config from the reused composition equals Hydra's own composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.utils import create_config_search_path
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.utils import setup_globals
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from ds.config import register_configs
+from hydra_plugins.pruning_optuna_sweeper import sweeper as _registers_sweeper_configs  # noqa: F401
+from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def trial(n: int, lr: float, batch_size: int) -> list[str]:
+    return [
+        f"params.lr={lr}",
+        f"params.batch_size={batch_size}",
+        "sweep.study_name='linearnet-mnist'",
+        f"sweep.trial_number={n}",
+        f"run_name='linearnet-mnist/trial-{n:04d}'",
+    ]
+
+
+def as_data(config) -> dict:
+    data = OmegaConf.to_container(config, resolve=False)
+    data["hydra"]["runtime"].pop("output_dir", None)
+    return data
+
+
+def test_reused_composition_equals_hydras_for_plain_values() -> None:
+    setup_globals()  # Hydra's resolvers, such as ${now:}
+    register_configs()
+    GlobalHydra.instance().clear()
+    hydra_loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
+    master = hydra_loader.load_configuration("config", ["hydra/sweeper=optuna", "seed=3"], RunMode.MULTIRUN)
+    reusing = ReusingConfigLoader(hydra_loader)
+
+    first = reusing.load_sweep_config(master, trial(0, 0.01, 64))
+    second = reusing.load_sweep_config(master, trial(1, 0.002, 256))
+    expected = hydra_loader.load_sweep_config(master, trial(1, 0.002, 256))
+
+    assert reusing._base is not None, "the second trial must take the reuse path"
+    assert as_data(second) == as_data(expected)
+    assert second.params.lr == 0.002 and second.params.batch_size == 256
+    assert first.params.lr == 0.01 and first.sweep.trial_number == 0  # copies, not shared
+    assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)
+
+
+def test_group_overrides_are_composed_by_hydra() -> None:
+    register_configs()
+    GlobalHydra.instance().clear()
+    hydra_loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
+    master = hydra_loader.load_configuration("config", ["hydra/sweeper=optuna"], RunMode.MULTIRUN)
+    reusing = ReusingConfigLoader(hydra_loader)
+
+    reusing.load_sweep_config(master, ["params.lr=0.01"])
+    regrouped = reusing.load_sweep_config(master, ["params=default"])
+
+    assert reusing._base_keys == ["params.lr"]  # the group override did not replace the base
+    assert regrouped.params.lr == 0.001
