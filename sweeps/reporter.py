@@ -8,11 +8,13 @@ so this works wherever the launcher runs the task.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from ds.train import EpochCallback, EpochMetrics
 from sweeps.storage import open_storage
@@ -35,13 +37,17 @@ def trial_callbacks(cfg: Any) -> list[EpochCallback]:
     if cfg.sweep.trial_number is None:
         return []
     sweeper = HydraConfig.get().sweeper
+    study = _study(sweeper.storage, cfg.sweep.study_name, OmegaConf.to_yaml(sweeper.pruner))
     storage = open_storage(sweeper.storage)
-    study = optuna.load_study(
-        study_name=cfg.sweep.study_name,
-        storage=storage,
-        pruner=instantiate(sweeper.pruner, _execution_whitelist_="optuna.pruners.*"),
-    )
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(cfg.sweep.study_name), cfg.sweep.trial_number
     )
     return [TrialReporter(optuna.Trial(study, trial_id))]
+
+
+@functools.lru_cache(maxsize=8)
+def _study(storage_url: str, study_name: str, pruner_yaml: str) -> optuna.Study:
+    """The study with the sweep's pruner, loaded once per process (a sweep's
+    trials in one process share it)."""
+    pruner = instantiate(OmegaConf.create(pruner_yaml), _execution_whitelist_="optuna.pruners.*")
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url), pruner=pruner)
