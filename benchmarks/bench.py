@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from ds.data import MNIST_MEAN, MNIST_STD, clear_memory_cache, load_mnist, load_mnist_arrays  # noqa: E402
+from ds.data import MNIST_MEAN, MNIST_STD, clear_memory_cache, load_mnist  # noqa: E402
 from ds.model import LinearNet  # noqa: E402
 from ds.train import train  # noqa: E402
 
@@ -78,7 +78,7 @@ def our_epoch(data) -> float:
 def bench_epoch(data_dir: Path, cache: Path, repeats: int = 3) -> None:
     torch.set_num_threads(1)
     data = load_mnist(data_dir, cache)
-    arrays = load_mnist_arrays(data_dir, cache)
+    arrays = data.arrays
     loader = DataLoader(TutorialMNIST(arrays.train_x, arrays.train_y), batch_size=128, shuffle=True)
     our_epoch(data)  # warm-up: first-call imports and allocations
     ours, reference = [], []

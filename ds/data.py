@@ -163,6 +163,7 @@ class MnistData:
     The test images are normalised once, for whole-split evaluation.
     """
 
+    arrays: MnistArrays  # the verified uint8 source, shared with the tensors
     train_images: torch.Tensor  # uint8 [N, 784]
     train_y: torch.Tensor
     test_x: torch.Tensor  # float32 [N, 784], normalised
@@ -180,37 +181,7 @@ def load_mnist(
     sample_fallback: bool = True,
     spec: DatasetSpec = MNIST,
 ) -> MnistData:
-    """Load MNIST from `data_dir` as normalised tensors.
-
-    See `load_mnist_arrays` for how the files are found, verified and cached.
-    Calls that resolve to the same unchanged files return the same `MnistData`
-    object, so a sweep's runs share one copy: treat its tensors as read-only.
-    """
-    entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec)
-    with _LOCK:
-        if entry.data is None:
-            a = entry.arrays
-            entry.data = MnistData(
-                train_images=_tensor(a.train_x),
-                train_y=_labels_tensor(a.train_y),
-                test_x=normalise_images(a.test_x),
-                test_y=_labels_tensor(a.test_y),
-                identity=a.identity,
-            )
-        return entry.data
-
-
-def load_mnist_arrays(
-    data_dir: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = True,
-    mirrors: Sequence[str] = DEFAULT_MIRRORS,
-    timeout_s: float = 10.0,
-    sample_fallback: bool = True,
-    spec: DatasetSpec = MNIST,
-) -> MnistArrays:
-    """Find, verify and parse the dataset as read-only uint8 arrays.
+    """Find, verify, parse and cache MNIST; return it as training-ready tensors.
 
     Resolution: (1) the four files of `spec` in `data_dir`, named as in the spec
     or without ".gz"; (2) missing files are downloaded into `data_dir` when
@@ -222,9 +193,22 @@ def load_mnist_arrays(
     `cache_dir` (if given) except cache entries.
 
     The result is cached in this process, keyed by the files' paths, sizes and
-    mtimes: repeated calls return the same object.
+    mtimes: calls on the same unchanged files return the same `MnistData`, so a
+    sweep's runs share one copy. Treat its tensors as read-only.
     """
-    return _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec).arrays
+    entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec)
+    with _LOCK:
+        if entry.data is None:
+            a = entry.arrays
+            entry.data = MnistData(
+                arrays=a,
+                train_images=_tensor(a.train_x),
+                train_y=_labels_tensor(a.train_y),
+                test_x=normalise_images(a.test_x),
+                test_y=_labels_tensor(a.test_y),
+                identity=a.identity,
+            )
+        return entry.data
 
 
 def clear_memory_cache() -> None:

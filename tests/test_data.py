@@ -24,7 +24,6 @@ from ds.data import (
     content_hash,
     iterate_batches,
     load_mnist,
-    load_mnist_arrays,
     normalise_images,
 )
 from ds.idx import read_mnist_pair
@@ -80,7 +79,7 @@ def test_normalisation_matches_formula(sample_dir: Path) -> None:
 
 
 def test_split_rule_keeps_class_major_order(sample_dir: Path) -> None:
-    arrays = load_mnist_arrays(sample_dir, download=False, spec=MNIST_SAMPLE)
+    arrays = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE).arrays
     # Class-major order survives the split: labels are sorted in both parts,
     # and every digit is split 4:1 (rounded by position).
     for labels in (arrays.train_y, arrays.test_y):
@@ -105,22 +104,22 @@ def test_memory_cache_returns_the_same_object(sample_dir: Path) -> None:
     first = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     second = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     assert second is first
-    arrays = load_mnist_arrays(sample_dir, download=False, spec=MNIST_SAMPLE)
-    assert arrays is load_mnist_arrays(sample_dir, download=False, spec=MNIST_SAMPLE)
+    arrays = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE).arrays
+    assert arrays is load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE).arrays
     assert not arrays.train_x.flags.writeable  # shared, so protected from edits
 
 
 def test_memory_cache_notices_changed_file(sample_copy: Path) -> None:
-    first = load_mnist_arrays(sample_copy, download=False, spec=MNIST_SAMPLE)
+    first = load_mnist(sample_copy, download=False, spec=MNIST_SAMPLE).arrays
     path = sample_copy / MNIST_SAMPLE.test_labels.filename
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    second = load_mnist_arrays(sample_copy, download=False, spec=MNIST_SAMPLE)
+    second = load_mnist(sample_copy, download=False, spec=MNIST_SAMPLE).arrays
     assert second is not first and second.identity == first.identity
     # A changed file is verified again, so damage is caught.
     path.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (0).to_bytes(4, "big")))
     with pytest.raises(DatasetIntegrityError, match=str(path)):
-        load_mnist_arrays(sample_copy, download=False, spec=MNIST_SAMPLE)
+        load_mnist(sample_copy, download=False, spec=MNIST_SAMPLE).arrays
 
 
 # --- disk cache -----------------------------------------------------------------
@@ -128,13 +127,13 @@ def test_memory_cache_notices_changed_file(sample_copy: Path) -> None:
 
 def test_disk_cache_round_trip_equals_cold_parse(tmp_path: Path, sample_dir: Path) -> None:
     cache = tmp_path / "cache"
-    cold = load_mnist_arrays(sample_dir, download=False, spec=MNIST_SAMPLE)
+    cold = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE).arrays
     clear_memory_cache()
-    written = load_mnist_arrays(sample_dir, cache, download=False, spec=MNIST_SAMPLE)
+    written = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     entries = list(cache.iterdir())
     assert len(entries) == 1 and entries[0].name.startswith("mnist-sample-")
     clear_memory_cache()
-    from_disk = load_mnist_arrays(sample_dir, cache, download=False, spec=MNIST_SAMPLE)
+    from_disk = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     assert isinstance(from_disk.train_x, np.memmap)  # really read from the cache
     for got in (written, from_disk):
         assert got.identity == cold.identity
@@ -177,12 +176,12 @@ def _corrupt_replace_by_file(entry: Path) -> None:
 )
 def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, caplog, corrupt) -> None:
     cache = tmp_path / "cache"
-    cold = load_mnist_arrays(sample_dir, cache, download=False, spec=MNIST_SAMPLE)
+    cold = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     (entry,) = cache.iterdir()
     corrupt(entry)
     clear_memory_cache()
     caplog.set_level(logging.WARNING, logger="ds.data")
-    rebuilt = load_mnist_arrays(sample_dir, cache, download=False, spec=MNIST_SAMPLE)
+    rebuilt = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     assert rebuilt.identity == cold.identity
     np.testing.assert_array_equal(rebuilt.train_x, cold.train_x)
     np.testing.assert_array_equal(rebuilt.test_y, cold.test_y)
@@ -190,7 +189,7 @@ def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, c
     # The entry was rewritten and now loads cleanly from disk.
     caplog.clear()
     clear_memory_cache()
-    again = load_mnist_arrays(sample_dir, cache, download=False, spec=MNIST_SAMPLE)
+    again = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     assert isinstance(again.train_x, np.memmap)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [p.name for p in cache.iterdir()] == [entry.name]
@@ -327,7 +326,7 @@ def test_sample_is_first_10000_training_digits_regrouped(shared_mnist_dir: Path,
     order = np.argsort(labels[:10_000], kind="stable")  # class-major, original order within a class
     images, labels = images[:10_000][order].reshape(-1, 784), labels[:10_000][order]
     is_test = np.arange(10_000) % 5 == 4
-    sample = load_mnist_arrays(sample_dir, download=False, spec=MNIST_SAMPLE)
+    sample = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE).arrays
     np.testing.assert_array_equal(sample.train_x, images[~is_test])
     np.testing.assert_array_equal(sample.train_y, labels[~is_test])
     np.testing.assert_array_equal(sample.test_x, images[is_test])
