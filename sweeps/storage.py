@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
 DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
 # instead of failing with "database is locked".
 SQLITE_LOCK_TIMEOUT_S = 60
+# Tries to open a database whose tables another process is creating at the same time.
+SCHEMA_RACE_ATTEMPTS = 5
 
 _open: dict[tuple[str, int | None, int | None], BaseStorage] = {}
 
@@ -72,7 +76,7 @@ def open_storage(
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     try:
-        storage = RDBStorage(
+        storage = _create_rdb_storage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
@@ -87,6 +91,23 @@ def open_storage(
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     _open[key] = storage
     return storage
+
+
+def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
+    """RDBStorage(url), retried while other processes create the same tables.
+
+    Workers started together on an empty database all run Optuna's CREATE
+    TABLE; the losers get IntegrityError or ProgrammingError (duplicate type
+    or table), and on a retry find the tables made.
+    """
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            return RDBStorage(url, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _first_line(error: Exception) -> str:

@@ -25,6 +25,11 @@ def pending_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=MAY_COUNT))
 
 
+def waiting_count(study: optuna.Study) -> int:
+    """Queued trials (retries): each holds a place until a worker asks for it."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def admits(study: optuna.Study, number: int, total: int) -> bool:
     """Whether trial `number` has a place within the budget of `total`."""
     ahead = [t for t in study.get_trials(deepcopy=False, states=MAY_COUNT) if t.number < number]

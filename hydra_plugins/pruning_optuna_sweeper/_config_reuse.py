@@ -30,6 +30,11 @@ class ReusingConfigLoader:
         self._base_keys: list[str] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        # Only called for names not found on self. While unpickling (joblib
+        # sends the loader to its workers) `_inner` is not set yet, and the
+        # dunders pickle looks up must not be forwarded.
+        if name == "_inner" or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:

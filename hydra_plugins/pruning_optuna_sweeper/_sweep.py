@@ -146,9 +146,11 @@ class SweepRun:
                 if budget.finished_count(study) >= total:
                     log.info("The study holds %d finished trials: total_trials=%d reached.", total, total)
                     break
-                # Others' running trials may fill the budget, or fail and free a place.
-                time.sleep(BUDGET_POLL_S)
-                continue
+                # Others' running trials may fill the budget, or fail and free a place;
+                # a queued trial (a retry) holds a place that only asking can use.
+                if not budget.waiting_count(study):
+                    time.sleep(BUDGET_POLL_S)
+                    continue
             trials = self._ask(study, space, min(self.s.n_jobs, n_trials - launched), total)
             if not trials:
                 continue

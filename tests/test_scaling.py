@@ -1,0 +1,296 @@
+"""Scaling out: several sweep processes on one PostgreSQL study, a worker that
+dies mid-trial, and parallel trials through the joblib launcher on SQLite.
+
+Every sweep here is a real `python main.py -m ...` in a subprocess, on the
+bundled MNIST sample, against a real PostgreSQL server (tests/postgres.py;
+the tests that need it skip where it is not installed, or fail with
+REQUIRE_POSTGRES=1) or a SQLite file.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+
+from tests.cli import MAIN, main_env, offline_args, run_main
+from tests.sweep_helpers import SHORT_EPOCHS, sqlite_url, sweep_args, wait_for
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class Worker:
+    """One `python main.py -m hydra/sweeper=optuna ...` process, its output in files."""
+
+    def __init__(self, workdir: Path, storage: str, *extra: str, n_trials: int) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.stdout_path = workdir / "stdout.txt"
+        self.stderr_path = workdir / "stderr.txt"
+        args = [
+            "-m",
+            "hydra/sweeper=optuna",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"storage={storage}",
+            *offline_args(workdir),
+            *extra,
+        ]
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, str(MAIN), *args], cwd=workdir, env=main_env(), stdout=out, stderr=err, text=True
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
+
+    def tail(self, chars: int = 3000) -> str:
+        header = f"--- worker {self.pid} ({self.workdir.name}), exit {self.process.returncode}:\n"
+        return header + self.output()[-chars:]
+
+
+@contextmanager
+def workers(count: int, root: Path, storage: str, *extra: str, n_trials: int) -> Iterator[list[Worker]]:
+    """Start `count` sweep processes at once; whatever happens, none outlives the block."""
+    started: list[Worker] = []
+    try:
+        for i in range(count):
+            started.append(Worker(root / f"worker-{i}", storage, *extra, n_trials=n_trials))
+        yield started
+    finally:
+        for w in started:
+            if w.process.poll() is None:
+                w.process.kill()
+        for w in started:
+            try:
+                w.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def wait_all(started: list[Worker], deadline: float) -> None:
+    for w in started:
+        try:
+            w.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "a sweep process did not end in time:\n" + "\n".join(x.tail() for x in started)
+            ) from None
+
+
+def pid_of(trial: FrozenTrial) -> int | None:
+    worker = trial.user_attrs.get("worker")
+    return int(worker.rsplit(":", 1)[1]) if worker else None
+
+
+def summary(trials: list[FrozenTrial]) -> str:
+    return "\n".join(
+        f"  #{t.number} {t.state.name} worker={t.user_attrs.get('worker')} retry_of={t.user_attrs.get('retry_of')} "
+        f"steps={sorted(t.intermediate_values)} reason={t.user_attrs.get('fail_reason')}"
+        for t in trials
+    )
+
+
+def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, fresh_postgres_url: str) -> None:
+    password = make_url(fresh_postgres_url).password
+    assert password
+    # The schema exists before the workers start; workers that all start on an
+    # empty database are test_sweep_processes_opening_an_empty_postgres_database_at_once.
+    optuna.storages.RDBStorage(fresh_postgres_url)
+    with workers(
+        3,
+        tmp_path,
+        fresh_postgres_url,
+        SHORT_EPOCHS,
+        "hydra.sweeper.total_trials=12",
+        "hydra.sweeper.study_name=scale-test",
+        n_trials=12,
+    ) as started:
+        wait_all(started, time.monotonic() + 150)
+
+    logs = "\n".join(w.tail() for w in started)
+    assert [w.process.returncode for w in started] == [0, 0, 0], logs
+    trials = optuna.load_study(study_name="scale-test", storage=fresh_postgres_url).get_trials()
+    detail = summary(trials) + "\n" + logs
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)), detail
+    assert len([t for t in trials if t.state in COUNTED]) == 12, detail
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], detail
+    # Any other trial is one a worker asked for once the budget was taken.
+    for t in trials:
+        if t.state not in COUNTED:
+            assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("over budget"), detail
+    counted_by = {pid_of(t) for t in trials if t.state in COUNTED}
+    assert counted_by <= {w.pid for w in started}, detail
+    assert len(counted_by) > 1, detail
+    for w in started:
+        leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]
+        assert not leaks, f"worker {w.pid} printed the storage password:\n" + "\n".join(leaks[:3])
+        assert "Sweep done" in w.output(), w.tail()
+
+
+def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: Path, fresh_postgres_url: str) -> None:
+    budget, epochs = 6, 6
+    # Create the schema up front so that the test can poll the study while the workers start.
+    storage = optuna.storages.RDBStorage(fresh_postgres_url)
+    # Two workers: the survivor alone fails the dead trial and runs its retry.
+    with workers(
+        2,
+        tmp_path,
+        fresh_postgres_url,
+        f"params.epoch_count={epochs}",
+        "params.batch_size=32",
+        "hydra/sweeper/pruner=none",
+        f"hydra.sweeper.total_trials={budget}",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=4",
+        "hydra.sweeper.study_name=kill-test",
+        n_trials=budget,
+    ) as started:
+        victim = started[0]
+        killed: list[FrozenTrial] = []
+
+        def victim_has_a_trial_with_progress() -> bool:
+            if victim.process.poll() is not None:
+                raise AssertionError(f"the worker to kill ended first:\n{victim.tail()}")
+            try:
+                study = optuna.load_study(study_name="kill-test", storage=storage)
+            except KeyError:
+                return False
+            # Reported an epoch, and has two more to go: still running when the kill lands.
+            running = [
+                t
+                for t in study.get_trials(states=(TrialState.RUNNING,))
+                if pid_of(t) == victim.pid and 1 <= max(t.intermediate_values, default=0) <= epochs - 2
+            ]
+            killed[:] = running
+            return bool(running)
+
+        what = f"a running trial of worker {victim.pid} that reported an epoch"
+        wait_for(victim_has_a_trial_with_progress, timeout=90, what=what)
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(timeout=30)
+        others = started[1:]
+        wait_all(others, time.monotonic() + 120)
+
+    logs = "\n".join(w.tail() for w in started)
+    assert victim.process.returncode == -signal.SIGKILL
+    assert [w.process.returncode for w in others] == [0] * len(others), logs
+    trials = optuna.load_study(study_name="kill-test", storage=fresh_postgres_url).get_trials()
+    by_number = {t.number: t for t in trials}
+    detail = summary(trials) + "\n" + logs
+    (dead,) = killed
+    assert by_number[dead.number].state == TrialState.FAIL, detail
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert len(retries) == 1 and retries[0].state in COUNTED, detail
+    assert retries[0].params == dead.params, detail
+    assert pid_of(retries[0]) in {w.pid for w in others}, detail
+    assert len([t for t in trials if t.state in COUNTED]) == budget, detail
+    assert not [t for t in trials if t.state == TrialState.RUNNING], detail
+
+
+def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -> None:
+    args = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=8",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        f"storage={sqlite_url(tmp_path)}",
+        # Hopeless learning rates next to good ones, so that the median pruner has work.
+        "params.lr=tag(log, interval(1e-6, 1e-1))",
+        "params.epoch_count=4",
+        "params.batch_size=64",
+        *offline_args(tmp_path),
+    ]
+    result = run_main(args, tmp_path, timeout=150)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "database is locked" not in output
+    trials = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path)).get_trials()
+    assert len(trials) == 8, summary(trials)
+    assert {t.state for t in trials} <= set(COUNTED), summary(trials)
+    assert any(t.state == TrialState.PRUNED for t in trials), summary(trials)
+    assert len({pid_of(t) for t in trials}) == 1  # one sweep process asked for them all
+    # Trials really ran two at a time: some trial started before the one before it ended.
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), summary(trials)
+
+
+OPEN_WHEN_RELEASED = """
+import sys, time
+from pathlib import Path
+from sweeps.storage import StorageError, open_storage
+url, ready, release = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not release.exists():
+    time.sleep(0.005)
+try:
+    open_storage(url, heartbeat_interval=1, grace_period=4)
+except StorageError as e:
+    sys.exit(str(e))
+"""
+
+
+def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
+    """Workers started together on a new database all create or find Optuna's tables."""
+    release = tmp_path / "release"
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_WHEN_RELEASED, fresh_postgres_url, str(flag), str(release)],
+            cwd=MAIN.parent,
+            env=main_env(PYTHONWARNINGS="ignore"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for flag in ready
+    ]
+    try:
+        # Released together once all have imported: the race is in creating the tables.
+        def all_ready() -> bool:
+            ended = [p for p in openers if p.poll() is not None]
+            if ended:
+                raise AssertionError("an opener ended early:\n" + ended[0].communicate()[1][-2000:])
+            return all(f.exists() for f in ready)
+
+        wait_for(all_ready, timeout=60, what="the openers to import sweeps.storage")
+        release.touch()
+        errors = [p.communicate(timeout=60)[1] for p in openers]
+    finally:
+        for p in openers:
+            p.kill()
+    reasons = "\n".join(e.strip().splitlines()[-1] for e in errors if e.strip())
+    assert [p.returncode for p in openers] == [0] * len(openers), reasons
+    assert optuna.get_all_study_names(fresh_postgres_url) == []
+
+
+def test_a_queued_retry_within_a_full_budget_is_run_not_waited_for(tmp_path: Path) -> None:
+    """A retry queued for the last place of total_trials is asked for (the survivor of a kill, a resume)."""
+    first = run_main(sweep_args(tmp_path, "params.epoch_count=1", n_trials=2), tmp_path, timeout=120)
+    assert first.returncode == 0, first.stderr
+    study = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path))
+    study.enqueue_trial({"params.lr": 0.003, "params.batch_size": 64}, user_attrs={"retry_of": 1, "attempt": 2})
+
+    resumed = run_main(
+        sweep_args(tmp_path, "params.epoch_count=1", "hydra.sweeper.total_trials=3", n_trials=3), tmp_path, timeout=60
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3, summary(trials)
+    assert trials[2].params == {"params.lr": 0.003, "params.batch_size": 64}
