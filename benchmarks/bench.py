@@ -8,7 +8,8 @@
 - load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without;
-- parallel: the same 12-trial sweep with 1 and with 2 worker processes;
+- parallel: the same 12-trial sweep in 1 process, with the joblib launcher
+            (n_jobs=2), and as 2 sweep processes sharing the study;
 - overhead: where a trial's time goes besides training (overhead_probe.py).
 
 Every ratio compares figures taken in this run, on this machine.
@@ -138,6 +139,7 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
     return {
+        "steps": training_steps(study),
         "wall": wall,
         "sweep": sweep_s,
         "epochs": sum(len(t.intermediate_values) for t in trials),
@@ -164,17 +166,57 @@ def bench_sweep(data_dir: Path, workdir: Path) -> None:
     )
 
 
-def bench_parallel(data_dir: Path, workdir: Path) -> None:
-    common = ("hydra.sweeper.n_trials=12",)
-    one = run_sweep(data_dir, workdir, "one-worker", *common)
-    two = run_sweep(data_dir, workdir, "two-workers", *common, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2")
-    print("12-trial sweep, 1 vs 2 worker processes (joblib launcher, 1 torch thread each):")
-    for label, r in (("1 worker", one), ("2 workers", two)):
-        print(f"  {label:9s} wall {r['wall']:.1f} s   epochs {r['epochs']}   {r['epochs'] / r['wall']:.1f} epochs/s   best {r['best']:.4f}")
-    print(
-        f"  speed-up: {one['wall'] / two['wall']:.2f}x by wall time, "
-        f"{(two['epochs'] / two['wall']) / (one['epochs'] / one['wall']):.2f}x by epochs per second"
+def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, trials: int) -> dict:
+    """`workers` sweep processes started together on one SQLite study, sharing `trials`."""
+    storage = f"sqlite:///{workdir / 'bench.db'}"
+    command = [
+        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
+        f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
+        f"storage={storage}", f"hydra.sweeper.study_name={name}", "progress=false",
+        f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.total_trials={trials}",
+    ]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen([*command, f"hydra.sweep.dir={workdir / 'multirun' / f'{name}-{i}'}"], cwd=workdir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(workers)
+    ]
+    errors = [p.communicate()[1] for p in processes]
+    wall = time.perf_counter() - started
+    if any(p.returncode for p in processes):
+        raise RuntimeError(f"workers of {name} failed:\n" + "\n".join(e[-2000:] for e in errors))
+    study = optuna.load_study(study_name=name, storage=storage)
+    epochs = sum(len(t.intermediate_values) for t in study.get_trials())
+    return {"wall": wall, "epochs": epochs, "steps": training_steps(study), "best": study.best_value}
+
+
+def training_steps(study: optuna.Study) -> int:
+    """Optimizer steps the study's trials took: the work, whatever the batch sizes."""
+    n_train = study.user_attrs["dataset"]["train_size"]
+    return sum(
+        len(t.intermediate_values) * -(-n_train // int(t.params.get("params.batch_size", 64)))
+        for t in study.get_trials()
     )
+
+
+def bench_parallel(data_dir: Path, workdir: Path) -> None:
+    one = run_sweep(data_dir, workdir, "one-worker", "hydra.sweeper.n_trials=12")
+    joblib = run_sweep(
+        data_dir, workdir, "joblib", "hydra.sweeper.n_trials=12", "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"
+    )
+    processes = run_workers(data_dir, workdir, "two-processes", workers=2, trials=12)
+    print("12-trial sweep on 2 cores, 1 torch thread per trial:")
+    rows = (("1 process", one), ("joblib n_jobs=2", joblib), ("2 processes", processes))
+    for label, r in rows:
+        print(
+            f"  {label:16s} wall {r['wall']:.1f} s   epochs {r['epochs']}   steps {r['steps']}   "
+            f"{r['steps'] / r['wall']:.0f} steps/s   best {r['best']:.4f}"
+        )
+    for label, r in rows[1:]:
+        print(
+            f"  {label}: {one['wall'] / r['wall']:.2f}x by wall time, "
+            f"{(r['steps'] / r['wall']) / (one['steps'] / one['wall']):.2f}x by training steps per second"
+        )
 
 
 def bench_overhead(data_dir: Path, workdir: Path) -> None:

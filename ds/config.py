@@ -92,6 +92,13 @@ def validate(cfg: Any) -> None:
     _check(problems, cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "an integer >= 1")
     _check(problems, cfg.threads >= 1, "threads", cfg.threads, "an integer >= 1")
     _check(problems, cfg.data.timeout_s > 0, "data.timeout_s", cfg.data.timeout_s, "seconds > 0")
+    _check(
+        problems,
+        len(cfg.data.mirrors) > 0 or not cfg.data.download,
+        "data.mirrors",
+        list(cfg.data.mirrors),
+        "at least one mirror URL while data.download is on",
+    )
     data_dir = Path(cfg.paths.data)
     _check(
         problems,

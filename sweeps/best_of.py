@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from sweeps.storage import mask_url, open_storage
+from sweeps.storage import mask_url, open_storage, refuse_password_in_overrides
 from sweeps.study import best_params, best_trial, load_study
 
 log = logging.getLogger(__name__)
 
 
-def apply_best_of(cfg: Any) -> None:
+def apply_best_of(cfg: DictConfig) -> None:
     """Set the best trial's parameters in `cfg`, except those given on the command line."""
     if not cfg.best_of:
         return
+    refuse_password_in_overrides(list(HydraConfig.get().overrides.task))
     where = mask_url(cfg.storage)
     storage = open_storage(cfg.storage, must_exist=True)
     trial = best_trial(load_study(cfg.best_of, storage, where), storage, where)
     explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))}
-    applied = {k: v for k, v in best_params(trial).items() if k not in explicit}
+    # `params=tuned` on the command line covers every params.* key.
+    applied = {k: v for k, v in best_params(trial).items() if not any(k == e or k.startswith(e + ".") for e in explicit)}
     for key, value in applied.items():
         OmegaConf.update(cfg, key, value)
     kept = sorted(set(best_params(trial)) - set(applied))

@@ -31,6 +31,34 @@ def default_storage() -> str:
     return os.environ.get("SWEEP_STORAGE", DEFAULT_STORAGE)
 
 
+def url_password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def refuse_password_in_overrides(overrides: list[str], keys: tuple[str, ...] = ("storage", "hydra.sweeper.storage")) -> None:
+    """Refuse a storage URL with a password given as a command-line override.
+
+    Hydra prints a sweep's job overrides and saves every job's overrides and
+    config under its output folder, so a password there would leak; the
+    SWEEP_STORAGE environment variable keeps it out (configs hold only
+    ${oc.env:SWEEP_STORAGE}).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        value = override.value() if override.key_or_group in keys else None
+        if isinstance(value, str) and url_password(value):
+            raise StorageError(
+                f"{override.key_or_group}={mask_url(value)} holds a password on the command line, where "
+                "Hydra would print it and save it in the run's .hydra/ files; expected the URL in the "
+                "SWEEP_STORAGE environment variable instead: "
+                "export SWEEP_STORAGE='postgresql+psycopg://user:PASSWORD@host/db'"
+            )
+
+
 def mask_url(url: str | None) -> str:
     """The URL with any password replaced by ***, for logs and messages."""
     if url is None:

@@ -43,16 +43,18 @@ def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str) ->
     )
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     """Queue a crashed worker's or an interrupted trial's parameters again.
 
-    Each set of parameters is tried at most MAX_ATTEMPTS times.
+    Each set of parameters is tried at most MAX_ATTEMPTS times; returns
+    whether this one was queued.
     """
     attempt = trial.user_attrs.get(ATTEMPT_ATTR, 1)
     if attempt >= MAX_ATTEMPTS:
-        return
+        return False
     attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
     study.enqueue_trial(trial.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: attempt + 1})
+    return True
 
 
 def describe_trial(t: FrozenTrial) -> str:
@@ -95,7 +97,7 @@ def best_trial(study: optuna.Study, storage: BaseStorage, where: str) -> FrozenT
 
 
 def best_params(trial: FrozenTrial) -> dict[str, Any]:
-    """The parameters that reproduce `trial`: sampled, and pinned on the sweep's command line."""
+    """The values that reproduce `trial`: sampled, and fixed on the sweep's command line."""
     return {**trial.params, **trial.user_attrs.get(FIXED_PARAMS_ATTR, {})}
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
+# The full MNIST set, beside the repository on the team's machines and in CI.
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 EPOCH_LINE = re.compile(r"\[Epoch: (\d+)/(\d+)\], Test Accuracy: ([0-9.]+), Train Accuracy: ([0-9.]+)")
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from ds.data import SAMPLE_DIR
+from tests.cli import SHARED_MNIST
+
 # A real PostgreSQL server for the tests that need one (tests/postgres.py).
 from tests.postgres import fresh_postgres_url, postgres_server, postgres_url  # noqa: F401
-
-# In CI the repository is cloned somewhere else with shared/ beside it.
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
 @pytest.fixture(scope="session")

@@ -39,13 +39,14 @@ class Worker:
             "-m",
             "hydra/sweeper=optuna",
             f"hydra.sweeper.n_trials={n_trials}",
-            f"storage={storage}",
             *offline_args(workdir),
             *extra,
         ]
+        # The documented way to hand over a URL with a password: the environment.
+        env = main_env(SWEEP_STORAGE=storage)
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, str(MAIN), *args], cwd=workdir, env=main_env(), stdout=out, stderr=err, text=True
+                [sys.executable, str(MAIN), *args], cwd=workdir, env=env, stdout=out, stderr=err, text=True
             )
 
     @property
@@ -138,6 +139,8 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]
         assert not leaks, f"worker {w.pid} printed the storage password:\n" + "\n".join(leaks[:3])
         assert "Sweep done" in w.output(), w.tail()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert not written, f"files holding the storage password: {written}"
 
 
 def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: Path, fresh_postgres_url: str) -> None:

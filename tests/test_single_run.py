@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.cli import epoch_lines, offline_args, run_main
+from tests.cli import SHARED_MNIST, epoch_lines, offline_args, run_main
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
 def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.cli import MAIN, epoch_lines, main_env, offline_args, run_main
+from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, wait_for
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
@@ -109,11 +109,13 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
     ("override", "message"),
     [
         ("hydra.sweeper.n_trails=5", "Could not override 'hydra.sweeper.n_trails'"),
-        ("params.lrr=interval(0.1, 0.2)", "'params.lrr', which is not a key of the training config"),
-        ("params.lr=interval(0.1, 0.0001)", "params.lr=interval(0.1, 0.0001)"),
+        ("params.lrr=interval(0.1, 0.2)", "'params.lrr' (in hydra.sweeper.params or on the command line), which is not a key"),
+        ("params.lr=interval(0.1, 0.0001)", "cannot sweep 'params.lr=interval(0.1, 0.0001)'"),
         ("params.epoch_count=interval(3, 3)", "holds a single value (3"),
         ("params.lr=interval(-1.0, 0.1)", "can reach -1.0, which the training config rejects"),
         ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2.0: expected a share from 0.0 to 1.0"),
+        ("hydra.sweeper.grace_period=5", "grace_period=5: expected more seconds than heartbeat_interval=10"),
+        ("hydra.sweeper.storage=null", "storage=null: expected a SQLAlchemy URL"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
@@ -126,13 +128,38 @@ def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override
         assert optuna.get_all_study_names(sqlite_url(tmp_path)) == []
 
 
-def test_a_storage_password_is_never_printed(tmp_path: Path) -> None:
+def test_a_storage_password_on_the_command_line_is_refused_unprinted(tmp_path: Path) -> None:
     url = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
     result = run_main([*sweep_args(tmp_path, n_trials=1), f"hydra.sweeper.storage={url}"], tmp_path, timeout=120)
 
     assert result.returncode != 0
+    assert "hydra.sweeper.storage=postgresql+psycopg://sweeper:***@127.0.0.1:1/studies holds a password" in result.stderr
+    assert "SWEEP_STORAGE" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
+
+
+def test_a_storage_password_from_the_environment_is_masked(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
+    args = [a for a in sweep_args(tmp_path, n_trials=1) if not a.startswith("storage=")]
+    result = run_main(args, tmp_path, timeout=120, SWEEP_STORAGE=url)
+
+    assert result.returncode != 0
     assert "cannot open storage postgresql+psycopg://sweeper:***@127.0.0.1:1/studies" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs a second dataset: the full MNIST set in ../shared/data/mnist")
+def test_a_sweep_on_other_data_into_the_same_study_is_refused(tmp_path: Path) -> None:
+    same_study = ["hydra.sweeper.study_name=shared-study", "params.epoch_count=1", "params.batch_size=512"]
+    on_sample = run_sweep(tmp_path, *same_study, n_trials=1)
+    on_full = run_main([*sweep_args(tmp_path, *same_study, n_trials=1), f"paths.data={SHARED_MNIST}"], tmp_path)
+
+    assert on_sample.returncode == 0, on_sample.stderr
+    assert on_full.returncode != 0
+    assert "study 'shared-study' in sqlite:///" in on_full.stderr
+    assert "was run on mnist-sample(8000/2000" in on_full.stderr and "this sweep's data is mnist(60000/10000" in on_full.stderr
+    assert len(load(tmp_path, "shared-study").get_trials()) == 1
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -174,7 +201,7 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
 
 
 def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: Path) -> None:
-    swept = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=3)
+    swept = run_sweep(tmp_path, SHORT_EPOCHS, "model.hidden=16", n_trials=3)
     assert swept.returncode == 0, swept.stderr
     best = load(tmp_path).best_trial
 
@@ -183,6 +210,7 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     )
     assert again.returncode == 0, again.stderr
     assert f"trial {best.number} of sqlite:///" in again.stdout
+    assert "'model.hidden': '16'" in again.stdout  # fixed on the sweep's command line, applied again
     lines = epoch_lines(again.stdout)
     assert len(lines) == best.params["params.epoch_count"]
     assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)
@@ -194,6 +222,14 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     assert shortened.returncode == 0
     assert "kept from the command line: ['params.epoch_count']" in shortened.stdout
     assert len(epoch_lines(shortened.stdout)) == 1
+
+    regrouped = run_main(
+        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}", "params=default"],
+        tmp_path,
+    )
+    assert regrouped.returncode == 0
+    assert "kept from the command line: ['params.batch_size', 'params.epoch_count', 'params.lr']" in regrouped.stdout
+    assert len(epoch_lines(regrouped.stdout)) == 3  # params/default.yaml's epoch_count
 
 
 def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:

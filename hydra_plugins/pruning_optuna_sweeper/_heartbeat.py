@@ -7,12 +7,15 @@ another worker's `fail_stale_trials` marks them FAIL and queues them again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import optuna
 from optuna.storages import BaseStorage
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -25,8 +28,11 @@ def heartbeats(storage: BaseStorage, trials: Sequence[optuna.Trial]) -> Iterator
 
     def beat() -> None:
         while True:
-            for trial in trials:
-                storage.record_heartbeat(trial._trial_id)
+            try:
+                for trial in trials:
+                    storage.record_heartbeat(trial._trial_id)
+            except Exception as error:  # a lost beat is retried; a dead thread would fail the trials
+                log.warning("could not record a heartbeat (%s: %s); retrying", type(error).__name__, error)
             if stop.wait(interval):
                 return
 

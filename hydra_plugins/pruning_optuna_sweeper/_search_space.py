@@ -22,7 +22,7 @@ class SearchSpace:
     distributions: dict[str, BaseDistribution]
     fixed: dict[str, Any]  # parameters given one value: passed to every trial
     fixed_overrides: list[str]  # deletions (~key) passed through as they are
-    pinned: dict[str, Any]  # the declared parameters that `fixed` gives one value
+    fixed_training: dict[str, Any]  # what of `fixed` shapes the model: best_of applies it again
 
 
 def parse_search_space(declared: DictConfig | None, arguments: list[str], task_config: DictConfig) -> SearchSpace:
@@ -34,26 +34,42 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str], task_c
     in trial 7).
     """
     entries = [f"{k}={v}" for k, v in (declared or {}).items()] + list(arguments)
-    try:
-        distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
-    except Exception as e:
-        raise SearchSpaceError(f"cannot parse the search space {entries}: {e}") from None
+    for entry in entries:  # one at a time, to name the entry that is wrong
+        try:
+            create_params_from_overrides([entry])
+        except Exception as e:
+            raise SearchSpaceError(
+                f"cannot sweep '{entry}': {e}; expected key=value, choice(...), range(...) or interval(...) "
+                "with low < high (see the README's Sweeps section)"
+            ) from None
+    distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
     for name in fixed:
         distributions.pop(name, None)
 
     for name in [*distributions, *fixed]:
         if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT and not name.startswith("+"):
             raise SearchSpaceError(
-                f"hydra.sweeper.params has '{name}', which is not a key of the training config; "
-                f"expected one of its keys, e.g. params.lr, params.batch_size, params.epoch_count"
+                f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a "
+                "key of the training config; expected one of its keys, e.g. params.lr, params.batch_size, "
+                "params.epoch_count"
             )
     for name, distribution in distributions.items():
         for value in _reachable_extremes(name, distribution):
             _check_value(task_config, name, value, distribution)
     for name, value in fixed.items():
         _check_value(task_config, name, value, None)
-    pinned = {k: v for k, v in fixed.items() if k in (declared or {})}
-    return SearchSpace(distributions, fixed, fixed_overrides, pinned)
+    fixed_training = {k: v for k, v in fixed.items() if not _is_operational(k)}
+    return SearchSpace(distributions, fixed, fixed_overrides, fixed_training)
+
+
+# Settings that say where and how a run happens, not what it trains.
+_OPERATIONAL_KEYS = {"storage", "progress", "run_name", "best_of", "threads"}
+_OPERATIONAL_PREFIXES = ("paths.", "data.", "sweep.", "hydra.")
+
+
+def _is_operational(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key in _OPERATIONAL_KEYS or key.startswith(_OPERATIONAL_PREFIXES)
 
 
 _ABSENT = object()

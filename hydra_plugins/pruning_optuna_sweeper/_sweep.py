@@ -30,13 +30,11 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
-from sweeps.storage import StorageError, default_storage, mask_url, open_storage
+from sweeps.storage import StorageError, default_storage, mask_url, open_storage, refuse_password_in_overrides
 from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
@@ -61,7 +59,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 BUDGET_POLL_S = 1.0
 WORKER_ATTR = "worker"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a trial
-JOB_STORAGE_ENV = "SWEEP_JOB_STORAGE"  # see _storage_password_from_env
 
 
 class SweepAborted(RuntimeError):
@@ -96,19 +93,20 @@ class SweepRun:
         )
         self.job_idx = 0
         _check_settings(self.s)
+        refuse_password_in_overrides([*config.hydra.overrides.task, *config.hydra.overrides.hydra])
         self.n_trials = self.s.n_trials
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
-        space = _storage_password_from_env(parse_search_space(self.s.params, arguments, self.config), self.config)
-        identity = load_data(self.config).identity
-        study_name = self.s.study_name or default_study_name(identity)
+        space = parse_search_space(self.s.params, arguments, self.config)
         self.storage = storage = open_storage(
             self.s.storage,
             heartbeat_interval=self.s.heartbeat_interval,
             grace_period=self.s.grace_period,
             stale_trial_callback=requeue,
         )
+        identity = load_data(self.config).identity
+        study_name = self.s.study_name or default_study_name(identity)
         study = optuna.create_study(
             study_name=study_name,
             storage=storage,
@@ -140,6 +138,7 @@ class SweepRun:
         n_trials, total = self.n_trials, self.s.total_trials
         allowed_failures = math.floor(self.s.max_failure_rate * n_trials)
         launched = failed = 0
+        waiting_logged = False
         while launched < n_trials:
             optuna.storages.fail_stale_trials(study)
             if total is not None and budget.pending_count(study) >= total:
@@ -149,6 +148,9 @@ class SweepRun:
                 # Others' running trials may fill the budget, or fail and free a place;
                 # a queued trial (a retry) holds a place that only asking can use.
                 if not budget.waiting_count(study):
+                    if not waiting_logged:
+                        log.info("Budget total_trials=%d taken by running trials; waiting for them to end.", total)
+                        waiting_logged = True
                     time.sleep(BUDGET_POLL_S)
                     continue
             trials = self._ask(study, space, min(self.s.n_jobs, n_trials - launched), total)
@@ -177,8 +179,8 @@ class SweepRun:
                 study.tell(trial, state=TrialState.FAIL)
                 break
             trial.set_user_attr(WORKER_ATTR, WORKER)
-            if space.pinned:
-                trial.set_user_attr(FIXED_PARAMS_ATTR, space.pinned)
+            if space.fixed_training:
+                trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
             trials.append(trial)
         return trials
 
@@ -188,13 +190,19 @@ class SweepRun:
             with heartbeats(self.storage, trials):
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException as interrupt:
+            queued = []
             for trial in trials:
+                frozen = self.storage.get_trial(trial._trial_id)
+                if frozen.state.is_finished():
+                    continue
                 trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted: {type(interrupt).__name__}")
                 frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                requeue(study, frozen)
+                if requeue(study, frozen):
+                    queued.append(trial.number)
             log.warning(
-                "Sweep interrupted: %s failed and queued again; rerun the same command to resume the study.",
+                "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
                 ", ".join(f"trial {t.number}" for t in trials),
+                ", ".join(f"trial {n}" for n in queued) or "none",
             )
             raise
         self.job_idx += len(returns)
@@ -212,6 +220,12 @@ class SweepRun:
         ]
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> FrozenTrial:
+        current = self.storage.get_trial(trial._trial_id)
+        if current.state.is_finished():
+            # Another worker found its heartbeat stale and failed it (this
+            # process was stopped or too slow); its retry is queued already.
+            log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, current.state.name)
+            return current
         if ret.status == JobStatus.COMPLETED:
             try:
                 value = float(ret.return_value)
@@ -270,27 +284,6 @@ class SweepRun:
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
 
-def _storage_password_from_env(space: SearchSpace, config: DictConfig) -> SearchSpace:
-    """Hand the jobs a command-line `storage=` URL that holds a password through the environment.
-
-    Launchers print every job's overrides (and Hydra saves them in each job's
-    .hydra/); `storage=postgresql+psycopg://user:secret@...` would show the
-    password there. The jobs get `storage=${oc.env:SWEEP_JOB_STORAGE}` instead.
-    """
-    url = OmegaConf.select(config, "storage", default=None)
-    if "storage" not in space.fixed or not isinstance(url, str) or _url_password(url) is None:
-        return space
-    os.environ[JOB_STORAGE_ENV] = url
-    return dataclasses.replace(space, fixed={**space.fixed, "storage": "${oc.env:" + JOB_STORAGE_ENV + "}"})
-
-
-def _url_password(url: str) -> str | None:
-    try:
-        return make_url(url).password
-    except ArgumentError:
-        return None
-
-
 def _check_settings(s: DictConfig) -> None:
     problems = []
     if s.direction not in ("maximize", "minimize"):
@@ -303,6 +296,20 @@ def _check_settings(s: DictConfig) -> None:
         problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
     if s.total_trials is not None and s.total_trials < 1:
         problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
+    if s.storage is None:
+        problems.append("storage=null: expected a SQLAlchemy URL; trials report to the study from their own processes")
+    if s.heartbeat_interval is not None and s.heartbeat_interval < 1:
+        problems.append(f"heartbeat_interval={s.heartbeat_interval}: expected whole seconds >= 1, or null")
+    if s.heartbeat_interval is not None and (s.grace_period is None or s.grace_period <= s.heartbeat_interval):
+        problems.append(
+            f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
+            "or a running trial is declared dead between two heartbeats"
+        )
+    if s.total_trials is not None and s.heartbeat_interval is None:
+        problems.append(
+            "total_trials with heartbeat_interval=null: expected heartbeats, or a dead worker's trial "
+            "would hold its place in the budget forever"
+        )
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
 

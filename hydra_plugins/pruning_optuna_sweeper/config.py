@@ -23,7 +23,7 @@ class MedianPrunerConfig(PrunerConfig):
 
     _target_: str = "optuna.pruners.MedianPruner"
     # Trials before any pruning: the median needs a few complete curves.
-    n_startup_trials: int = 5
+    n_startup_trials: int = 3
     # Steps are epochs, counted from 1: with 0 the pruner may stop a trial
     # after any epoch (never after its last one).
     n_warmup_steps: int = 0
@@ -54,7 +54,7 @@ class PruningOptunaSweeperConf:
     sampler: Any = MISSING
     pruner: Any = MISSING
     direction: str = "maximize"
-    # Any SQLAlchemy URL; None keeps the study in memory (lost at exit).
+    # Any SQLAlchemy URL (trials report to it from their own processes).
     storage: str | None = None
     # None: derived from the model and the dataset, e.g. "linearnet-mnist".
     study_name: str | None = None
