@@ -27,4 +27,4 @@ bench: install
 	$(PY) benchmarks/bench.py
 
 dashboard: install
-	$(VENV)/bin/optuna-dashboard sqlite:///sweeps/optuna.db
+	$(VENV)/bin/optuna-dashboard "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}"
