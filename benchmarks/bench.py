@@ -121,14 +121,19 @@ def bench_threads(data_dir: Path, cache: Path) -> None:
     print("threads (our epoch, batch 128): " + "   ".join(f"{t}: {s:.3f} s" for t, s in figures.items()))
 
 
-def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict:
-    storage = f"sqlite:///{workdir / 'bench.db'}"
-    command = [
-        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
+def sweep_command(script: Path, data_dir: Path, workdir: Path, name: str, *overrides: str) -> list[str]:
+    """A sweep on `data_dir` into study `name` of workdir's SQLite file, all output in `workdir`."""
+    return [
+        sys.executable, str(script), "-m", "hydra/sweeper=optuna",
         f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
-        f"storage={storage}", f"hydra.sweeper.study_name={name}", "progress=false",
+        f"storage=sqlite:///{workdir / 'bench.db'}", f"hydra.sweeper.study_name={name}", "progress=false",
         f"hydra.sweep.dir={workdir / 'multirun' / name}", *overrides,
     ]
+
+
+def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict:
+    storage = f"sqlite:///{workdir / 'bench.db'}"
+    command = sweep_command(ROOT / "main.py", data_dir, workdir, name, *overrides)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -169,15 +174,11 @@ def bench_sweep(data_dir: Path, workdir: Path) -> None:
 def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, trials: int) -> dict:
     """`workers` sweep processes started together on one SQLite study, sharing `trials`."""
     storage = f"sqlite:///{workdir / 'bench.db'}"
-    command = [
-        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
-        f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
-        f"storage={storage}", f"hydra.sweeper.study_name={name}", "progress=false",
-        f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.total_trials={trials}",
-    ]
+    budget = (f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.total_trials={trials}")
     started = time.perf_counter()
     processes = [
-        subprocess.Popen([*command, f"hydra.sweep.dir={workdir / 'multirun' / f'{name}-{i}'}"], cwd=workdir,
+        subprocess.Popen([*sweep_command(ROOT / "main.py", data_dir, workdir, name, *budget),
+                          f"hydra.sweep.dir={workdir / 'multirun' / f'{name}-{i}'}"], cwd=workdir,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(workers)
     ]
@@ -220,12 +221,10 @@ def bench_parallel(data_dir: Path, workdir: Path) -> None:
 
 
 def bench_overhead(data_dir: Path, workdir: Path) -> None:
-    command = [
-        sys.executable, str(ROOT / "benchmarks" / "overhead_probe.py"), "-m", "hydra/sweeper=optuna",
-        f"paths.data={data_dir}", f"paths.cache={workdir / 'cache'}", f"paths.log={workdir / 'runs'}",
-        f"storage=sqlite:///{workdir / 'overhead.db'}", "progress=false", "hydra.sweeper.n_trials=10",
-        "params.epoch_count=1", "params.batch_size=512", f"hydra.sweep.dir={workdir / 'multirun' / 'overhead'}",
-    ]
+    command = sweep_command(
+        ROOT / "benchmarks" / "overhead_probe.py", data_dir, workdir, "overhead",
+        "hydra.sweeper.n_trials=10", "params.epoch_count=1", "params.batch_size=512",
+    )
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"overhead probe failed:\n{result.stderr[-3000:]}")

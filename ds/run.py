@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from ds.config import validate
 from ds.data import MnistData, load_mnist
@@ -17,7 +17,7 @@ from ds.train import EpochCallback, EpochMetrics, train
 log = logging.getLogger(__name__)
 
 
-def load_data(cfg: Any) -> MnistData:
+def load_data(cfg: DictConfig) -> MnistData:
     return load_mnist(
         Path(cfg.paths.data),
         Path(cfg.paths.cache),
@@ -28,7 +28,7 @@ def load_data(cfg: Any) -> MnistData:
     )
 
 
-def run(cfg: Any, on_epoch: Sequence[EpochCallback] = ()) -> float:
+def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
     """Train once as `cfg` says and return the final test accuracy."""
     validate(cfg)
     torch.set_num_threads(cfg.threads)

@@ -9,12 +9,11 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ds.train import EpochCallback, EpochMetrics
 from sweeps.storage import open_storage
@@ -32,7 +31,7 @@ class TrialReporter:
             raise optuna.TrialPruned(f"pruned after epoch {m.epoch} at test accuracy {m.test_accuracy:.4f}")
 
 
-def trial_callbacks(cfg: Any) -> list[EpochCallback]:
+def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
     """The epoch callbacks a sweep trial needs; none for a single run."""
     if cfg.sweep.trial_number is None:
         return []

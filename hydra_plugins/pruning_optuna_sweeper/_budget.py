@@ -20,8 +20,8 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
-def pending_count(study: optuna.Study) -> int:
-    """Trials that may still count: finished, running or queued."""
+def places_taken(study: optuna.Study) -> int:
+    """Trials that count or may still count: finished, running or queued."""
     return len(study.get_trials(deepcopy=False, states=MAY_COUNT))
 
 

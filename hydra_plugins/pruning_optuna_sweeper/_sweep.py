@@ -85,39 +85,39 @@ class SweepRun:
     def __init__(
         self, settings: dict[str, Any], *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        self.s = OmegaConf.create(settings)
+        self.settings = OmegaConf.create(settings)
         self.config = config
         hydra_context = dataclasses.replace(hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
         self.job_idx = 0
-        _check_settings(self.s)
+        _check_settings(self.settings)
         refuse_password_in_overrides([*config.hydra.overrides.task, *config.hydra.overrides.hydra])
-        self.n_trials = self.s.n_trials
+        self.n_trials = self.settings.n_trials
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
-        space = parse_search_space(self.s.params, arguments, self.config)
+        space = parse_search_space(self.settings.params, arguments, self.config)
         self.storage = storage = open_storage(
-            self.s.storage,
-            heartbeat_interval=self.s.heartbeat_interval,
-            grace_period=self.s.grace_period,
+            self.settings.storage,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            grace_period=self.settings.grace_period,
             stale_trial_callback=requeue,
         )
         identity = load_data(self.config).identity
-        study_name = self.s.study_name or default_study_name(identity)
+        study_name = self.settings.study_name or default_study_name(identity)
         study = optuna.create_study(
             study_name=study_name,
             storage=storage,
             sampler=self._sampler(space),
-            pruner=instantiate(self.s.pruner, _execution_whitelist_="optuna.pruners.*"),
-            direction=self.s.direction,
+            pruner=instantiate(self.settings.pruner, _execution_whitelist_="optuna.pruners.*"),
+            direction=self.settings.direction,
             load_if_exists=True,
         )
-        check_dataset(study, identity, mask_url(self.s.storage))
+        check_dataset(study, identity, mask_url(self.settings.storage))
         study.set_user_attr(DATASET_ATTR, dataclasses.asdict(identity))
-        log.info("Study %r in %s, data %s", study_name, mask_url(self.s.storage), identity)
+        log.info("Study %r in %s, data %s", study_name, mask_url(self.settings.storage), identity)
         log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
 
         with _sigterm_as_interrupt():
@@ -126,7 +126,7 @@ class SweepRun:
 
     def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
-            self.s.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+            self.settings.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
         )
         if isinstance(sampler, functools.partial):  # the grid sampler wants its grid
             grid = {k: OptunaSweeperImpl._to_grid_sampler_choices(d) for k, d in space.distributions.items()}
@@ -135,13 +135,13 @@ class SweepRun:
         return sampler
 
     def _run_trials(self, study: optuna.Study, space: SearchSpace) -> tuple[int, int]:
-        n_trials, total = self.n_trials, self.s.total_trials
-        allowed_failures = math.floor(self.s.max_failure_rate * n_trials)
+        n_trials, total = self.n_trials, self.settings.total_trials
+        allowed_failures = math.floor(self.settings.max_failure_rate * n_trials)
         launched = failed = 0
         waiting_logged = False
         while launched < n_trials:
             optuna.storages.fail_stale_trials(study)
-            if total is not None and budget.pending_count(study) >= total:
+            if total is not None and budget.places_taken(study) >= total:
                 if budget.finished_count(study) >= total:
                     log.info("The study holds %d finished trials: total_trials=%d reached.", total, total)
                     break
@@ -153,7 +153,7 @@ class SweepRun:
                         waiting_logged = True
                     time.sleep(BUDGET_POLL_S)
                     continue
-            trials = self._ask(study, space, min(self.s.n_jobs, n_trials - launched), total)
+            trials = self._ask(study, space, min(self.settings.n_jobs, n_trials - launched), total)
             if not trials:
                 continue
             returns = self._launch(study, trials, space)
@@ -165,7 +165,7 @@ class SweepRun:
             if failed > allowed_failures:
                 raise SweepAborted(
                     f"{failed} of {launched} trials failed, more than max_failure_rate="
-                    f"{self.s.max_failure_rate} of n_trials={n_trials} allows ({allowed_failures}); "
+                    f"{self.settings.max_failure_rate} of n_trials={n_trials} allows ({allowed_failures}); "
                     f"last reason: {_last_fail_reason(study)}. Completed trials stay in the study."
                 )
         return launched, failed
@@ -268,8 +268,8 @@ class SweepRun:
             return
         best = study.best_trial
         log.info("Best: %s", describe_trial(best))
-        storage = mask_url(self.s.storage)
-        storage_arg = "" if self.s.storage == default_storage() else f" storage='{storage}'"
+        storage = mask_url(self.settings.storage)
+        storage_arg = "" if self.settings.storage == default_storage() else f" storage='{storage}'"
         log.info("Watch the study:   optuna-dashboard %s", storage)
         log.info("Train with its best parameters:   python main.py best_of=%s%s", _quoted(study.study_name), storage_arg)
         results = {
