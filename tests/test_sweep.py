@@ -79,6 +79,16 @@ def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None
     assert states(load(tmp_path)) == [TrialState.COMPLETE] * 3
 
 
+def test_the_hyperband_pruner_is_selectable(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", "params.epoch_count=int(interval(2, 3))", n_trials=3)
+
+    assert result.returncode == 0, result.stderr
+    assert "HyperbandPruner" in result.stdout + result.stderr
+    study = load(tmp_path)
+    assert len(study.get_trials()) == 3
+    assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
+
+
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
     result = run_sweep(
         tmp_path,
@@ -116,6 +126,9 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2.0: expected a share from 0.0 to 1.0"),
         ("hydra.sweeper.grace_period=5", "grace_period=5: expected more seconds than heartbeat_interval=10"),
         ("hydra.sweeper.storage=null", "storage=null: expected a SQLAlchemy URL"),
+        ("hydra.sweeper.n_jobs=0", "n_jobs=0: expected an integer >= 1"),
+        ("hydra.sweeper.direction=up", "direction='up': expected maximize or minimize"),
+        ("hydra.sweeper.total_trials=0", "total_trials=0: expected an integer >= 1"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:

@@ -117,7 +117,14 @@ class SweepRun:
         )
         check_dataset(study, identity, mask_url(self.settings.storage))
         study.set_user_attr(DATASET_ATTR, dataclasses.asdict(identity))
-        log.info("Study %r in %s, data %s", study_name, mask_url(self.settings.storage), identity)
+        log.info(
+            "Study %r in %s, data %s, %s, %s",
+            study_name,
+            mask_url(self.settings.storage),
+            identity,
+            type(study.sampler).__name__,
+            type(study.pruner).__name__,
+        )
         log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
 
         with _sigterm_as_interrupt():
