@@ -163,12 +163,13 @@ class SweepRun:
             trials = self._ask(study, space, min(self.settings.n_jobs, n_trials - launched), total)
             if not trials:
                 continue
-            returns = self._launch(study, trials, space)
+            with self._failing_on_interrupt(study, trials):
+                returns = self._launch(study, trials, space)
+                for trial, ret in zip(trials, returns):
+                    frozen = self._tell(study, trial, ret)
+                    failed += frozen.state == TrialState.FAIL
+                    log.info("%s | best: %s", describe_trial(frozen), _best(study))
             launched += len(trials)
-            for trial, ret in zip(trials, returns):
-                frozen = self._tell(study, trial, ret)
-                failed += frozen.state == TrialState.FAIL
-                log.info("%s | best: %s", describe_trial(frozen), _best(study))
             if failed > allowed_failures:
                 raise SweepAborted(
                     f"{failed} of {launched} trials failed, more than max_failure_rate="
@@ -193,27 +194,31 @@ class SweepRun:
 
     def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
         overrides = [self._overrides(study.study_name, t, space) for t in trials]
+        with heartbeats(self.storage, trials):
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        self.job_idx += len(returns)
+        return returns
+
+    @contextmanager
+    def _failing_on_interrupt(self, study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
+        """On Ctrl-C, SIGTERM or a launcher error, leave none of `trials` RUNNING:
+        mark the unfinished ones FAIL and queue their parameters again."""
         try:
-            with heartbeats(self.storage, trials):
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            yield
         except BaseException as interrupt:
             queued = []
-            for trial in trials:
-                frozen = self.storage.get_trial(trial._trial_id)
-                if frozen.state.is_finished():
-                    continue
+            unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
+            for trial in unfinished:
                 trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted: {type(interrupt).__name__}")
                 frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 if requeue(study, frozen):
                     queued.append(trial.number)
             log.warning(
                 "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
-                ", ".join(f"trial {t.number}" for t in trials),
+                ", ".join(f"trial {t.number}" for t in unfinished) or "no trial",
                 ", ".join(f"trial {n}" for n in queued) or "none",
             )
             raise
-        self.job_idx += len(returns)
-        return returns
 
     @staticmethod
     def _overrides(study_name: str, trial: optuna.Trial, space: SearchSpace) -> list[str]:
