@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ds.data import MnistData, iterate_batches
 from ds.model import LinearNet
+from ds.step import LinearNetAdam
 
 N_CLASSES = 10
 
@@ -70,19 +71,18 @@ def train(
     """
     torch.manual_seed(seed)
     model = LinearNet(hidden=hidden)
-    # The fused kernel: one call per step instead of ~10 small ops per tensor.
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    loss_fn = nn.CrossEntropyLoss()
+    optimizer = LinearNetAdam(model, lr=lr)
     batches = torch.Generator().manual_seed(seed)
     n_train = len(data.train_y)
     n_batches = math.ceil(n_train / batch_size)
+    # Per-example results of the current epoch, written by each step and
+    # summed once at the end: no per-step reduction or synchronisation.
+    true_log_prob = torch.empty(n_train)
+    correct = torch.empty(n_train, dtype=torch.bool)
     history: list[EpochMetrics] = []
 
     for epoch in range(1, epoch_count + 1):
         started = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
         bar = tqdm(
             iterate_batches(data.train_images, data.train_y, batch_size, batches),
             total=n_batches,
@@ -90,29 +90,26 @@ def train(
             leave=False,
             disable=None if progress else True,
         )
+        start = 0
         for x, y in bar:
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} in epoch {epoch} "
-                    f"(lr={lr}, batch_size={batch_size}): the run diverged; "
-                    "try a smaller params.lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(dim=1) == y).sum()
+            end = start + len(y)
+            optimizer.step(x, y, true_log_prob[start:end], correct[start:end])
+            start = end
 
-        model.eval()
+        train_loss = -true_log_prob.sum().item() / n_train
+        if not math.isfinite(train_loss):
+            # Once a step's loss is not finite, every later one is NaN too.
+            raise NonFiniteLossError(
+                f"the training loss became {train_loss} in epoch {epoch} "
+                f"(lr={lr}, batch_size={batch_size}): the run diverged; "
+                "try a smaller params.lr"
+            )
         test_accuracy, confusion = evaluate(model, data.test_x, data.test_y)
         metrics = EpochMetrics(
             epoch=epoch,
             epoch_count=epoch_count,
-            train_loss=loss_sum.item() / n_train,
-            train_accuracy=correct.item() / n_train,
+            train_loss=train_loss,
+            train_accuracy=correct.sum().item() / n_train,
             test_accuracy=test_accuracy,
             seconds=time.perf_counter() - started,
             confusion=confusion,
