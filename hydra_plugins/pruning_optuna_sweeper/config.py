@@ -24,9 +24,24 @@ class MedianPrunerConfig(PrunerConfig):
     _target_: str = "optuna.pruners.MedianPruner"
     # Trials before any pruning: the median needs a few complete curves.
     n_startup_trials: int = 3
-    # Steps are epochs, counted from 1: with 0 the pruner may stop a trial
-    # after any epoch (never after its last one).
-    n_warmup_steps: int = 0
+    # Steps are epochs, counted from 1: with 2 no trial is stopped after its
+    # first epoch, whose accuracy says little about slow starters (small lr);
+    # chosen over 0 by benchmarks/bench.py's seeds (README, Performance).
+    n_warmup_steps: int = 2
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConfig(PrunerConfig):
+    """https://optuna.readthedocs.io/en/stable/reference/generated/optuna.pruners.PercentilePruner.html"""
+
+    _target_: str = "optuna.pruners.PercentilePruner"
+    # Trials whose best accuracy so far is outside the top `percentile`
+    # percent of the others' at the same epoch are pruned (50: the median).
+    percentile: float = 45.0
+    n_startup_trials: int = 3
+    n_warmup_steps: int = 2
     interval_steps: int = 1
     n_min_trials: int = 1
 
@@ -77,5 +92,5 @@ class PruningOptunaSweeperConf:
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper")
-    for name, node in (("median", MedianPrunerConfig), ("hyperband", HyperbandPrunerConfig), ("none", NopPrunerConfig)):
+    for name, node in (("median", MedianPrunerConfig), ("percentile", PercentilePrunerConfig), ("hyperband", HyperbandPrunerConfig), ("none", NopPrunerConfig)):
         cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper")
