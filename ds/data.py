@@ -34,6 +34,7 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 _SCALE = 1.0 / (255.0 * MNIST_STD)
 _SHIFT = -MNIST_MEAN / MNIST_STD
+_SHIFT_TENSOR = torch.tensor(_SHIFT, dtype=torch.float32)
 PIXELS = 28 * 28
 
 DEFAULT_MIRRORS: tuple[str, ...] = (
@@ -223,9 +224,9 @@ def normalise_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     source = _tensor(images) if isinstance(images, np.ndarray) else images
     if source.dtype != torch.uint8:
         raise ValueError(f"images have dtype {source.dtype}; expected uint8 pixel values 0..255.")
-    # (x / 255 - mean) / std folded into one multiply and one add: two passes
-    # over the data instead of four, within 2e-7 of the literal formula.
-    return source.to(torch.float32).mul_(_SCALE).add_(_SHIFT)
+    # (x / 255 - mean) / std folded into shift + scale * x: one pass over the
+    # data that also converts to float32, within 2e-7 of the literal formula.
+    return torch.add(_SHIFT_TENSOR, source, alpha=_SCALE)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
