@@ -9,8 +9,8 @@
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without,
             on TPE seeds 0 (the default), 1 and 2;
-- parallel: the same 12-trial sweep in 1 process, with the joblib launcher
-            (n_jobs=2), and as 2 sweep processes sharing the study;
+- parallel: the same 12 trials in 1 process, with the joblib launcher
+            (n_jobs=2), and in 2 sweep processes sharing the study;
 - overhead: where a trial's time goes besides training (overhead_probe.py).
 
 Every ratio compares figures taken in this run, on this machine.
@@ -19,6 +19,7 @@ Every ratio compares figures taken in this run, on this machine.
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import statistics
 import subprocess
@@ -149,7 +150,6 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
     return {
-        "steps": training_steps(study),
         "wall": wall,
         "sweep": sweep_s,
         "epochs": sum(len(t.intermediate_values) for t in trials),
@@ -195,13 +195,12 @@ def bench_sweep(data_dir: Path, workdir: Path) -> None:
     )
 
 
-def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, trials: int) -> dict:
-    """`workers` sweep processes started together on one SQLite study, sharing `trials`."""
+def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, *overrides: str) -> dict:
+    """`workers` sweep processes started together on one SQLite study."""
     storage = f"sqlite:///{workdir / 'bench.db'}"
-    budget = (f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.total_trials={trials}")
     started = time.perf_counter()
     processes = [
-        subprocess.Popen([*sweep_command(ROOT / "main.py", data_dir, workdir, name, *budget),
+        subprocess.Popen([*sweep_command(ROOT / "main.py", data_dir, workdir, name, *overrides),
                           f"hydra.sweep.dir={workdir / 'multirun' / f'{name}-{i}'}"], cwd=workdir,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(workers)
@@ -212,36 +211,38 @@ def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, trials: 
         raise RuntimeError(f"workers of {name} failed:\n" + "\n".join(e[-2000:] for e in errors))
     study = optuna.load_study(study_name=name, storage=storage)
     epochs = sum(len(t.intermediate_values) for t in study.get_trials())
-    return {"wall": wall, "epochs": epochs, "steps": training_steps(study), "best": study.best_value}
+    return {"wall": wall, "epochs": epochs, "best": study.best_value}
 
 
-def training_steps(study: optuna.Study) -> int:
-    """Optimizer steps the study's trials took: the work, whatever the batch sizes."""
-    n_train = study.user_attrs["dataset"]["train_size"]
-    return sum(
-        len(t.intermediate_values) * -(-n_train // int(t.params.get("params.batch_size", 64)))
-        for t in study.get_trials()
-    )
+def queue_trials(workdir: Path, name: str, count: int = 12, seed: int = 0) -> None:
+    """Create study `name` holding `count` queued trials drawn at random from
+    the default search space, so that every configuration runs the same ones."""
+    draw = random.Random(seed)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{workdir / 'bench.db'}", direction="maximize")
+    for _ in range(count):
+        study.enqueue_trial({
+            "params.lr": 10 ** draw.uniform(-4, -1),
+            "params.batch_size": draw.choice([32, 64, 128, 256, 512]),
+            "params.epoch_count": draw.randint(1, 10),
+        })
 
 
 def bench_parallel(data_dir: Path, workdir: Path) -> None:
-    one = run_sweep(data_dir, workdir, "one-worker", "hydra.sweeper.n_trials=12")
-    joblib = run_sweep(
-        data_dir, workdir, "joblib", "hydra.sweeper.n_trials=12", "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"
-    )
-    processes = run_workers(data_dir, workdir, "two-processes", workers=2, trials=12)
-    print("12-trial sweep on 2 cores, 1 torch thread per trial:")
+    # Without the same trials, parallel runs would sample other points than a
+    # serial one (constant_liar) and do other work; without pruning, the
+    # order in which trials finish cannot change how long they train.
+    same_work = ("hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=12")
+    for name in ("one-process", "joblib", "two-processes"):
+        queue_trials(workdir, name)
+    one = run_sweep(data_dir, workdir, "one-process", *same_work)
+    joblib = run_sweep(data_dir, workdir, "joblib", *same_work, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2")
+    processes = run_workers(data_dir, workdir, "two-processes", 2, *same_work, "hydra.sweeper.total_trials=12")
+    print("the same 12 trials (queued, drawn at random; no pruning) on 2 cores, 1 torch thread per trial:")
     rows = (("1 process", one), ("joblib n_jobs=2", joblib), ("2 processes", processes))
     for label, r in rows:
-        print(
-            f"  {label:16s} wall {r['wall']:.1f} s   epochs {r['epochs']}   steps {r['steps']}   "
-            f"{r['steps'] / r['wall']:.0f} steps/s   best {r['best']:.4f}"
-        )
+        print(f"  {label:16s} wall {r['wall']:.1f} s   epochs {r['epochs']}   best {r['best']:.4f}")
     for label, r in rows[1:]:
-        print(
-            f"  {label}: {one['wall'] / r['wall']:.2f}x by wall time, "
-            f"{(r['steps'] / r['wall']) / (one['steps'] / one['wall']):.2f}x by training steps per second"
-        )
+        print(f"  {label}: {one['wall'] / r['wall']:.2f}x faster than 1 process")
 
 
 def bench_overhead(data_dir: Path, workdir: Path) -> None:
@@ -266,6 +267,7 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"error: --data {args.data} is not a directory; expected the full MNIST set")
     parts = set(args.only.split(","))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads, data {args.data}\n")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
