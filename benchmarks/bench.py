@@ -10,7 +10,8 @@
 - sweep:    the default 20-trial sweep with the median pruner and without,
             on TPE seeds 0 (the default), 1 and 2;
 - parallel: the same 12 trials in 1 process, with the joblib launcher
-            (n_jobs=2), and in 2 sweep processes sharing the study;
+            (2 workers, batches of 2 and of 12), and in 2 sweep processes
+            sharing the study;
 - overhead: where a trial's time goes besides training (overhead_probe.py).
 
 Every ratio compares figures taken in this run, on this machine.
@@ -232,15 +233,25 @@ def bench_parallel(data_dir: Path, workdir: Path) -> None:
     # serial one (constant_liar) and do other work; without pruning, the
     # order in which trials finish cannot change how long they train.
     same_work = ("hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=12")
-    for name in ("one-process", "joblib", "two-processes"):
+    joblib = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    for name in ("one-process", "joblib-2", "joblib-12", "two-processes"):
         queue_trials(workdir, name)
     one = run_sweep(data_dir, workdir, "one-process", *same_work)
-    joblib = run_sweep(data_dir, workdir, "joblib", *same_work, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2")
+    # The sweeper launches hydra.sweeper.n_jobs trials at a time and the
+    # launcher returns when all of them have ended; in a batch of 12, joblib's
+    # 2 workers each take the next trial when free.
+    batch_2 = run_sweep(data_dir, workdir, "joblib-2", *same_work, *joblib, "hydra.sweeper.n_jobs=2")
+    batch_12 = run_sweep(data_dir, workdir, "joblib-12", *same_work, *joblib, "hydra.sweeper.n_jobs=12")
     processes = run_workers(data_dir, workdir, "two-processes", 2, *same_work, "hydra.sweeper.total_trials=12")
     print("the same 12 trials (queued, drawn at random; no pruning) on 2 cores, 1 torch thread per trial:")
-    rows = (("1 process", one), ("joblib n_jobs=2", joblib), ("2 processes", processes))
+    rows = (
+        ("1 process", one),
+        ("joblib, 2 workers, batches of 2", batch_2),
+        ("joblib, 2 workers, batches of 12", batch_12),
+        ("2 sweep processes", processes),
+    )
     for label, r in rows:
-        print(f"  {label:16s} wall {r['wall']:.1f} s   epochs {r['epochs']}   best {r['best']:.4f}")
+        print(f"  {label:33s} wall {r['wall']:.1f} s   epochs {r['epochs']}   best {r['best']:.4f}")
     for label, r in rows[1:]:
         print(f"  {label}: {one['wall'] / r['wall']:.2f}x faster than 1 process")
 
