@@ -39,12 +39,13 @@ class LinearNetAdam:
         self.grad = torch.zeros_like(self.flat)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
+        values = _views(self.flat, parameters)
         # The model's parameters become views of the flat buffer, so the model
         # always evaluates the values being trained.
         with torch.no_grad():
-            for parameter, view in zip(parameters, _views(self.flat, parameters)):
+            for parameter, view in zip(parameters, values):
                 parameter.data = view
-        self.w1, self.b1, self.w2, self.b2 = _views(self.flat, parameters)
+        self.w1, self.b1, self.w2, self.b2 = values
         self.g_w1, self.g_b1, self.g_w2, self.g_b2 = _views(self.grad, parameters)
         self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
         self.steps = 0

@@ -33,17 +33,14 @@ class MedianPrunerConfig(PrunerConfig):
 
 
 @dataclass
-class PercentilePrunerConfig(PrunerConfig):
+class PercentilePrunerConfig(MedianPrunerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/generated/optuna.pruners.PercentilePruner.html"""
 
     _target_: str = "optuna.pruners.PercentilePruner"
-    # Trials whose best accuracy so far is outside the top `percentile`
-    # percent of the others' at the same epoch are pruned (50: the median).
+    # The median's settings, but trials whose best accuracy so far is outside
+    # the top `percentile` percent of the others' at the same epoch are
+    # pruned (50 would be the median).
     percentile: float = 45.0
-    n_startup_trials: int = 3
-    n_warmup_steps: int = 2
-    interval_steps: int = 1
-    n_min_trials: int = 1
 
 
 @dataclass
