@@ -9,6 +9,8 @@
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without,
             on TPE seeds 0 (the default), 1 and 2;
+- pruners:  the same for the other pruner settings README compares
+            (not in the default run: 15 sweeps);
 - parallel: the same 12 trials in 1 process, with the joblib launcher
             (2 workers, batches of 2 and of 12), and in 2 sweep processes
             sharing the study;
@@ -42,6 +44,18 @@ from ds.model import LinearNet  # noqa: E402
 from ds.train import train  # noqa: E402
 
 PRUNING_SEEDS = (0, 1, 2)
+DEFAULT_PRUNER = "median, 5 startup trials, warm-up 2 (default)"
+# The settings README's pruning table compares (--only pruners).
+PRUNER_SETTINGS: dict[str, tuple[str, ...]] = {
+    DEFAULT_PRUNER: (),
+    "median, 3 startup trials, warm-up 2": ("hydra.sweeper.pruner.n_startup_trials=3",),
+    "median, 3 startup trials, warm-up 3": (
+        "hydra.sweeper.pruner.n_startup_trials=3", "hydra.sweeper.pruner.n_warmup_steps=3",
+    ),
+    "percentile 45, 3 startup trials, warm-up 2": (
+        "hydra/sweeper/pruner=percentile", "hydra.sweeper.pruner.n_startup_trials=3",
+    ),
+}
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 
 
@@ -161,39 +175,35 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
     }
 
 
-def bench_sweep(data_dir: Path, workdir: Path) -> None:
+def bench_sweep(data_dir: Path, workdir: Path, settings: dict[str, tuple[str, ...]]) -> None:
     # Pruning changes which points TPE samples next, so its effect depends on
-    # the seed: compare with and without it on several seeds, seed 0 first
-    # (the default sweep, the wall times the README quotes).
-    runs = {
-        (seed, pruner): run_sweep(
-            data_dir, workdir, f"{pruner}-seed{seed}", f"hydra.sweeper.sampler.seed={seed}",
-            *(("hydra/sweeper/pruner=none",) if pruner == "none" else ()),
-        )
+    # the seed: compare each pruner setting with no pruning on several seeds.
+    # Seed 0 with the default setting is the default sweep.
+    def sweep(name: str, seed: int, overrides: tuple[str, ...]) -> dict:
+        return run_sweep(data_dir, workdir, f"{name}-seed{seed}", f"hydra.sweeper.sampler.seed={seed}", *overrides)
+
+    off = {seed: sweep("none", seed, ("hydra/sweeper/pruner=none",)) for seed in PRUNING_SEEDS}
+    on = {
+        (label, seed): sweep(f"pruner{i}", seed, overrides)
+        for i, (label, overrides) in enumerate(settings.items())
         for seed in PRUNING_SEEDS
-        for pruner in ("median", "none")
     }
     print("default sweep (20 trials, full MNIST, TPE seed 0):")
-    for label, pruner in (("median pruner", "median"), ("no pruner", "none")):
-        r = runs[0, pruner]
+    for label, r in (("median pruner", on[DEFAULT_PRUNER, 0]), ("no pruner", off[0])):
         print(
             f"  {label:13s} wall {r['wall']:.1f} s (sweep {r['sweep']:.1f} s)   epochs {r['epochs']}"
             f"   pruned {r['pruned']}   best {r['best']:.4f}   overhead/trial {r['overhead_ms']:.0f} ms"
         )
-    print("pruning (median pruner vs none), by TPE seed:")
-    savings, changes = [], []
-    for seed in PRUNING_SEEDS:
-        on, off = runs[seed, "median"], runs[seed, "none"]
-        savings.append(1 - on["epochs"] / off["epochs"])
-        changes.append((on["best"] - off["best"]) * 100)
+    print("no pruning, seeds " + ", ".join(
+        f"{seed}: {r['epochs']} epochs, best {r['best']:.4f}" for seed, r in off.items()))
+    print("pruning vs none, TPE seeds " + " / ".join(map(str, PRUNING_SEEDS)) + " (mean):")
+    for label in settings:
+        savings = [1 - on[label, seed]["epochs"] / off[seed]["epochs"] for seed in PRUNING_SEEDS]
+        changes = [(on[label, seed]["best"] - off[seed]["best"]) * 100 for seed in PRUNING_SEEDS]
         print(
-            f"  seed {seed}: epochs {on['epochs']} vs {off['epochs']} (saves {savings[-1]:.0%}), "
-            f"best {on['best']:.4f} vs {off['best']:.4f} ({changes[-1]:+.2f} points)"
+            f"  {label}: epochs saved {' / '.join(f'{v:.0%}' for v in savings)} ({statistics.mean(savings):.0%}), "
+            f"best {' / '.join(f'{v:+.2f}' for v in changes)} ({statistics.mean(changes):+.2f}) points"
         )
-    print(
-        f"  mean: saves {statistics.mean(savings):.0%} of the epochs, "
-        f"best accuracy {statistics.mean(changes):+.2f} points"
-    )
 
 
 def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, *overrides: str) -> dict:
@@ -291,8 +301,10 @@ def main() -> None:
             bench_threads(args.data, cache)
         if "overhead" in parts:
             bench_overhead(args.data, workdir)
-        if "sweep" in parts:
-            bench_sweep(args.data, workdir)
+        if "pruners" in parts:
+            bench_sweep(args.data, workdir, PRUNER_SETTINGS)
+        elif "sweep" in parts:
+            bench_sweep(args.data, workdir, {DEFAULT_PRUNER: ()})
         if "parallel" in parts:
             bench_parallel(args.data, workdir)
 

@@ -15,7 +15,7 @@ from ds.step import LinearNetAdam
 from ds.train import NonFiniteLossError, train
 
 
-@pytest.mark.parametrize(("batch_size", "lr", "hidden"), [(64, 1e-3, 32), (500, 3e-2, 7)])
+@pytest.mark.parametrize(("batch_size", "lr", "hidden"), [(96, 1e-3, 32), (300, 3e-2, 7)])
 def test_steps_match_autograd_and_torch_adam(sample_dir: Path, batch_size: int, lr: float, hidden: int) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     torch.manual_seed(0)
@@ -25,9 +25,9 @@ def test_steps_match_autograd_and_torch_adam(sample_dir: Path, batch_size: int, 
     adam = torch.optim.Adam(reference.parameters(), lr=lr, foreach=False)
     loss_fn = nn.CrossEntropyLoss()
 
-    # 8,000 digits: the last batch is smaller whenever batch_size does not divide it.
+    # 8,000 digits: neither batch size divides it, so the last batch is smaller.
     batches = list(iterate_batches(data.train_images, data.train_y, batch_size, torch.Generator().manual_seed(1)))
-    assert len(batches[-1][1]) < batch_size or 8000 % batch_size == 0
+    assert len(batches[-1][1]) < batch_size
     for x, y in batches:
         true_log_prob, correct = torch.empty(len(y)), torch.empty(len(y), dtype=torch.bool)
         step.step(x, y, true_log_prob, correct)
