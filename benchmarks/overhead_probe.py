@@ -4,6 +4,9 @@
 
 Wraps the per-trial steps of Hydra, the sweeper and the task in timers, runs
 the sweep in this process, and prints the mean milliseconds per trial of each.
+The total is each trial's whole turn of the sweeper's loop (from asking for it
+to asking for the next) minus its training: its mean and its median over the
+trials (the median is less sensitive to a noisy neighbour on the machine).
 Used by bench.py; the wrappers only measure, they change nothing.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import atexit
 import functools
 import runpy
+import statistics
 import sys
 import time
 from collections import Counter, defaultdict
@@ -32,6 +36,8 @@ import sweeps.reporter  # noqa: E402
 
 seconds: defaultdict[str, float] = defaultdict(float)
 calls: Counter[str] = Counter()
+starts: defaultdict[str, list[float]] = defaultdict(list)
+durations: defaultdict[str, list[float]] = defaultdict(list)
 
 
 def timed(owner: object, name: str, label: str) -> None:
@@ -43,8 +49,11 @@ def timed(owner: object, name: str, label: str) -> None:
         try:
             return original(*args, **kwargs)
         finally:
-            seconds[label] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            seconds[label] += elapsed
             calls[label] += 1
+            starts[label].append(started)
+            durations[label].append(elapsed)
 
     setattr(owner, name, wrapper)
 
@@ -62,6 +71,7 @@ timed(optuna.Trial, "should_prune", "optuna: trial.should_prune (in training)")
 timed(sweep.SweepRun, "_ask", "sweeper: ask (sampling)")
 timed(sweep.SweepRun, "_tell", "sweeper: tell")
 timed(sweep.SweepRun, "_launch", "sweeper: launch (all of a trial's job)")
+timed(sweep.SweepRun, "_run_trials", "sweeper: the trial loop")
 
 
 @atexit.register
@@ -69,13 +79,26 @@ def report() -> None:
     trials = calls["sweeper: launch (all of a trial's job)"] or 1
     print("OVERHEAD per trial (ms):")
     for label, total in seconds.items():
-        print(f"OVERHEAD   {label:52s} {total / trials * 1000:8.1f}")
+        if label != "sweeper: the trial loop":
+            print(f"OVERHEAD   {label:52s} {total / trials * 1000:8.1f}")
+    # A trial's turn: from asking for it to asking for the next (or the loop's end).
+    [loop_start], [loop_seconds] = starts["sweeper: the trial loop"], durations["sweeper: the trial loop"]
+    turn_ends = [*starts["sweeper: ask (sampling)"][1:], loop_start + loop_seconds]
+    turns = [end - start for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)]
+    trainings = durations["task: training (in run_job)"]
     # Reporting to the trial happens inside the epoch loop but is not training.
-    reporting = seconds["optuna: trial.report (in training)"] + seconds["optuna: trial.should_prune (in training)"]
-    outside = seconds["hydra: run_job, incl. the task (in launch)"] - seconds["task: training (in run_job)"] + reporting
-    launch_rest = seconds["sweeper: launch (all of a trial's job)"] - seconds["hydra: run_job, incl. the task (in launch)"]
-    total = outside + launch_rest + seconds["sweeper: ask (sampling)"] + seconds["sweeper: tell"]
-    print(f"OVERHEAD   {'everything but training':52s} {total / trials * 1000:8.1f}")
+    reportings = [
+        sum(_within(start, end, label) for label in ("optuna: trial.report (in training)", "optuna: trial.should_prune (in training)"))
+        for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)
+    ]
+    overheads = [turn - training + reporting for turn, training, reporting in zip(turns, trainings, reportings)]
+    print(f"OVERHEAD   {'everything but training, mean':52s} {statistics.mean(overheads) * 1000:8.1f}")
+    print(f"OVERHEAD   {'everything but training, median':52s} {statistics.median(overheads) * 1000:8.1f}")
+
+
+def _within(start: float, end: float, label: str) -> float:
+    """Seconds of `label`'s calls that began between start and end."""
+    return sum(d for s, d in zip(starts[label], durations[label]) if start <= s < end)
 
 
 sys.argv[0] = str(ROOT / "main.py")
