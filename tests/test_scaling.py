@@ -132,6 +132,9 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     for t in trials:
         if t.state not in COUNTED:
             assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("over budget"), detail
+    # Each worker samples its own points (seeded from its first trial's number).
+    sampled = [tuple(t.params.values()) for t in trials if t.state in COUNTED]
+    assert len(set(sampled)) == len(sampled), detail
     counted_by = {pid_of(t) for t in trials if t.state in COUNTED}
     assert counted_by <= {w.pid for w in started}, detail
     assert len(counted_by) > 1, detail

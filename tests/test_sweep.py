@@ -49,11 +49,16 @@ def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> N
     first = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=2)
     capped = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
     done = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
+    fresh = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.study_name=fresh", n_trials=2)
 
-    assert first.returncode == capped.returncode == done.returncode == 0, capped.stderr + done.stderr
-    study = load(tmp_path)
-    assert len(study.get_trials()) == 3
+    assert first.returncode == capped.returncode == done.returncode == fresh.returncode == 0, capped.stderr + done.stderr
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 3
     assert "total_trials=3 reached" in done.stdout + done.stderr
+    # The rerun samples new points; a fresh study replays the seed's sweep.
+    assert trials[2].params not in [trials[0].params, trials[1].params]
+    assert "sampler seeded with" in capped.stdout + capped.stderr
+    assert [t.params for t in load(tmp_path, "fresh").get_trials()] == [trials[0].params, trials[1].params]
 
 
 def test_the_median_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
@@ -29,6 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ds.config import ConfigError
@@ -95,6 +97,7 @@ class SweepRun:
         _check_settings(self.settings)
         refuse_password_in_overrides([*config.hydra.overrides.task, *config.hydra.overrides.hydra])
         self.n_trials = self.settings.n_trials
+        self.first_trial_number: int | None = None
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
@@ -131,9 +134,11 @@ class SweepRun:
             launched, failed = self._run_trials(study, space)
         self._summarise(study, launched, failed, time.perf_counter() - started)
 
-    def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
-            self.settings.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+            self.settings.sampler,
+            **overrides,
+            _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
         )
         if isinstance(sampler, functools.partial):  # the grid sampler wants its grid
             grid = {k: OptunaSweeperImpl._to_grid_sampler_choices(d) for k, d in space.distributions.items()}
@@ -181,7 +186,7 @@ class SweepRun:
     def _ask(self, study: optuna.Study, space: SearchSpace, count: int, total: int | None) -> list[optuna.Trial]:
         trials = []
         for _ in range(count):
-            trial = study.ask(space.distributions)
+            trial = self._new_trial(study, space)
             if total is not None and not budget.admits(study, trial.number, total):
                 trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
                 study.tell(trial, state=TrialState.FAIL)
@@ -191,6 +196,35 @@ class SweepRun:
                 trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
             trials.append(trial)
         return trials
+
+    def _new_trial(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
+        """Ask for a trial and sample its parameters.
+
+        A seeded sampler draws the same points in every process that starts
+        with it: a rerun would repeat the first run's trials, and workers
+        started together each other's. So unless this process's first trial
+        is the study's first, the sampler is seeded again from the configured
+        seed and that trial's number, which the storage hands out once: a
+        fresh study's sweep is the configured seed's, every later process
+        draws its own points, and each is reproducible from the log.
+        """
+        trial = study.ask()
+        if self.first_trial_number is None:
+            self.first_trial_number = trial.number
+            seed = OmegaConf.select(self.settings.sampler, "seed", default=None)
+            if trial.number and seed is not None:
+                stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
+                study.sampler = self._sampler(space, seed=stream_seed)
+                trial = optuna.Trial(study, trial._trial_id)
+                log.info(
+                    "The study already had trials: sampler seeded with %d (from seed %d and trial %d).",
+                    stream_seed,
+                    seed,
+                    trial.number,
+                )
+        for name, distribution in space.distributions.items():
+            _suggest(trial, name, distribution)
+        return trial
 
     def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
         overrides = [self._overrides(study.study_name, t, space) for t in trials]
@@ -324,6 +358,18 @@ def _check_settings(s: DictConfig) -> None:
         )
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    """What `study.ask(distributions)` does, through the public suggest API."""
+    if isinstance(distribution, FloatDistribution):
+        trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    elif isinstance(distribution, IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    elif isinstance(distribution, CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    else:
+        raise TypeError(f"{name}: unsupported distribution {distribution!r}")
 
 
 def _best(study: optuna.Study) -> str:
