@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -37,3 +38,16 @@ def apply_best_of(cfg: DictConfig) -> None:
         applied,
         f"; kept from the command line: {kept}" if kept else "",
     )
+    _save_source(
+        {"study": cfg.best_of, "storage": where, "trial": trial.number, "value": trial.value, "applied": applied, "kept_from_command_line": kept}
+    )
+
+
+def _save_source(source: dict) -> None:
+    """Beside Hydra's config.yaml (saved before best_of changed it): where the
+    parameters came from and what they were."""
+    hydra = HydraConfig.get()
+    if hydra.output_subdir is not None:
+        directory = Path(hydra.runtime.output_dir) / hydra.output_subdir
+        directory.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(source), directory / "best_of.yaml")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
@@ -225,10 +226,14 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     best = load(tmp_path).best_trial
 
     again = run_main(
-        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}"], tmp_path
+        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}", "hydra.run.dir=best"],
+        tmp_path,
     )
     assert again.returncode == 0, again.stderr
     assert f"trial {best.number} of sqlite:///" in again.stdout
+    source = OmegaConf.load(tmp_path / "best" / ".hydra" / "best_of.yaml")
+    assert source.trial == best.number and source.value == best.value
+    assert source.applied == {**best.params, "model.hidden": "16"}  # as typed on the sweep's command line
     assert "'model.hidden': '16'" in again.stdout  # fixed on the sweep's command line, applied again
     lines = epoch_lines(again.stdout)
     assert len(lines) == best.params["params.epoch_count"]

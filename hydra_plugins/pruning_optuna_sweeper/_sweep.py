@@ -57,6 +57,8 @@ from ._search_space import SearchSpace, SearchSpaceError, parse_search_space
 log = logging.getLogger(__name__)
 # Heartbeats and stale-trial recovery are marked experimental since Optuna 2.9.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 BUDGET_POLL_S = 1.0
 WORKER_ATTR = "worker"

@@ -88,6 +88,6 @@ class PruningOptunaSweeperConf:
 
 def register() -> None:
     cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper")
+    cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper", replace=True)
     for name, node in (("median", MedianPrunerConfig), ("percentile", PercentilePrunerConfig), ("hyperband", HyperbandPrunerConfig), ("none", NopPrunerConfig)):
-        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper")
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper", replace=True)
