@@ -147,7 +147,7 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
 
 
 def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: Path, fresh_postgres_url: str) -> None:
-    budget, epochs = 6, 6
+    budget, epochs = 6, 10
     # Create the schema up front so that the test can poll the study while the workers start.
     storage = optuna.storages.RDBStorage(fresh_postgres_url)
     # Two workers: the survivor alone fails the dead trial and runs its retry.
@@ -174,11 +174,11 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: P
                 study = optuna.load_study(study_name="kill-test", storage=storage)
             except KeyError:
                 return False
-            # Reported an epoch, and has two more to go: still running when the kill lands.
+            # Reported an epoch, and has four more to go: still running when the kill lands.
             running = [
                 t
                 for t in study.get_trials(states=(TrialState.RUNNING,))
-                if pid_of(t) == victim.pid and 1 <= max(t.intermediate_values, default=0) <= epochs - 2
+                if pid_of(t) == victim.pid and 1 <= max(t.intermediate_values, default=0) <= epochs - 4
             ]
             killed[:] = running
             return bool(running)
@@ -280,6 +280,7 @@ def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Pa
     finally:
         for p in openers:
             p.kill()
+            p.wait(timeout=10)
     reasons = "\n".join(e.strip().splitlines()[-1] for e in errors if e.strip())
     assert [p.returncode for p in openers] == [0] * len(openers), reasons
     assert optuna.get_all_study_names(fresh_postgres_url) == []

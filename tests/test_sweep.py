@@ -14,6 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, wait_for
 
@@ -27,21 +28,35 @@ def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
     study = load(tmp_path)
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]
-    assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert study.best_value == max(t.value for t in completed)
+    assert states(study) == [TrialState.COMPLETE] * 4  # the median pruner starts with the 6th trial
     for t in trials:
         assert set(t.params) == {"params.lr", "params.batch_size", "params.epoch_count"}
         assert 1e-4 <= t.params["params.lr"] <= 1e-1
         assert t.params["params.batch_size"] in (32, 64, 128, 256, 512)
-        assert len(t.intermediate_values) >= 1
+        # Test accuracy reported after every epoch; the last is the trial's value.
+        epochs = t.params["params.epoch_count"]
+        assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
+        assert t.intermediate_values[epochs] == t.value
     assert study.user_attrs["dataset"]["name"] == "mnist-sample"
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
     log = result.stdout + result.stderr
+    best = max(trials, key=lambda t: t.value)
+    assert re.search(rf"Best: trial +{best.number} COMPLETE +value={best.value:.4f}", log)
+    [results] = tmp_path.glob("multirun/*/*/optimization_results.yaml")
+    saved = OmegaConf.load(results)
+    assert (saved.best_trial, saved.best_value, saved.best_params) == (best.number, best.value, best.params)
     for t in trials:
-        assert re.search(rf"trial +{t.number} (COMPLETE|PRUNED) +value=", log)
-        assert (tmp_path / "runs" / "linearnet-mnist-sample" / f"trial-{t.number:04d}").is_dir()
+        assert re.search(rf"trial +{t.number} COMPLETE +value=", log)
+    # TensorBoard: one run per trial, grouped by study, its curve and hparams those of the trial.
+    study_runs = tmp_path / "runs" / "linearnet-mnist-sample"
+    assert sorted(p.name for p in study_runs.iterdir()) == [f"trial-{t.number:04d}" for t in trials]
+    for t in trials:
+        events = load_events(study_runs / f"trial-{t.number:04d}")
+        assert scalar_curve(events, "accuracy/test") == pytest.approx(t.intermediate_values, abs=1e-6)
+        logged = hparams(events)
+        assert logged["lr"] == pytest.approx(t.params["params.lr"])
+        assert (logged["batch_size"], logged["epoch_count"]) == (t.params["params.batch_size"], t.params["params.epoch_count"])
     assert "optuna-dashboard sqlite:///" in log
     assert "python main.py best_of='linearnet-mnist-sample'" in log
 
@@ -73,6 +88,9 @@ def test_the_median_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
     assert sorted(pruned.intermediate_values) == [1, 2]  # stopped after epoch 2 of 3
     assert pruned.intermediate_values[2] < 0.5
     assert len(epoch_lines(hopeless.stdout)) == 2
+    events = load_events(tmp_path / "runs" / "linearnet-mnist-sample" / "trial-0002")
+    assert scalar_curve(events, "accuracy/test") == pytest.approx(pruned.intermediate_values, abs=1e-6)
+    assert scalar_curve(events, "hparam/epochs_trained") == {0: 2.0}
 
 
 def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None:
@@ -109,6 +127,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path:
 
     assert result.returncode == 0, result.stderr
     by_lr = {t.params["params.lr"]: t for t in load(tmp_path).get_trials()}
+    assert by_lr[1e30].number < by_lr[0.003].number  # the sweep went on after the failure
     assert by_lr[0.003].state == TrialState.COMPLETE
     assert by_lr[1e30].state == TrialState.FAIL
     assert "NonFiniteLossError" in by_lr[1e30].user_attrs["fail_reason"]
@@ -195,13 +214,15 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
                 trials = load(tmp_path).get_trials()
             except KeyError:
                 return False
-            return any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials)
+            # Reported an epoch and has three more to go: still running when the signal lands.
+            return any(t.state == TrialState.RUNNING and 1 <= max(t.intermediate_values, default=0) <= 7 for t in trials)
 
         wait_for(running_with_progress, timeout=120, what="a running trial that reported an epoch")
         sweep.send_signal(signum)
         _, stderr = sweep.communicate(timeout=60)
     finally:
         sweep.kill()
+        sweep.wait(timeout=10)
     assert sweep.returncode != 0
 
     interrupted = load(tmp_path).get_trials()
