@@ -9,17 +9,19 @@
 import sys
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
 from ds.config import ConfigError, register_configs
 from ds.data import DatasetError
 from ds.run import run
+from ds.train import NonFiniteLossError
 from sweeps.best_of import apply_best_of
 from sweeps.reporter import trial_callbacks
-from sweeps.storage import StorageError
+from sweeps.storage import StorageError, refuse_password_in_overrides
 from sweeps.study import StudyNotFoundError
 
-USER_ERRORS = (ConfigError, DatasetError, StorageError, StudyNotFoundError)
+USER_ERRORS = (ConfigError, DatasetError, StorageError, StudyNotFoundError, NonFiniteLossError)
 
 register_configs()
 
@@ -37,4 +39,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    # Before Hydra, which saves a run's overrides and prints a sweep's.
+    try:
+        refuse_password_in_overrides(get_args_parser().parse_intermixed_args().overrides)
+    except StorageError as error:
+        sys.exit(f"error: {error}")
     main()

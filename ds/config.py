@@ -6,6 +6,7 @@ The dataclasses make Hydra reject unknown keys and wrong types at start-up;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def validate(cfg: Any) -> None:
     """Raise ConfigError naming every bad value, before any work starts."""
     problems: list[str] = []
     p = cfg.params
-    _check(problems, p.lr > 0 and p.lr == p.lr, "params.lr", p.lr, "a learning rate > 0")
+    _check(problems, math.isfinite(p.lr) and p.lr > 0, "params.lr", p.lr, "a finite learning rate > 0")
     _check(problems, p.batch_size >= 1, "params.batch_size", p.batch_size, "an integer >= 1")
     _check(problems, p.epoch_count >= 1, "params.epoch_count", p.epoch_count, "an integer >= 1")
     _check(problems, cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "an integer >= 1")

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps.storage import mask_url, open_storage, refuse_password_in_overrides
+from sweeps.storage import mask_url, open_storage
 from sweeps.study import best_params, best_trial, load_study
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,6 @@ def apply_best_of(cfg: DictConfig) -> None:
     """Set the best trial's parameters in `cfg`, except those given on the command line."""
     if not cfg.best_of:
         return
-    refuse_password_in_overrides(list(HydraConfig.get().overrides.task))
     where = mask_url(cfg.storage)
     storage = open_storage(cfg.storage, must_exist=True)
     trial = best_trial(load_study(cfg.best_of, storage, where), storage, where)

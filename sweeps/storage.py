@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
 DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
@@ -32,10 +33,17 @@ def default_storage() -> str:
 
 
 def url_password(url: str) -> str | None:
+    """The URL's password, given before the host or as a `password=` query parameter."""
     try:
-        return make_url(url).password
+        parsed = make_url(url)
     except ArgumentError:
         return None
+    return parsed.password or _query_password(parsed)
+
+
+def _query_password(parsed: URL) -> str | None:
+    value = parsed.query.get("password")
+    return value if isinstance(value, str) or value is None else value[0]
 
 
 def refuse_password_in_overrides(overrides: list[str], keys: tuple[str, ...] = ("storage", "hydra.sweeper.storage")) -> None:
@@ -64,9 +72,10 @@ def mask_url(url: str | None) -> str:
     if url is None:
         return "in-memory storage"
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable storage URL>"
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", parsed.render_as_string(hide_password=True))
 
 
 def open_storage(
@@ -100,7 +109,13 @@ def open_storage(
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         if must_exist and not Path(parsed.database).is_file():
             raise StorageError(f"storage {mask_url(url)}: there is no SQLite file {parsed.database}; no sweep has run there yet")
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"storage {mask_url(url)}: cannot create the folder of SQLite file {parsed.database} ({e.strerror}); "
+                "expected a path in a folder that exists or can be created"
+            ) from None
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     try:
@@ -112,7 +127,7 @@ def open_storage(
             heartbeat_stale_trial_callback=stale_trial_callback,
         )
     except Exception as e:
-        reason = _first_line(e).replace(parsed.password or "\0", "***")
+        reason = _first_line(e).replace(url_password(url) or "\0", "***")
         raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
     if parsed.get_backend_name() == "sqlite":
         with storage.engine.connect() as connection:

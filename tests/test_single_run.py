@@ -47,7 +47,8 @@ def test_the_same_seed_gives_the_same_accuracy(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("params.lr=-1", "params.lr=-1.0: expected a learning rate > 0"),
+        ("params.lr=-1", "params.lr=-1.0: expected a finite learning rate > 0"),
+        ("params.lr=inf", "params.lr=inf: expected a finite learning rate > 0"),
         ("params.batch_size=0", "params.batch_size=0: expected an integer >= 1"),
         ("params.epoch_count=0", "params.epoch_count=0: expected an integer >= 1"),
         ("params.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
@@ -61,6 +62,14 @@ def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, ov
     assert message in result.stderr
     assert "[Epoch:" not in result.stdout
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
+
+
+def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
+    result = run_main([*offline_args(tmp_path), "params.lr=1e30", "params.epoch_count=1"], tmp_path)
+
+    assert result.returncode != 0
+    assert "error: the training loss became" in result.stderr and "the run diverged; try a smaller params.lr" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:

@@ -155,6 +155,11 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.n_jobs=0", "n_jobs=0: expected an integer >= 1"),
         ("hydra.sweeper.direction=up", "direction='up': expected maximize or minimize"),
         ("hydra.sweeper.total_trials=0", "total_trials=0: expected an integer >= 1"),
+        ("params.lr=interval(0.001, inf)", "can reach inf, which the training config rejects"),
+        ("+params.momentum=interval(0.1, 0.9)", "'+params.momentum' (in hydra.sweeper.params or on the command line), which is not a key"),
+        ("model.hidden=0", "invalid config: model.hidden=0: expected an integer >= 1"),
+        ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
+        ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
@@ -167,25 +172,52 @@ def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override
         assert optuna.get_all_study_names(sqlite_url(tmp_path)) == []
 
 
-def test_a_storage_password_on_the_command_line_is_refused_unprinted(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
-    result = run_main([*sweep_args(tmp_path, n_trials=1), f"hydra.sweeper.storage={url}"], tmp_path, timeout=120)
+@pytest.mark.parametrize(
+    ("mode", "key", "url", "masked"),
+    [
+        ("sweep", "hydra.sweeper.storage", "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies", "sweeper:***@"),
+        ("single run", "storage", "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies", "sweeper:***@"),
+        ("single run", "storage", "'postgresql+psycopg://sweeper@127.0.0.1:1/studies?password=s3cret-pw'", "?password=***"),
+    ],
+)
+def test_a_storage_password_on_the_command_line_is_refused_unprinted(
+    tmp_path: Path, mode: str, key: str, url: str, masked: str
+) -> None:
+    args = sweep_args(tmp_path, n_trials=1) if mode == "sweep" else [*offline_args(tmp_path), "params.epoch_count=1"]
+    result = run_main([*args, f"{key}={url}"], tmp_path, timeout=120)
 
     assert result.returncode != 0
-    assert "hydra.sweeper.storage=postgresql+psycopg://sweeper:***@127.0.0.1:1/studies holds a password" in result.stderr
+    assert f"{key}=postgresql+psycopg://" in result.stderr and masked in result.stderr and "holds a password" in result.stderr
     assert "SWEEP_STORAGE" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
 
 
-def test_a_storage_password_from_the_environment_is_masked(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies", "postgresql+psycopg://sweeper:***@127.0.0.1:1/studies"),
+        ("postgresql+psycopg://sweeper@127.0.0.1:1/studies?password=s3cret-pw", "studies?password=***"),
+    ],
+)
+def test_a_storage_password_from_the_environment_is_masked(tmp_path: Path, url: str, masked: str) -> None:
     args = [a for a in sweep_args(tmp_path, n_trials=1) if not a.startswith("storage=")]
     result = run_main(args, tmp_path, timeout=120, SWEEP_STORAGE=url)
 
     assert result.returncode != 0
-    assert "cannot open storage postgresql+psycopg://sweeper:***@127.0.0.1:1/studies" in result.stderr
+    assert "cannot open storage postgresql+psycopg://sweeper" in result.stderr and masked in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_a_sweep_in_the_other_direction_is_refused(tmp_path: Path) -> None:
+    first = run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
+    other = run_sweep(tmp_path, "params.epoch_count=1", "hydra.sweeper.direction=minimize", n_trials=1)
+
+    assert first.returncode == 0, first.stderr
+    assert other.returncode != 0
+    assert "direction=minimize, but study 'linearnet-mnist-sample' in sqlite:///" in other.stderr
+    assert "was created to maximize" in other.stderr
+    assert len(load(tmp_path).get_trials()) == 1
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs a second dataset: the full MNIST set in ../shared/data/mnist")

@@ -47,17 +47,20 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str], task_c
         distributions.pop(name, None)
 
     for name in [*distributions, *fixed]:
-        if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT and not name.startswith("+"):
+        if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT:
             raise SearchSpaceError(
                 f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a "
                 "key of the training config; expected one of its keys, e.g. params.lr, params.batch_size, "
                 "params.epoch_count"
             )
+    # The command line's plain values are in the composed config: a bad one is
+    # reported as itself, not as the fault of every range checked with it.
+    validate(task_config)
+    for name, value in fixed.items():
+        _check_value(task_config, name, value, None)
     for name, distribution in distributions.items():
         for value in _reachable_extremes(name, distribution):
             _check_value(task_config, name, value, distribution)
-    for name, value in fixed.items():
-        _check_value(task_config, name, value, None)
     fixed_training = {k: v for k, v in fixed.items() if not _is_operational(k)}
     return SearchSpace(distributions, fixed, fixed_overrides, fixed_training)
 

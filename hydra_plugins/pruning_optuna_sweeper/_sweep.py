@@ -18,9 +18,9 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
-from sweeps.storage import StorageError, default_storage, mask_url, open_storage, refuse_password_in_overrides
+from sweeps.storage import StorageError, default_storage, mask_url, open_storage
 from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
@@ -55,6 +55,7 @@ from ._heartbeat import heartbeats
 from ._search_space import SearchSpace, SearchSpaceError, parse_search_space
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # Heartbeats and stale-trial recovery are marked experimental since Optuna 2.9.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
@@ -97,13 +98,14 @@ class SweepRun:
         )
         self.job_idx = 0
         _check_settings(self.settings)
-        refuse_password_in_overrides([*config.hydra.overrides.task, *config.hydra.overrides.hydra])
         self.n_trials = self.settings.n_trials
         self.first_trial_number: int | None = None
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         space = parse_search_space(self.settings.params, arguments, self.config)
+        sampler = _built("sampler", lambda: self._sampler(space))
+        pruner = _built("pruner", lambda: instantiate(self.settings.pruner, _execution_whitelist_="optuna.pruners.*"))
         self.storage = storage = open_storage(
             self.settings.storage,
             heartbeat_interval=self.settings.heartbeat_interval,
@@ -115,11 +117,17 @@ class SweepRun:
         study = optuna.create_study(
             study_name=study_name,
             storage=storage,
-            sampler=self._sampler(space),
-            pruner=instantiate(self.settings.pruner, _execution_whitelist_="optuna.pruners.*"),
+            sampler=sampler,
+            pruner=pruner,
             direction=self.settings.direction,
             load_if_exists=True,
         )
+        if study.direction.name.lower() != self.settings.direction:
+            raise SweepSettingsError(
+                f"direction={self.settings.direction}, but study {study_name!r} in {mask_url(self.settings.storage)} "
+                f"was created to {study.direction.name.lower()}; expected the study's direction, or another study "
+                "(hydra.sweeper.study_name=...)"
+            )
         check_dataset(study, identity, mask_url(self.settings.storage))
         study.set_user_attr(DATASET_ATTR, dataclasses.asdict(identity))
         log.info(
@@ -186,21 +194,30 @@ class SweepRun:
         return launched, failed
 
     def _ask(self, study: optuna.Study, space: SearchSpace, count: int, total: int | None) -> list[optuna.Trial]:
-        trials = []
-        for _ in range(count):
-            trial = self._new_trial(study, space)
-            if total is not None and not budget.admits(study, trial.number, total):
-                trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
-                study.tell(trial, state=TrialState.FAIL)
-                break
-            trial.set_user_attr(WORKER_ATTR, WORKER)
-            if space.fixed_training:
-                trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
-            trials.append(trial)
+        trials: list[optuna.Trial] = []
+        try:
+            for _ in range(count):
+                trial = study.ask()
+                trials.append(trial)
+                trial = trials[-1] = self._sample(study, trial, space)
+                if total is not None and not budget.admits(study, trial.number, total):
+                    trials.pop()
+                    trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
+                trial.set_user_attr(WORKER_ATTR, WORKER)
+                if space.fixed_training:
+                    trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
+        except BaseException as error:
+            # Not launched, and without a heartbeat yet: left RUNNING, they would stay so.
+            for trial in trials:
+                trial.set_user_attr(FAIL_REASON_ATTR, f"not launched: {type(error).__name__}: {error}")
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
         return trials
 
-    def _new_trial(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
-        """Ask for a trial and sample its parameters.
+    def _sample(self, study: optuna.Study, trial: optuna.Trial, space: SearchSpace) -> optuna.Trial:
+        """Sample the parameters of a trial just asked for.
 
         A seeded sampler draws the same points in every process that starts
         with it: a rerun would repeat the first run's trials, and workers
@@ -210,7 +227,6 @@ class SweepRun:
         fresh study's sweep is the configured seed's, every later process
         draws its own points, and each is reproducible from the log.
         """
-        trial = study.ask()
         if self.first_trial_number is None:
             self.first_trial_number = trial.number
             seed = OmegaConf.select(self.settings.sampler, "seed", default=None)
@@ -360,6 +376,18 @@ def _check_settings(s: DictConfig) -> None:
         )
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
+
+
+def _built(setting: str, build: Callable[[], T]) -> T:
+    """`build()`, with a bad sampler or pruner setting reported as the user's error."""
+    try:
+        return build()
+    except Exception as error:
+        reason = str(error.__cause__ or error).strip().rstrip(".").splitlines()
+        raise SweepSettingsError(
+            f"hydra.sweeper.{setting} cannot be used: {reason[-1] if reason else type(error).__name__}; "
+            f"expected settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
+        ) from None
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
