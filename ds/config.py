@@ -7,6 +7,7 @@ The dataclasses make Hydra reject unknown keys and wrong types at start-up;
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,18 @@ def validate(cfg: Any) -> None:
         path = Path(getattr(cfg.paths, key))
         _check(
             problems,
-            not path.exists() or path.is_dir(),
+            _can_be_directory(path),
             f"paths.{key}",
             str(path),
-            "a directory (it exists but is not one)",
+            "a writable directory, or a path where one can be made (it or a folder above it is a file, or not writable)",
         )
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
+
+
+def _can_be_directory(path: Path) -> bool:
+    """A writable directory, or the nearest existing folder above it is one."""
+    for candidate in (path, *path.absolute().parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK)
+    return False

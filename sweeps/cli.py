@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_
 from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, state_counts
 
 REPO_PARAMS_DIR = Path(__file__).resolve().parents[1] / "conf" / "params"
+# A name `python main.py params=<name>` selects: no path, no dot, no quoting.
+CONFIG_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class ExportError(ValueError):
+    """An export target that cannot be written or selected."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             show(load_study(args.study, storage, where), storage, where)
         else:
             export(load_study(args.study, storage, where), storage, where, args.name, Path(args.params_dir))
-    except (StorageError, StudyNotFoundError, FileExistsError) as error:
+    except (StorageError, StudyNotFoundError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -62,9 +69,15 @@ def export(
     """Write the best trial's `params.*` values as a config of the `params` group."""
     best = best_trial(study, storage, where)
     name = name or f"best_{study.study_name}".replace("-", "_")
+    if not CONFIG_NAME.fullmatch(name):
+        raise ExportError(
+            f"config name {name!r} cannot be selected with params=<name>; expected letters, digits, '_' or '-' (--name ...)"
+        )
+    if params_dir.exists() and not params_dir.is_dir():
+        raise ExportError(f"--params-dir {params_dir} is a file; expected a directory (default: {REPO_PARAMS_DIR})")
     target = params_dir / f"{name}.yaml"
     if target.exists():
-        raise FileExistsError(f"{target} exists; choose another --name or remove it first")
+        raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
     params = best_params(best)
     values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
     others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params."))
@@ -74,8 +87,11 @@ def export(
         f"# Use it with: python main.py params={name}",
         *(f"{key}: {value}" for key, value in values.items()),
     ]
-    params_dir.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines) + "\n")
+    try:
+        params_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join(lines) + "\n")
+    except OSError as e:
+        raise ExportError(f"cannot write {target} ({e.strerror}); expected a writable --params-dir") from None
     print(f"wrote {target}; train with it: python main.py params={name}{' ' + others if others else ''}")
     if others:
         print(f"note: the best trial also set {others}, which a params config cannot hold; pass it as above")

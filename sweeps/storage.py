@@ -74,7 +74,8 @@ def mask_url(url: str | None) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return "<unparseable storage URL>"
+        # Shown as it is when nothing in it can be a password.
+        return url if "@" not in url and "password" not in url.lower() else "<unparseable storage URL>"
     return re.sub(r"([?&]password=)[^&]*", r"\1***", parsed.render_as_string(hide_password=True))
 
 
@@ -102,7 +103,7 @@ def open_storage(
         parsed = make_url(url)
     except ArgumentError:
         raise StorageError(
-            f"storage {mask_url(url)!s} is not a SQLAlchemy URL; expected e.g. "
+            f"storage '{mask_url(url)}' is not a SQLAlchemy URL; expected e.g. "
             f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
         ) from None
     engine_kwargs = {}

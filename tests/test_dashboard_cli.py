@@ -302,9 +302,17 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     before = target.read_bytes()
     again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
     assert again.returncode != 0
-    assert f"error: {target} exists; choose another --name or remove it first" in again.stderr
+    assert f"error: {target} exists; expected a new config name: choose another --name" in again.stderr
     assert "Traceback" not in again.stderr
     assert target.read_bytes() == before
+
+    escaping = run_cli(*storage, "export", STUDY, "--name", "../escaped", "--params-dir", str(params_dir), cwd=tmp_path)
+    onto_file = run_cli(*storage, "export", STUDY, "--name", "other", "--params-dir", str(target), cwd=tmp_path)
+    assert escaping.returncode != 0 and onto_file.returncode != 0
+    assert "error: config name '../escaped' cannot be selected with params=<name>" in escaping.stderr
+    assert f"error: --params-dir {target} is a file; expected a directory" in onto_file.stderr
+    assert "Traceback" not in escaping.stderr + onto_file.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*.yaml") if "conf" in p.parts) == ["best_x.yaml"]
 
     missing = run_cli(*storage, "show", "nope", cwd=tmp_path)
     assert missing.returncode != 0

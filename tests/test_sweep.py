@@ -160,6 +160,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("model.hidden=0", "invalid config: model.hidden=0: expected an integer >= 1"),
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
         ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
+        ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
@@ -274,7 +275,7 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
 
 
 def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: Path) -> None:
-    swept = run_sweep(tmp_path, SHORT_EPOCHS, "model.hidden=16", n_trials=3)
+    swept = run_sweep(tmp_path, SHORT_EPOCHS, "model.hidden=16", "seed=5", n_trials=3)
     assert swept.returncode == 0, swept.stderr
     best = load(tmp_path).best_trial
 
@@ -286,8 +287,9 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     assert f"trial {best.number} of sqlite:///" in again.stdout
     source = OmegaConf.load(tmp_path / "best" / ".hydra" / "best_of.yaml")
     assert source.trial == best.number and source.value == best.value
-    assert source.applied == {**best.params, "model.hidden": "16"}  # as typed on the sweep's command line
-    assert "'model.hidden': '16'" in again.stdout  # fixed on the sweep's command line, applied again
+    assert source.applied == {**best.params, "model.hidden": "16", "seed": "5"}  # as typed on the sweep's command line
+    # Fixed on the sweep's command line, applied again: the same model, weights and batches.
+    assert "'model.hidden': '16'" in again.stdout and "'seed': '5'" in again.stdout
     lines = epoch_lines(again.stdout)
     assert len(lines) == best.params["params.epoch_count"]
     assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)
