@@ -77,8 +77,9 @@ def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> N
     assert [t.params for t in load(tmp_path, "fresh").get_trials()] == [trials[0].params, trials[1].params]
 
 
-def test_the_median_pruner_prunes_a_hopeless_trial(tmp_path: Path) -> None:
-    pruner = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
+@pytest.mark.parametrize("choice", ["median", "percentile"])
+def test_the_pruner_prunes_a_hopeless_trial(tmp_path: Path, choice: str) -> None:
+    pruner = [f"hydra/sweeper/pruner={choice}", "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
     good = run_sweep(tmp_path, *FIXED_GOOD, *pruner, n_trials=2)
     hopeless = run_sweep(tmp_path, "params.lr=0.00001", "params.batch_size=64", "params.epoch_count=3", *pruner, n_trials=1)
 
@@ -219,6 +220,18 @@ def test_a_sweep_in_the_other_direction_is_refused(tmp_path: Path) -> None:
     assert "direction=minimize, but study 'linearnet-mnist-sample' in sqlite:///" in other.stderr
     assert "was created to maximize" in other.stderr
     assert len(load(tmp_path).get_trials()) == 1
+
+
+def test_a_study_recorded_on_other_data_refuses_this_sweep(tmp_path: Path) -> None:
+    """The same refusal without a second dataset on disk: a study that says it was run on other data."""
+    study = optuna.create_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path), direction="maximize")
+    other = {"name": "mnist", "train_size": 60000, "test_size": 10000, "sha256": "0" * 64}
+    study.set_user_attr("dataset", other)
+    result = run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
+
+    assert result.returncode != 0
+    assert "was run on mnist(60000/10000, sha256:00000000), but this sweep's data is mnist-sample(8000/2000" in result.stderr
+    assert load(tmp_path).get_trials() == [] and load(tmp_path).user_attrs["dataset"] == other
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs a second dataset: the full MNIST set in ../shared/data/mnist")
