@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -42,7 +43,7 @@ def apply_best_of(cfg: DictConfig) -> None:
     )
 
 
-def _save_source(source: dict) -> None:
+def _save_source(source: dict[str, Any]) -> None:
     """Beside Hydra's config.yaml (saved before best_of changed it): where the
     parameters came from and what they were."""
     hydra = HydraConfig.get()
