@@ -49,15 +49,27 @@ def _query_password(parsed: URL) -> str | None:
 def refuse_password_in_overrides(overrides: list[str], keys: tuple[str, ...] = ("storage", "hydra.sweeper.storage")) -> None:
     """Refuse a storage URL with a password given as a command-line override.
 
-    Hydra prints a sweep's job overrides and saves every job's overrides and
-    config under its output folder, so a password there would leak; the
-    SWEEP_STORAGE environment variable keeps it out (configs hold only
-    ${oc.env:SWEEP_STORAGE}).
+    Hydra prints a sweep's job overrides, saves every job's overrides and
+    config under its output folder, and echoes all overrides when one cannot
+    be parsed, so a password there would leak; the SWEEP_STORAGE environment
+    variable keeps it out (configs hold only ${oc.env:SWEEP_STORAGE}).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    for override in OverridesParser.create().parse_overrides(overrides):
-        value = override.value() if override.key_or_group in keys else None
+    parser = OverridesParser.create()
+    for line in overrides:
+        key, _, raw_value = line.partition("=")
+        if key.lstrip("+~") not in keys:
+            continue
+        try:
+            [override] = parser.parse_overrides([line])
+        except OverrideParseException:
+            raise StorageError(
+                f"{key}={mask_url(raw_value)} cannot be read as a Hydra override; expected the URL quoted "
+                f"({key}='...'), or, if it holds a password, in the SWEEP_STORAGE environment variable"
+            ) from None
+        value = override.value()
         if isinstance(value, str) and url_password(value):
             raise StorageError(
                 f"{override.key_or_group}={mask_url(value)} holds a password on the command line, where "

@@ -195,6 +195,15 @@ def test_a_storage_password_on_the_command_line_is_refused_unprinted(
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
 
 
+def test_an_unparseable_storage_override_is_refused_without_echoing_its_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://sweeper:s3cret(pw@127.0.0.1:1/studies"
+    result = run_main([*offline_args(tmp_path), f"storage={url}"], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert "error: storage=postgresql+psycopg://sweeper:***@127.0.0.1:1/studies cannot be read as a Hydra override" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
