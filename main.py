@@ -16,12 +16,20 @@ from ds.config import ConfigError, register_configs
 from ds.data import DatasetError
 from ds.run import run
 from ds.train import NonFiniteLossError
-from sweeps.best_of import apply_best_of
+from sweeps.best_of import BestOfError, apply_best_of
 from sweeps.reporter import trial_callbacks
 from sweeps.storage import StorageError, refuse_password_in_overrides
-from sweeps.study import StudyNotFoundError
+from sweeps.study import DatasetMismatchError, StudyNotFoundError
 
-USER_ERRORS = (ConfigError, DatasetError, StorageError, StudyNotFoundError, NonFiniteLossError)
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    StorageError,
+    StudyNotFoundError,
+    DatasetMismatchError,
+    BestOfError,
+    NonFiniteLossError,
+)
 
 register_configs()
 

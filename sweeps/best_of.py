@@ -10,10 +10,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from ds.run import load_data
 from sweeps.storage import mask_url, open_storage
-from sweeps.study import best_params, best_trial, load_study
+from sweeps.study import best_params, best_trial, check_dataset, load_study
 
 log = logging.getLogger(__name__)
+
+
+class BestOfError(ValueError):
+    """The best trial's settings cannot be applied to this run."""
 
 
 def apply_best_of(cfg: DictConfig) -> None:
@@ -22,11 +27,21 @@ def apply_best_of(cfg: DictConfig) -> None:
         return
     where = mask_url(cfg.storage)
     storage = open_storage(cfg.storage, must_exist=True)
-    trial = best_trial(load_study(cfg.best_of, storage, where), storage, where)
-    explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))}
+    study = load_study(cfg.best_of, storage, where)
+    trial = best_trial(study, storage, where)
+    check_dataset(study, load_data(cfg).identity, where, user="run")
+    hydra = HydraConfig.get()
+    explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
     # `params=tuned` on the command line covers every params.* key.
     applied = {k: v for k, v in best_params(trial).items() if not any(k == e or k.startswith(e + ".") for e in explicit)}
     for key, value in applied.items():
+        if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
+            if hydra.runtime.choices[key] != value:
+                raise BestOfError(
+                    f"best_of={cfg.best_of}: trial {trial.number} ran with {key}={value}, this run has "
+                    f"{key}={hydra.runtime.choices[key]}; expected {key}={value} on this command line"
+                )
+            continue
         OmegaConf.update(cfg, key, value)
     kept = sorted(set(best_params(trial)) - set(applied))
     log.info(

@@ -46,37 +46,34 @@ def _query_password(parsed: URL) -> str | None:
     return value if isinstance(value, str) or value is None else value[0]
 
 
-def refuse_password_in_overrides(overrides: list[str], keys: tuple[str, ...] = ("storage", "hydra.sweeper.storage")) -> None:
-    """Refuse a storage URL with a password given as a command-line override.
+# A password in any text, as SQLAlchemy reads URLs: scheme://user:PASSWORD@...,
+# or a password= query parameter.
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]+)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&\s'\",)\]]*)", re.IGNORECASE)
+
+
+def refuse_password_in_overrides(overrides: list[str]) -> None:
+    """Refuse any command-line override that holds a URL password.
 
     Hydra prints a sweep's job overrides, saves every job's overrides and
-    config under its output folder, and echoes all overrides when one cannot
-    be parsed, so a password there would leak; the SWEEP_STORAGE environment
-    variable keeps it out (configs hold only ${oc.env:SWEEP_STORAGE}).
+    config under its output folder, echoes an override it cannot parse, and
+    a sweep logs its search space, so a password anywhere on the command line
+    (`storage=...`, `storage =...`, `storage=choice(...)`, a list) would leak;
+    the SWEEP_STORAGE environment variable keeps it out (configs hold only
+    ${oc.env:SWEEP_STORAGE}).
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
     for line in overrides:
-        key, _, raw_value = line.partition("=")
-        if key.lstrip("+~") not in keys:
-            continue
-        try:
-            [override] = parser.parse_overrides([line])
-        except OverrideParseException:
+        masked = _mask_passwords(line)
+        if masked != line:
             raise StorageError(
-                f"{key}={mask_url(raw_value)} cannot be read as a Hydra override; expected the URL quoted "
-                f"({key}='...'), or, if it holds a password, in the SWEEP_STORAGE environment variable"
-            ) from None
-        value = override.value()
-        if isinstance(value, str) and url_password(value):
-            raise StorageError(
-                f"{override.key_or_group}={mask_url(value)} holds a password on the command line, where "
-                "Hydra would print it and save it in the run's .hydra/ files; expected the URL in the "
-                "SWEEP_STORAGE environment variable instead: "
-                "export SWEEP_STORAGE='postgresql+psycopg://user:PASSWORD@host/db'"
+                f"{masked} holds a password on the command line, where Hydra would print it and save it "
+                "in the run's .hydra/ files; expected the storage URL in the SWEEP_STORAGE environment "
+                "variable instead: export SWEEP_STORAGE='postgresql+psycopg://user:PASSWORD@host/db'"
             )
+
+
+def _mask_passwords(text: str) -> str:
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
 
 
 def mask_url(url: str | None) -> str:
@@ -88,7 +85,7 @@ def mask_url(url: str | None) -> str:
     except ArgumentError:
         # Shown as it is when nothing in it can be a password.
         return url if "@" not in url and "password" not in url.lower() else "<unparseable storage URL>"
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", parsed.render_as_string(hide_password=True))
+    return _mask_passwords(parsed.render_as_string(hide_password=True))
 
 
 def open_storage(

@@ -31,15 +31,17 @@ def default_study_name(identity: DatasetIdentity) -> str:
     return f"linearnet-{identity.name}"
 
 
-def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str) -> None:
-    """Refuse to mix trials trained on different data in one study."""
+def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str, *, user: str = "sweep") -> None:
+    """Refuse to mix trials trained on different data in one study, or to
+    take a study's best parameters to other data (`user="run"`)."""
     recorded = study.user_attrs.get(DATASET_ATTR)
     if recorded is None or recorded.get("sha256") == identity.sha256:
         return
+    other_study = "Choose another study (hydra.sweeper.study_name=...) or" if user == "sweep" else "Expected"
     raise DatasetMismatchError(
         f"study {study.study_name!r} in {where} was run on {DatasetIdentity(**recorded)}, "
-        f"but this sweep's data is {identity}; trials on other data would not compare. "
-        "Choose another study (hydra.sweeper.study_name=...) or the study's data (paths.data=...)."
+        f"but this {user}'s data is {identity}; results on other data would not compare. "
+        f"{other_study} the study's data (paths.data=...)."
     )
 
 

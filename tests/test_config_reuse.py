@@ -53,15 +53,20 @@ def test_reused_composition_equals_hydras_for_plain_values() -> None:
     assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)
 
 
-def test_group_overrides_are_composed_by_hydra() -> None:
+def test_a_trial_with_the_same_group_choice_reuses_it_and_another_choice_is_composed() -> None:
     register_configs()
     GlobalHydra.instance().clear()
     hydra_loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
     master = hydra_loader.load_configuration("config", ["hydra/sweeper=optuna"], RunMode.MULTIRUN)
     reusing = ReusingConfigLoader(hydra_loader)
 
-    reusing.load_sweep_config(master, ["params.lr=0.01"])
-    regrouped = reusing.load_sweep_config(master, ["params=default"])
+    reusing.load_sweep_config(master, ["params=default", *trial(0, 0.01, 64)])
+    same_group = reusing.load_sweep_config(master, ["params=default", *trial(1, 0.002, 256)])
+    expected = hydra_loader.load_sweep_config(master, ["params=default", *trial(1, 0.002, 256)])
+    assert reusing._base is not None, "the same group choice must take the reuse path"
+    assert as_data(same_group) == as_data(expected)
+    base = reusing._base
 
-    assert reusing._base_keys == ["params.lr"]  # the group override did not replace the base
-    assert regrouped.params.lr == 0.001
+    verbose = reusing.load_sweep_config(master, ["params=default", "hydra.verbose=true", *trial(2, 0.002, 256)])
+    assert reusing._base is not base, "other non-value overrides must be composed by Hydra"
+    assert verbose.hydra.verbose is True

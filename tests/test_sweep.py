@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -115,6 +116,22 @@ def test_the_other_pruners_are_selectable(tmp_path: Path, choice: str, pruner: s
     assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
 
 
+def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path) -> None:
+    """`params=<name>` (an exported config) picks the group option; the ranges still apply."""
+    result = run_sweep(tmp_path, "params=default", "params.epoch_count=1", n_trials=2)
+
+    assert result.returncode == 0, result.stderr
+    trials = load(tmp_path).get_trials()
+    assert states(load(tmp_path)) == [TrialState.COMPLETE] * 2
+    assert all(t.user_attrs["fixed_params"]["params"] == "default" for t in trials)
+    assert len({t.params["params.lr"] for t in trials}) == 2
+    [overrides] = {tuple(OmegaConf.load(p)) for p in tmp_path.glob("multirun/*/*/0/.hydra/overrides.yaml")}
+    assert "params=default" in overrides
+
+    again = run_main([*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
     result = run_sweep(
         tmp_path,
@@ -162,6 +179,8 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
         ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
         ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
+        ("params=choice(default, tuned)", "a range over config group 'params' (options: default), which this sweeper does not search"),
+        ("run_name=choice(a, b)", "a range for 'run_name', which says where and how the sweep runs"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
@@ -174,34 +193,38 @@ def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override
         assert optuna.get_all_study_names(sqlite_url(tmp_path)) == []
 
 
+PG = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
+
+
 @pytest.mark.parametrize(
-    ("mode", "key", "url", "masked"),
+    ("mode", "override", "masked"),
     [
-        ("sweep", "hydra.sweeper.storage", "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies", "sweeper:***@"),
-        ("single run", "storage", "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies", "sweeper:***@"),
-        ("single run", "storage", "'postgresql+psycopg://sweeper@127.0.0.1:1/studies?password=s3cret-pw'", "?password=***"),
+        ("sweep", f"hydra.sweeper.storage={PG}", "hydra.sweeper.storage=postgresql+psycopg://sweeper:***@127.0.0.1"),
+        ("single run", f"storage={PG}", "storage=postgresql+psycopg://sweeper:***@127.0.0.1"),
+        (
+            "single run",
+            "storage='postgresql+psycopg://sweeper@127.0.0.1:1/studies?password=s3cret-pw'",
+            "studies?password=***'",
+        ),
+        # Forms a key-by-key check would let through: Hydra echoes or logs them all.
+        ("single run", f"storage ={PG}", "storage =postgresql+psycopg://sweeper:***@"),
+        ("single run", f"storage@_global_={PG}", "storage@_global_=postgresql+psycopg://sweeper:***@"),
+        ("single run", f"storage=['{PG}']", "storage=['postgresql+psycopg://sweeper:***@"),
+        ("single run", "storage=postgresql+psycopg://sweeper:s3cret(pw@127.0.0.1:1/studies", "sweeper:***@127.0.0.1"),
+        ("sweep", f"storage=choice('{PG}','sqlite:///x.db')", "storage=choice('postgresql+psycopg://sweeper:***@"),
     ],
 )
 def test_a_storage_password_on_the_command_line_is_refused_unprinted(
-    tmp_path: Path, mode: str, key: str, url: str, masked: str
+    tmp_path: Path, mode: str, override: str, masked: str
 ) -> None:
     args = sweep_args(tmp_path, n_trials=1) if mode == "sweep" else [*offline_args(tmp_path), "params.epoch_count=1"]
-    result = run_main([*args, f"{key}={url}"], tmp_path, timeout=120)
+    result = run_main([*args, override], tmp_path, timeout=120)
 
     assert result.returncode != 0
-    assert f"{key}=postgresql+psycopg://" in result.stderr and masked in result.stderr and "holds a password" in result.stderr
-    assert "SWEEP_STORAGE" in result.stderr
-    assert "s3cret-pw" not in result.stdout + result.stderr
-    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret-pw" in p.read_bytes()]
-
-
-def test_an_unparseable_storage_override_is_refused_without_echoing_its_password(tmp_path: Path) -> None:
-    url = "postgresql+psycopg://sweeper:s3cret(pw@127.0.0.1:1/studies"
-    result = run_main([*offline_args(tmp_path), f"storage={url}"], tmp_path, timeout=120)
-
-    assert result.returncode != 0
-    assert "error: storage=postgresql+psycopg://sweeper:***@127.0.0.1:1/studies cannot be read as a Hydra override" in result.stderr
+    assert f"error: {override.split('s3cret')[0]}" in result.stderr
+    assert masked in result.stderr and "holds a password" in result.stderr and "SWEEP_STORAGE" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
 
 
 @pytest.mark.parametrize(
@@ -300,11 +323,11 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     swept = run_sweep(tmp_path, SHORT_EPOCHS, "model.hidden=16", "seed=5", n_trials=3)
     assert swept.returncode == 0, swept.stderr
     best = load(tmp_path).best_trial
+    # The command the sweep prints, as a shell would split it: this study, its storage and data.
+    [printed] = re.findall(r"Train with its best parameters: +python main.py (.*)", swept.stdout + swept.stderr)
+    assert printed.startswith("best_of=linearnet-mnist-sample ") and "paths.data=" in printed
 
-    again = run_main(
-        [*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}", "hydra.run.dir=best"],
-        tmp_path,
-    )
+    again = run_main([*shlex.split(printed), "progress=false", "hydra.run.dir=best"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"trial {best.number} of sqlite:///" in again.stdout
     source = OmegaConf.load(tmp_path / "best" / ".hydra" / "best_of.yaml")
@@ -331,6 +354,19 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     assert regrouped.returncode == 0
     assert "kept from the command line: ['params.batch_size', 'params.epoch_count', 'params.lr']" in regrouped.stdout
     assert len(epoch_lines(regrouped.stdout)) == 3  # params/default.yaml's epoch_count
+
+
+def test_best_of_on_other_data_than_the_study_s_is_refused(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="full", storage=sqlite_url(tmp_path), direction="maximize")
+    study.set_user_attr("dataset", {"name": "mnist", "train_size": 60000, "test_size": 10000, "sha256": "0" * 64})
+    study.enqueue_trial({"params.lr": 0.01})
+    study.optimize(lambda t: t.suggest_float("params.lr", 1e-4, 1e-1, log=True), n_trials=1)
+    result = run_main([*offline_args(tmp_path), "best_of=full", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+
+    assert result.returncode != 0
+    assert "error: study 'full' in sqlite:///" in result.stderr
+    assert "was run on mnist(60000/10000, sha256:00000000), but this run's data is mnist-sample(8000/2000" in result.stderr
+    assert "Expected the study's data (paths.data=...)" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:

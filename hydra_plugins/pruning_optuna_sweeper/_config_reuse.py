@@ -3,10 +3,11 @@
 Hydra recomposes the whole config (defaults tree, schemas, hydra's own
 groups) for every job a launcher starts: about 125 ms a trial here, more than
 a one-epoch trial on the sample takes to train. Trials of a sweep differ only
-in the values of the same keys, so when every override of a trial sets a
-plain value (no config group, no `+`/`~`, no hydra.* key) and the keys are
-those of the last composition, the trial's config is a copy of that one with
-Hydra's own override step applied. Anything else is composed by Hydra as usual.
+in the values of the same keys: when a trial's overrides that are not plain
+values (config groups such as `params=tuned`, `+`/`~`, hydra.* keys) are the
+same as those of the last composition, and its plain values set the same keys,
+the trial's config is a copy of that composition with Hydra's own override
+step applied to the plain values. Anything else is composed by Hydra as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ReusingConfigLoader:
         self._inner = inner
         self._parser = OverridesParser.create()
         self._base: DictConfig | None = None
-        self._base_keys: list[str] | None = None
+        self._base_key: tuple[list[str], list[str]] | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found on self. While unpickling (joblib
@@ -39,16 +40,19 @@ class ReusingConfigLoader:
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         parsed = self._parser.parse_overrides(list(sweep_overrides))
-        keys = [o.key_or_group for o in parsed]
-        if not all(_is_plain_value(o, master_config) for o in parsed):
+        if any(o.is_sweep_override() for o in parsed):
             return self._inner.load_sweep_config(master_config, sweep_overrides)
-        if self._base is None or keys != self._base_keys:
+        plain, others = [], []
+        for override in parsed:
+            (plain if _is_plain_value(override, master_config) else others).append(override)
+        key = ([o.key_or_group for o in plain], [o.input_line for o in others])
+        if self._base is None or key != self._base_key:
             config = self._inner.load_sweep_config(master_config, sweep_overrides)
-            self._base, self._base_keys = copy.deepcopy(config), keys
+            self._base, self._base_key = copy.deepcopy(config), key
             return config
         config = copy.deepcopy(self._base)
         with read_write(config):
-            ConfigLoaderImpl._apply_overrides_to_config(parsed, config)
+            ConfigLoaderImpl._apply_overrides_to_config(plain, config)
             config.hydra.overrides.task = [o.input_line for o in parsed]
         return config
 
@@ -56,8 +60,7 @@ class ReusingConfigLoader:
 def _is_plain_value(override: Override, config: DictConfig) -> bool:
     key = override.key_or_group
     if (
-        override.is_sweep_override()
-        or override.is_delete()
+        override.is_delete()
         or override.is_add()
         or override.is_force_add()
         or override.package is not None

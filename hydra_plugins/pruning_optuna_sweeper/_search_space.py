@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,20 @@ class SearchSpace:
     fixed_training: dict[str, Any]  # what of `fixed` shapes the model: best_of applies it again
 
 
-def parse_search_space(declared: DictConfig | None, arguments: list[str], task_config: DictConfig) -> SearchSpace:
+def parse_search_space(
+    declared: DictConfig | None,
+    arguments: list[str],
+    task_config: DictConfig,
+    group_options: Callable[[str], list[str]],
+) -> SearchSpace:
     """The sweeper's `params` plus the command line's overrides, validated.
 
     Every key must exist in the training config, every range must hold more
     than one value, and every value a range can reach must pass the training
     config's own validation (so `params.lr: interval(-1, 1)` fails here, not
-    in trial 7).
+    in trial 7). A config group (a name `group_options` lists options for)
+    takes one option for the whole sweep (`params=tuned`), which Hydra
+    composes for every trial; ranges go over its values.
     """
     entries = [f"{k}={v}" for k, v in (declared or {}).items()] + list(arguments)
     for entry in entries:  # one at a time, to name the entry that is wrong
@@ -45,8 +53,23 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str], task_c
     distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
     for name in fixed:
         distributions.pop(name, None)
+    for name in distributions:
+        if name.lstrip("+") in _SET_BY_THE_SWEEP:
+            raise SearchSpaceError(
+                f"the sweep has a range for '{name}', which says where and how the sweep runs; expected "
+                "one value for it (e.g. storage=sqlite:///sweeps/optuna.db), and ranges only over what is trained"
+            )
+    groups = {name for name in [*distributions, *fixed] if group_options(name.lstrip("+"))}
+    for name in groups & set(distributions):
+        options = group_options(name.lstrip("+"))
+        raise SearchSpaceError(
+            f"the sweep has a range over config group '{name}' (options: {', '.join(options)}), which this "
+            f"sweeper does not search; expected one option for the whole sweep ({name}={options[0]}) and "
+            "ranges over its values"
+        )
+    values = {name: value for name, value in fixed.items() if name not in groups}
 
-    for name in [*distributions, *fixed]:
+    for name in [*distributions, *values]:
         if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT:
             raise SearchSpaceError(
                 f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a "
@@ -56,7 +79,7 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str], task_c
     # The command line's plain values are in the composed config: a bad one is
     # reported as itself, not as the fault of every range checked with it.
     validate(task_config)
-    for name, value in fixed.items():
+    for name, value in values.items():
         _check_value(task_config, name, value, None)
     for name, distribution in distributions.items():
         for value in _reachable_extremes(name, distribution):
@@ -67,6 +90,8 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str], task_c
 
 # Settings that say where and how a run happens, not what it trains.
 _OPERATIONAL_KEYS = {"storage", "progress", "run_name", "best_of", "threads"}
+# Keys the sweep itself sets or reads to find its study: never swept.
+_SET_BY_THE_SWEEP = {"storage", "run_name", "best_of", "sweep", "sweep.study_name", "sweep.trial_number"}
 _OPERATIONAL_PREFIXES = ("paths.", "data.", "sweep.", "hydra.")
 
 

@@ -13,6 +13,8 @@ import functools
 import logging
 import math
 import os
+import re
+import shlex
 import signal
 import socket
 import time
@@ -36,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
-from sweeps.storage import StorageError, default_storage, mask_url, open_storage
+from sweeps.storage import StorageError, default_storage, mask_url, open_storage, url_password
 from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
@@ -92,6 +94,7 @@ class SweepRun:
     ) -> None:
         self.settings = OmegaConf.create(settings)
         self.config = config
+        self.group_options = hydra_context.config_loader.get_group_options
         hydra_context = dataclasses.replace(hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
@@ -103,7 +106,7 @@ class SweepRun:
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
-        space = parse_search_space(self.settings.params, arguments, self.config)
+        space = parse_search_space(self.settings.params, arguments, self.config, self.group_options)
         sampler = _built("sampler", lambda: self._sampler(space))
         pruner = _built("pruner", lambda: instantiate(self.settings.pruner, _execution_whitelist_="optuna.pruners.*"))
         self.storage = storage = open_storage(
@@ -142,7 +145,8 @@ class SweepRun:
 
         with _sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
-        self._summarise(study, launched, failed, time.perf_counter() - started)
+        data_overrides = [a for a in arguments if a.split("=", 1)[0] == "paths.data" or a.startswith("data.")]
+        self._summarise(study, launched, failed, time.perf_counter() - started, data_overrides)
 
     def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
@@ -317,7 +321,9 @@ class SweepRun:
                 raise
             return self.storage.get_trial(trial._trial_id)
 
-    def _summarise(self, study: optuna.Study, launched: int, failed: int, seconds: float) -> None:
+    def _summarise(
+        self, study: optuna.Study, launched: int, failed: int, seconds: float, data_overrides: list[str]
+    ) -> None:
         counts = state_counts(study)
         log.info(
             "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
@@ -332,10 +338,14 @@ class SweepRun:
             return
         best = study.best_trial
         log.info("Best: %s", describe_trial(best))
-        storage = mask_url(self.settings.storage)
-        storage_arg = "" if self.settings.storage == default_storage() else f" storage='{storage}'"
-        log.info("Watch the study:   optuna-dashboard %s", storage)
-        log.info("Train with its best parameters:   python main.py best_of=%s%s", _quoted(study.study_name), storage_arg)
+        url = self.settings.storage
+        from_env = url == os.environ.get("SWEEP_STORAGE")
+        train = ["python", "main.py", _shell_override("best_of", study.study_name), *map(shlex.quote, data_overrides)]
+        if url != default_storage():
+            train.append(_shell_override("storage", mask_url(url)))
+        dashboard_url = '"$SWEEP_STORAGE"' if from_env and url_password(url) else shlex.quote(mask_url(url))
+        log.info("Watch the study:   optuna-dashboard %s", dashboard_url)
+        log.info("Train with its best parameters:   %s", " ".join(train))
         results = {
             "name": "optuna",
             "study_name": study.study_name,
@@ -417,6 +427,18 @@ def _last_fail_reason(study: optuna.Study) -> str:
 
 def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# What both Hydra and the shell take unquoted in an override's value.
+_UNQUOTED = re.compile(r"[\w./:+@-]+")
+
+
+def _shell_override(key: str, value: str) -> str:
+    """`key=value` for a shell command line: quoted for Hydra, then for the shell, where needed."""
+    if _UNQUOTED.fullmatch(value):
+        return f"{key}={value}"
+    override = f"{key}={_quoted(value)}"
+    return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
 @contextmanager
