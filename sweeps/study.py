@@ -45,17 +45,19 @@ def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str, *,
     )
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
+def requeue(study: optuna.Study, trial: FrozenTrial, *, use_attempt: bool = True) -> bool:
     """Queue a crashed worker's or an interrupted trial's parameters again.
 
-    Each set of parameters is tried at most MAX_ATTEMPTS times; returns
-    whether this one was queued.
+    Each set of parameters is tried at most MAX_ATTEMPTS times (an interrupt
+    by the user, `use_attempt=False`, does not count); returns whether this
+    one was queued.
     """
     attempt = trial.user_attrs.get(ATTEMPT_ATTR, 1)
-    if attempt >= MAX_ATTEMPTS:
+    if use_attempt and attempt >= MAX_ATTEMPTS:
         return False
     attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
-    study.enqueue_trial(trial.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: attempt + 1})
+    next_attempt = attempt + 1 if use_attempt else attempt
+    study.enqueue_trial(trial.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: next_attempt})
     return True
 
 

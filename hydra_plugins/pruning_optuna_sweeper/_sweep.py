@@ -164,12 +164,13 @@ class SweepRun:
         n_trials, total = self.n_trials, self.settings.total_trials
         allowed_failures = math.floor(self.settings.max_failure_rate * n_trials)
         launched = failed = 0
+        last_fail_reason = "unknown"
         waiting_logged = False
         while launched < n_trials:
             optuna.storages.fail_stale_trials(study)
             if total is not None and budget.places_taken(study) >= total:
-                if budget.finished_count(study) >= total:
-                    log.info("The study holds %d finished trials: total_trials=%d reached.", total, total)
+                if (finished := budget.finished_count(study)) >= total:
+                    log.info("The study holds %d COMPLETE or PRUNED trials: total_trials=%d reached.", finished, total)
                     break
                 # Others' running trials may fill the budget, or fail and free a place;
                 # a queued trial (a retry) holds a place that only asking can use.
@@ -185,15 +186,17 @@ class SweepRun:
             with self._failing_on_interrupt(study, trials):
                 returns = self._launch(study, trials, space)
                 for trial, ret in zip(trials, returns):
-                    frozen = self._tell(study, trial, ret)
-                    failed += frozen.state == TrialState.FAIL
+                    frozen, recorded = self._tell(study, trial, ret)
+                    if recorded and frozen.state == TrialState.FAIL:
+                        failed += 1
+                        last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR, "unknown")
                     log.info("%s | best: %s", describe_trial(frozen), _best(study))
             launched += len(trials)
             if failed > allowed_failures:
                 raise SweepAborted(
                     f"{failed} of {launched} trials failed, more than max_failure_rate="
                     f"{self.settings.max_failure_rate} of n_trials={n_trials} allows ({allowed_failures}); "
-                    f"last reason: {_last_fail_reason(study)}. Completed trials stay in the study."
+                    f"last reason: {last_fail_reason}. Completed trials stay in the study."
                 )
         return launched, failed
 
@@ -203,6 +206,9 @@ class SweepRun:
             for _ in range(count):
                 trial = study.ask()
                 trials.append(trial)
+                # From now on, should this process die, the trial goes stale and is retried.
+                if self.storage.get_heartbeat_interval():
+                    self.storage.record_heartbeat(trial._trial_id)
                 trial = trials[-1] = self._sample(study, trial, space)
                 if total is not None and not budget.admits(study, trial.number, total):
                     trials.pop()
@@ -213,7 +219,7 @@ class SweepRun:
                 if space.fixed_training:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
         except BaseException as error:
-            # Not launched, and without a heartbeat yet: left RUNNING, they would stay so.
+            # Not launched: left RUNNING, they would hold their places until found stale.
             for trial in trials:
                 trial.set_user_attr(FAIL_REASON_ATTR, f"not launched: {type(error).__name__}: {error}")
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -258,22 +264,29 @@ class SweepRun:
     @contextmanager
     def _failing_on_interrupt(self, study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
         """On Ctrl-C, SIGTERM or a launcher error, leave none of `trials` RUNNING:
-        mark the unfinished ones FAIL and queue their parameters again."""
+        mark the unfinished ones FAIL; after an interrupt, queue their
+        parameters again (an interrupt does not use up one of their attempts)."""
         try:
             yield
-        except BaseException as interrupt:
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            reason = "interrupted" if interrupted else f"launcher error: {type(error).__name__}: {error}"
             queued = []
             unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
             for trial in unfinished:
-                trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted: {type(interrupt).__name__}")
+                _set_fail_reason(trial, reason)
                 frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                if requeue(study, frozen):
+                if interrupted and requeue(study, frozen, use_attempt=False):
                     queued.append(trial.number)
-            log.warning(
-                "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
-                ", ".join(f"trial {t.number}" for t in unfinished) or "no trial",
-                ", ".join(f"trial {n}" for n in queued) or "none",
-            )
+            marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
+            if interrupted:
+                log.warning(
+                    "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
+                    marked,
+                    ", ".join(f"trial {n}" for n in queued) or "none",
+                )
+            else:
+                log.error("Launching trials failed: %s marked FAIL (%s).", marked, reason)
             raise
 
     @staticmethod
@@ -287,13 +300,8 @@ class SweepRun:
             f"run_name={_quoted(f'{study_name}/trial-{trial.number:04d}')}",
         ]
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> FrozenTrial:
-        current = self.storage.get_trial(trial._trial_id)
-        if current.state.is_finished():
-            # Another worker found its heartbeat stale and failed it (this
-            # process was stopped or too slow); its retry is queued already.
-            log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, current.state.name)
-            return current
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
+        """The trial as stored, and whether this outcome is the one recorded."""
         if ret.status == JobStatus.COMPLETED:
             try:
                 value = float(ret.return_value)
@@ -307,19 +315,25 @@ class SweepRun:
             if isinstance(error, optuna.TrialPruned):
                 return self._record(study, trial, state=TrialState.PRUNED)
             reason = f"{type(error).__name__}: {error}"
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        _set_fail_reason(trial, reason)
         return self._record(study, trial, state=TrialState.FAIL)
 
-    def _record(self, study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> FrozenTrial:
+    def _record(self, study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> tuple[FrozenTrial, bool]:
         try:
-            return study.tell(trial, **outcome)
+            frozen = study.tell(trial, skip_if_finished=True, **outcome)
         except RuntimeError as e:
             # The grid sampler calls study.stop() once its grid is covered,
             # which Optuna allows only inside study.optimize; the outcome is
             # stored before that (and n_trials is capped at the grid's size).
             if "Study.stop" not in str(e):
                 raise
-            return self.storage.get_trial(trial._trial_id)
+            frozen = self.storage.get_trial(trial._trial_id)
+        recorded = frozen.state == outcome.get("state", TrialState.COMPLETE)
+        if not recorded:
+            # Another worker found its heartbeat stale and failed it (this
+            # process was stopped or too slow); its retry is queued already.
+            log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name)
+        return frozen, recorded
 
     def _summarise(
         self, study: optuna.Study, launched: int, failed: int, seconds: float, data_overrides: list[str]
@@ -420,9 +434,11 @@ def _best(study: optuna.Study) -> str:
     return f"trial {best.number} {best.value:.4f}"
 
 
-def _last_fail_reason(study: optuna.Study) -> str:
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return failed[-1].user_attrs.get(FAIL_REASON_ATTR, "unknown") if failed else "unknown"
+def _set_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    try:
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker finished it first; telling will say so
 
 
 def _quoted(text: str) -> str:
