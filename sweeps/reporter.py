@@ -48,5 +48,10 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
 def _study(storage_url: str, study_name: str, pruner_yaml: str) -> optuna.Study:
     """The study with the sweep's pruner, loaded once per process (a sweep's
     trials in one process share it)."""
-    pruner = instantiate(OmegaConf.create(pruner_yaml), _execution_whitelist_="optuna.pruners.*")
+    pruner = build_pruner(OmegaConf.create(pruner_yaml))
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url), pruner=pruner)
+
+
+def build_pruner(config: DictConfig) -> optuna.pruners.BasePruner:
+    """The pruner `hydra.sweeper.pruner` configures (the sweeper's and every trial's)."""
+    return instantiate(config, _execution_whitelist_="optuna.pruners.*")

@@ -180,11 +180,15 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
         ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
         ("params=choice(default, tuned)", "a range over config group 'params' (options: default), which this sweeper does not search"),
+        (
+            ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.reduction_factor=1"),
+            "hydra.sweeper.pruner fails in use, rehearsed on a few in-memory trials: ZeroDivisionError",
+        ),
         ("run_name=choice(a, b)", "a range for 'run_name', which says where and how the sweep runs"),
     ],
 )
-def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str, message: str) -> None:
-    result = run_sweep(tmp_path, override, n_trials=2, timeout=120)
+def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str | tuple[str, ...], message: str) -> None:
+    result = run_sweep(tmp_path, *([override] if isinstance(override, str) else override), n_trials=2, timeout=120)
 
     assert result.returncode != 0
     assert message in result.stderr
@@ -243,15 +247,23 @@ def test_a_storage_password_from_the_environment_is_masked(tmp_path: Path, url: 
     assert "s3cret-pw" not in result.stdout + result.stderr
 
 
-def test_a_sweep_in_the_other_direction_is_refused(tmp_path: Path) -> None:
+def test_a_sweep_that_does_not_fit_its_study_is_refused_and_a_narrower_range_is_not(tmp_path: Path) -> None:
     first = run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
     other = run_sweep(tmp_path, "params.epoch_count=1", "hydra.sweeper.direction=minimize", n_trials=1)
+    fewer_choices = run_sweep(tmp_path, "params.epoch_count=1", "params.batch_size=choice(64, 128)", n_trials=1)
+    narrower = run_sweep(tmp_path, "params.epoch_count=1", "params.lr=tag(log, interval(0.001, 0.01))", n_trials=1)
 
     assert first.returncode == 0, first.stderr
     assert other.returncode != 0
     assert "direction=minimize, but study 'linearnet-mnist-sample' in sqlite:///" in other.stderr
     assert "was created to maximize" in other.stderr
-    assert len(load(tmp_path).get_trials()) == 1
+    assert fewer_choices.returncode != 0 and "Traceback" not in fewer_choices.stderr
+    assert "error: the sweep's range for 'params.batch_size' is CategoricalDistribution(choices=(64, 128))" in fewer_choices.stderr
+    assert "sampled it from CategoricalDistribution(choices=(32, 64, 128, 256, 512))" in fewer_choices.stderr
+    assert narrower.returncode == 0, narrower.stderr
+    trials = load(tmp_path).get_trials()
+    assert states(load(tmp_path)) == [TrialState.COMPLETE] * 2
+    assert 0.001 <= trials[1].params["params.lr"] <= 0.01
 
 
 def test_a_study_recorded_on_other_data_refuses_this_sweep(tmp_path: Path) -> None:

@@ -9,7 +9,14 @@ from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
 
 from ds.config import ConfigError, validate
 
@@ -86,6 +93,28 @@ def parse_search_space(
             _check_value(task_config, name, value, distribution)
     fixed_training = {k: v for k, v in fixed.items() if not _is_operational(k)}
     return SearchSpace(distributions, fixed, fixed_overrides, fixed_training)
+
+
+def check_against_study(space: SearchSpace, study: optuna.Study, where: str) -> None:
+    """Refuse ranges the study's earlier trials cannot share a parameter with.
+
+    Optuna lets a float or int range move between sweeps of one study, but
+    not a choice's options, a log scale or the kind of range.
+    """
+    recorded: dict[str, BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.distributions)
+    for name, distribution in space.distributions.items():
+        if name not in recorded:
+            continue
+        try:
+            check_distribution_compatibility(recorded[name], distribution)
+        except ValueError as e:
+            raise SearchSpaceError(
+                f"the sweep's range for '{name}' is {distribution!r}, but study {study.study_name!r} in {where} "
+                f"sampled it from {recorded[name]!r} ({str(e).rstrip('.')}); expected a compatible range, or "
+                "another study (hydra.sweeper.study_name=...)"
+            ) from None
 
 
 # Settings that say where and how a run happens, not what it trains.

@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
+from sweeps.reporter import build_pruner
 from sweeps.storage import StorageError, default_storage, mask_url, open_storage, url_password
 from sweeps.study import (
     DATASET_ATTR,
@@ -54,7 +55,8 @@ from sweeps.study import (
 from . import _budget as budget
 from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
-from ._search_space import SearchSpace, SearchSpaceError, parse_search_space
+from ._rehearsal import RehearsalError, rehearse
+from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,7 +110,15 @@ class SweepRun:
         started = time.perf_counter()
         space = parse_search_space(self.settings.params, arguments, self.config, self.group_options)
         sampler = _built("sampler", lambda: self._sampler(space))
-        pruner = _built("pruner", lambda: instantiate(self.settings.pruner, _execution_whitelist_="optuna.pruners.*"))
+        pruner = _built("pruner", lambda: build_pruner(self.settings.pruner))
+        try:
+            rehearse(lambda: self._sampler(space), lambda: build_pruner(self.settings.pruner), space)
+        except RehearsalError as e:
+            raise SweepSettingsError(
+                f"hydra.sweeper.{e.setting} fails in use, rehearsed on a few in-memory trials: {e}; expected "
+                f"settings its class can run with (hydra.sweeper.{e.setting}._target_ names it; a sampler's "
+                "own package, such as cmaes for CmaEsSampler, must be installed)"
+            ) from None
         self.storage = storage = open_storage(
             self.settings.storage,
             heartbeat_interval=self.settings.heartbeat_interval,
@@ -132,6 +142,7 @@ class SweepRun:
                 "(hydra.sweeper.study_name=...)"
             )
         check_dataset(study, identity, mask_url(self.settings.storage))
+        check_against_study(space, study, mask_url(self.settings.storage))
         study.set_user_attr(DATASET_ATTR, dataclasses.asdict(identity))
         log.info(
             "Study %r in %s, data %s, %s, %s",
