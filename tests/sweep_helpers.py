@@ -38,6 +38,12 @@ def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=sqlite_url(workdir))
 
 
+def trial_run_dir(workdir: Path, study: optuna.Study, number: int) -> Path:
+    """A trial's TensorBoard run: runs/<study>/<start of its trial 0>/trial-NNNN."""
+    started = study.get_trials()[0].datetime_start
+    return workdir / "runs" / study.study_name / f"{started:%Y-%m-%d_%H-%M-%S}" / f"trial-{number:04d}"
+
+
 def states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials()]
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from tests.cli import MAIN, main_env, offline_args, run_main
 from tests.events import load_events
-from tests.sweep_helpers import SHORT_EPOCHS, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import SHORT_EPOCHS, sqlite_url, sweep_args, trial_run_dir, wait_for
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -227,7 +227,8 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert "database is locked" not in output
-    trials = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path)).get_trials()
+    study = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path))
+    trials = study.get_trials()
     assert len(trials) == 8, summary(trials)
     assert {t.state for t in trials} <= set(COUNTED), summary(trials)
     assert any(t.state == TrialState.PRUNED for t in trials), summary(trials)
@@ -236,7 +237,7 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
     # last's (TensorBoard's wall times), some trial overlaps the one before it.
     spans = []
     for t in trials:
-        events = load_events(tmp_path / "runs" / "linearnet-mnist-sample" / f"trial-{t.number:04d}")
+        events = load_events(trial_run_dir(tmp_path, study, t.number))
         times = [e.wall_time for e in events.Scalars("accuracy/test")]
         spans.append((min(times), max(times)))
     spans.sort()

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
-from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, wait_for
+from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, trial_run_dir, wait_for
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
@@ -50,16 +50,32 @@ def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
     for t in trials:
         assert re.search(rf"trial +{t.number} COMPLETE +value=", log)
     # TensorBoard: one run per trial, grouped by study, its curve and hparams those of the trial.
-    study_runs = tmp_path / "runs" / "linearnet-mnist-sample"
+    study_runs = trial_run_dir(tmp_path, study, 0).parent
+    assert [p.name for p in study_runs.parent.iterdir()] == [study_runs.name]
     assert sorted(p.name for p in study_runs.iterdir()) == [f"trial-{t.number:04d}" for t in trials]
     for t in trials:
-        events = load_events(study_runs / f"trial-{t.number:04d}")
+        events = load_events(trial_run_dir(tmp_path, study, t.number))
         assert scalar_curve(events, "accuracy/test") == pytest.approx(t.intermediate_values, abs=1e-6)
         logged = hparams(events)
         assert logged["lr"] == pytest.approx(t.params["params.lr"])
         assert (logged["batch_size"], logged["epoch_count"]) == (t.params["params.batch_size"], t.params["params.epoch_count"])
     assert "optuna-dashboard sqlite:///" in log
-    assert "python main.py best_of='linearnet-mnist-sample'" in log
+    assert "python main.py best_of=linearnet-mnist-sample " in log
+
+
+def test_tensorboard_runs_stay_apart_for_a_recreated_study_and_inside_paths_log(tmp_path: Path) -> None:
+    first = run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
+    (tmp_path / "study.db").unlink()
+    recreated = run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
+    odd_name = run_sweep(tmp_path, "params.epoch_count=1", "hydra.sweeper.study_name='../escape'", n_trials=1)
+
+    assert first.returncode == recreated.returncode == odd_name.returncode == 0, odd_name.stderr
+    runs = tmp_path / "runs" / "linearnet-mnist-sample"
+    folders = sorted(runs.iterdir())
+    assert len(folders) == 2 and all([p.name for p in f.iterdir()] == ["trial-0000"] for f in folders)
+    assert trial_run_dir(tmp_path, load(tmp_path), 0) == folders[-1] / "trial-0000"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["_escape", "linearnet-mnist-sample"]
+    assert not (tmp_path / "escape").exists()
 
 
 def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> None:
@@ -90,7 +106,7 @@ def test_the_pruner_prunes_a_hopeless_trial(tmp_path: Path, choice: str) -> None
     assert sorted(pruned.intermediate_values) == [1, 2]  # stopped after epoch 2 of 3
     assert pruned.intermediate_values[2] < 0.5
     assert len(epoch_lines(hopeless.stdout)) == 2
-    events = load_events(tmp_path / "runs" / "linearnet-mnist-sample" / "trial-0002")
+    events = load_events(trial_run_dir(tmp_path, load(tmp_path), 2))
     assert scalar_curve(events, "accuracy/test") == pytest.approx(pruned.intermediate_values, abs=1e-6)
     assert scalar_curve(events, "hparam/epochs_trained") == {0: 2.0}
 

@@ -104,6 +104,7 @@ class SweepRun:
         self.job_idx = 0
         _check_settings(self.settings)
         self.n_trials = self.settings.n_trials
+        self.runs_folder: str | None = None
         self.first_trial_number: int | None = None
 
     def sweep(self, arguments: list[str]) -> None:
@@ -266,7 +267,7 @@ class SweepRun:
         return trial
 
     def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
-        overrides = [self._overrides(study.study_name, t, space) for t in trials]
+        overrides = [self._overrides(study.study_name, self._runs_folder(study), t, space) for t in trials]
         with heartbeats(self.storage, trials):
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         self.job_idx += len(returns)
@@ -300,15 +301,28 @@ class SweepRun:
                 log.error("Launching trials failed: %s marked FAIL (%s).", marked, reason)
             raise
 
+    def _runs_folder(self, study: optuna.Study) -> str:
+        """The study's TensorBoard folder under paths.log: `<study>/<its trial 0's start>`.
+
+        The same in every worker, and another folder for a study of the same
+        name recreated later or in another storage, so their event files do
+        not mix in one run; the name is made safe as one folder name.
+        """
+        if self.runs_folder is None:
+            first = study.get_trials(deepcopy=False)[0]
+            name = re.sub(r"[^\w.-]+", "_", study.study_name).lstrip(".") or "study"
+            self.runs_folder = f"{name}/{first.datetime_start:%Y-%m-%d_%H-%M-%S}"
+        return self.runs_folder
+
     @staticmethod
-    def _overrides(study_name: str, trial: optuna.Trial, space: SearchSpace) -> list[str]:
+    def _overrides(study_name: str, runs_folder: str, trial: optuna.Trial, space: SearchSpace) -> list[str]:
         values = {**trial.params, **space.fixed}
         return [
             *(f"{name}={value}" for name, value in values.items()),
             *space.fixed_overrides,
             f"sweep.study_name={_quoted(study_name)}",
             f"sweep.trial_number={trial.number}",
-            f"run_name={_quoted(f'{study_name}/trial-{trial.number:04d}')}",
+            f"run_name={_quoted(f'{runs_folder}/trial-{trial.number:04d}')}",
         ]
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
