@@ -109,17 +109,26 @@ def validate(cfg: Any) -> None:
         str(cfg.paths.data),
         "a directory (it exists but is not one)",
     )
-    for key in ("cache", "log"):
-        path = Path(getattr(cfg.paths, key))
-        _check(
-            problems,
-            _can_be_directory(path),
-            f"paths.{key}",
-            str(path),
-            "a writable directory, or a path where one can be made (it or a folder above it is a file, or not writable)",
-        )
+    cache = Path(cfg.paths.cache)
+    # A cache only read (shared, read-only, filled earlier) is fine: one that
+    # cannot be written is skipped with a warning when loading.
+    _check(problems, not _under_a_file(cache), "paths.cache", str(cache), "a directory (it or a folder above it is a file)")
+    log = Path(cfg.paths.log)
+    _check(
+        problems,
+        _can_be_directory(log),
+        "paths.log",
+        str(log),
+        "a writable directory, or a path where one can be made (it or a folder above it is a file, or not writable)",
+    )
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
+
+
+def _under_a_file(path: Path) -> bool:
+    """It, or the nearest existing folder above it, is not a directory."""
+    existing = next((c for c in (path, *path.absolute().parents) if c.exists()), None)
+    return existing is not None and not existing.is_dir()
 
 
 def _can_be_directory(path: Path) -> bool:

@@ -81,14 +81,20 @@ def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert f"paths.data='{not_a_dir}': expected a directory" in result.stderr
 
 
-@pytest.mark.parametrize("key", ["paths.log", "paths.cache"])
-def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, key: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("paths.log", "expected a writable directory, or a path where one can be made"),
+        ("paths.cache", "expected a directory (it or a folder above it is a file)"),
+    ],
+)
+def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, key: str, expected: str) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("x")
     result = run_main([*offline_args(tmp_path), f"{key}={a_file / 'sub'}"], tmp_path, timeout=120)
 
     assert result.returncode != 0
-    assert f"{key}='{a_file / 'sub'}': expected a writable directory, or a path where one can be made" in result.stderr
+    assert f"{key}='{a_file / 'sub'}': {expected}" in result.stderr
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 
