@@ -325,11 +325,12 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
 
         wait_for(running_with_progress, timeout=120, what="a running trial that reported an epoch")
         sweep.send_signal(signum)
-        _, stderr = sweep.communicate(timeout=60)
+        stdout, stderr = sweep.communicate(timeout=60)
     finally:
         sweep.kill()
         sweep.wait(timeout=10)
-    assert sweep.returncode != 0
+    assert sweep.returncode == 128 + signum  # the shell's convention for a process ended by a signal
+    assert "Sweep interrupted: trial" in stdout + stderr and "Traceback" not in stderr
 
     interrupted = load(tmp_path).get_trials()
     assert TrialState.RUNNING not in [t.state for t in interrupted]

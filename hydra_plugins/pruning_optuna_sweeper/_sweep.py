@@ -105,7 +105,7 @@ class SweepRun:
         _check_settings(self.settings)
         self.n_trials = self.settings.n_trials
         self.runs_folder: str | None = None
-        self.first_trial_number: int | None = None
+        self.sampled_before = False  # whether this process has sampled a trial yet
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
@@ -249,8 +249,8 @@ class SweepRun:
         fresh study's sweep is the configured seed's, every later process
         draws its own points, and each is reproducible from the log.
         """
-        if self.first_trial_number is None:
-            self.first_trial_number = trial.number
+        if not self.sampled_before:
+            self.sampled_before = True
             seed = OmegaConf.select(self.settings.sampler, "seed", default=None)
             if trial.number and seed is not None:
                 stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
@@ -482,12 +482,16 @@ def _shell_override(key: str, value: str) -> str:
     return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the sweep is, to unwind like Ctrl-C."""
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so running trials are closed, not left RUNNING."""
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        raise Terminated(f"signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -1,9 +1,10 @@
 """The Hydra entry point: a Sweeper whose work is done by `_sweep.py`.
 
 Hydra imports every plugin module at start-up, single runs included, so this
-one stays light and imports Optuna only when a sweep starts.
+one stays light: the sweep's modules are imported only when a sweep starts.
 """
 
+import signal
 import sys
 from typing import Any
 
@@ -35,9 +36,12 @@ class PruningOptunaSweeper(Sweeper):
             sys.exit(f"error: {error}")
 
     def sweep(self, arguments: list[str]) -> None:
-        from ._sweep import USER_ERRORS
+        from ._sweep import USER_ERRORS, Terminated
 
         try:
             self.sweep_run.sweep(arguments)
         except USER_ERRORS as error:
             sys.exit(f"error: {error}")
+        except KeyboardInterrupt as interrupt:
+            # The sweep has logged what it closed and how to resume: no traceback.
+            sys.exit(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
