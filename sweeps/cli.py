@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import optuna
 
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, state_counts
+from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, describe_states
 
 REPO_PARAMS_DIR = Path(__file__).resolve().parents[1] / "conf" / "params"
 # A name `python main.py params=<name>` selects: no path, no dot, no quoting.
@@ -49,10 +50,8 @@ def list_studies(storage: optuna.storages.BaseStorage, where: str) -> None:
     print(f"studies in {where}:")
     for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        counts = state_counts(study)
         best = f"{summary.best_trial.value:.4f}" if summary.best_trial else "-"
-        states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no trials"
-        print(f"  {summary.study_name}: {states}; best value {best}")
+        print(f"  {summary.study_name}: {describe_states(study)}; best value {best}")
 
 
 def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) -> None:
@@ -81,10 +80,11 @@ def export(
     params = best_params(best)
     values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
     others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params."))
+    command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others.split()])
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
-        f"# Use it with: python main.py params={name}",
+        f"# Use it with: {command}",
         *(f"{key}: {value}" for key, value in values.items()),
     ]
     try:
@@ -92,10 +92,23 @@ def export(
         target.write_text("\n".join(lines) + "\n")
     except OSError as e:
         raise ExportError(f"cannot write {target} ({e.strerror}); expected a writable --params-dir") from None
-    print(f"wrote {target}; train with it: python main.py params={name}{' ' + others if others else ''}")
+    if params_dir.resolve() == REPO_PARAMS_DIR or params_dir.name == "params":
+        print(f"wrote {target}; train with it: {command}")
+    else:
+        print(
+            f"wrote {target}; Hydra finds params configs in conf/params/ or in a folder named params/ on "
+            f"hydra.searchpath: move it to conf/params/, then train with it: {command}"
+        )
     if others:
         print(f"note: the best trial also set {others}, which a params config cannot hold; pass it as above")
     return target
+
+
+def _search_path_override(params_dir: Path) -> list[str]:
+    """What makes Hydra find a `params` config written to `params_dir`, beside conf/params."""
+    if params_dir.resolve() == REPO_PARAMS_DIR or params_dir.name != "params":
+        return []
+    return [shlex.quote(f"hydra.searchpath=[file://{params_dir.parent.resolve()}]")]
 
 
 def _parser() -> argparse.ArgumentParser:

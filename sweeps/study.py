@@ -105,5 +105,7 @@ def best_params(trial: FrozenTrial) -> dict[str, Any]:
     return {**trial.params, **trial.user_attrs.get(FIXED_PARAMS_ATTR, {})}
 
 
-def state_counts(study: optuna.Study) -> Counter[str]:
-    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+def describe_states(study: optuna.Study) -> str:
+    """Its trials counted by state: "3 COMPLETE, 1 PRUNED", or "no trials"."""
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no trials"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -292,7 +293,9 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert written == {"lr": lr, "batch_size": 64, "epoch_count": epochs}
     assert type(written["lr"]) is float and type(written["batch_size"]) is int and type(written["epoch_count"]) is int
 
-    trained = run_main(["params=best_x", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", *offline_args(tmp_path)], tmp_path)
+    [printed] = re.findall(r"train with it: python main.py (.*)", exported.stdout)
+    assert f"# Use it with: python main.py {printed}\n" in target.read_text()
+    trained = run_main([*shlex.split(printed), *offline_args(tmp_path)], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert f"params: lr={lr:g} batch_size=64 epoch_count={epochs}" in trained.stdout
     lines = epoch_lines(trained.stdout)
@@ -350,5 +353,6 @@ def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
     )
 
     assert exported.returncode == 0, exported.stderr
+    assert "Hydra finds params configs in conf/params/ or in a folder named params/ on hydra.searchpath" in exported.stdout
     assert f"python main.py params=bx model.hidden={hidden}" in exported.stdout
     assert f"the best trial also set model.hidden={hidden}" in exported.stdout

@@ -49,7 +49,7 @@ from sweeps.study import (
     default_study_name,
     describe_trial,
     requeue,
-    state_counts,
+    describe_states,
 )
 
 from . import _budget as budget
@@ -363,13 +363,12 @@ class SweepRun:
     def _summarise(
         self, study: optuna.Study, launched: int, failed: int, seconds: float, data_overrides: list[str]
     ) -> None:
-        counts = state_counts(study)
         log.info(
             "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
             seconds,
             launched,
             failed,
-            ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+            describe_states(study),
         )
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not completed:
