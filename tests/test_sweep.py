@@ -200,6 +200,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
             ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.reduction_factor=1"),
             "hydra.sweeper.pruner fails in use, rehearsed on a few in-memory trials: ZeroDivisionError",
         ),
+        ("params.epoch_count=interval(1, 3)", "it is an integer there: expected int(interval(1, 3))"),
         ("run_name=choice(a, b)", "a range for 'run_name', which says where and how the sweep runs"),
     ],
 )

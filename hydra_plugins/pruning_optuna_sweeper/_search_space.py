@@ -155,4 +155,7 @@ def _check_value(task_config: DictConfig, name: str, value: Any, distribution: B
         where = f"can reach {value!r}" if distribution is not None else f"fixes it to {value!r}"
         raise SearchSpaceError(f"the search space of '{name}' {where}, which the training config rejects: {e}") from None
     except Exception as e:
-        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {e}") from None
+        hint = ""
+        if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name.lstrip("+")), int):
+            hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
+        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {e}{hint}") from None
