@@ -32,8 +32,11 @@ def apply_best_of(cfg: DictConfig) -> None:
     check_dataset(study, load_data(cfg).identity, where, user="run")
     hydra = HydraConfig.get()
     explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
-    # `params=tuned` on the command line covers every params.* key.
-    applied = {k: v for k, v in best_params(trial).items() if not any(k == e or k.startswith(e + ".") for e in explicit)}
+    recorded = best_params(trial)
+    # `params=other` on the command line covers every params.* key; the
+    # choice the best trial ran with (`params=tuned`) only selects the group.
+    covering = {e for e in explicit if not (e in hydra.runtime.choices and recorded.get(e) == hydra.runtime.choices[e])}
+    applied = {k: v for k, v in recorded.items() if not any(k == e or k.startswith(e + ".") for e in covering)}
     for key, value in applied.items():
         if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
             if hydra.runtime.choices[key] != value:
@@ -43,7 +46,7 @@ def apply_best_of(cfg: DictConfig) -> None:
                 )
             continue
         OmegaConf.update(cfg, key, value)
-    kept = sorted(set(best_params(trial)) - set(applied))
+    kept = sorted(set(recorded) - set(applied))
     log.info(
         "best_of=%s: trial %d of %s (value %.4f) gives %s%s",
         cfg.best_of,

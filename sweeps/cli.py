@@ -14,7 +14,8 @@ import optuna
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
 from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, describe_states
 
-REPO_PARAMS_DIR = Path(__file__).resolve().parents[1] / "conf" / "params"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+REPO_PARAMS_DIR = CONF_DIR / "params"
 # A name `python main.py params=<name>` selects: no path, no dot, no quoting.
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -79,7 +80,8 @@ def export(
         raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
     params = best_params(best)
     values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
-    others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params."))
+    # A config-group choice (`params=tuned`) is what the exported config replaces.
+    others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params.") and not (CONF_DIR / k).is_dir())
     command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others.split()])
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",

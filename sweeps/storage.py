@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +42,14 @@ def url_password(url: str) -> str | None:
 
 
 def _query_password(parsed: URL) -> str | None:
-    value = parsed.query.get("password")
+    value = parsed.query.get("password") or parsed.query.get("passwd")
     return value if isinstance(value, str) or value is None else value[0]
 
 
-# A password in any text, as SQLAlchemy reads URLs: scheme://user:PASSWORD@...,
-# or a password= query parameter.
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]+)(@)")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&\s'\",)\]]*)", re.IGNORECASE)
+# A password in a URL, as SQLAlchemy reads them: scheme://user:PASSWORD@...,
+# or a password= (passwd= for MySQL drivers) query parameter.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd)=)([^&\s'\",)\]]+)", re.IGNORECASE)
 
 
 def refuse_password_in_overrides(overrides: list[str]) -> None:
@@ -63,13 +63,40 @@ def refuse_password_in_overrides(overrides: list[str]) -> None:
     ${oc.env:SWEEP_STORAGE}).
     """
     for line in overrides:
-        masked = _mask_passwords(line)
-        if masked != line:
+        if _holds_password(line):
+            masked = _mask_passwords(line)
             raise StorageError(
                 f"{masked} holds a password on the command line, where Hydra would print it and save it "
                 "in the run's .hydra/ files; expected the storage URL in the SWEEP_STORAGE environment "
                 "variable instead: export SWEEP_STORAGE='postgresql+psycopg://user:PASSWORD@host/db'"
             )
+
+
+def _holds_password(override: str) -> bool:
+    """Whether any value of the override (a string, or one in a list, dict or
+    choice) holds a URL password; the whole text when Hydra cannot parse it
+    (Hydra would echo it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        [parsed] = OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return _mask_passwords(override) != override
+    return any(_mask_passwords(text) != text for text in _strings(parsed.value()))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in [*value.keys(), *value.values()]:
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(getattr(value, "list", None), list):  # choice(...)
+        yield from _strings(value.list)
 
 
 def _mask_passwords(text: str) -> str:

@@ -39,8 +39,8 @@ def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
 
 
 def trial_run_dir(workdir: Path, study: optuna.Study, number: int) -> Path:
-    """A trial's TensorBoard run: runs/<study>/<start of its trial 0>/trial-NNNN."""
-    started = study.get_trials()[0].datetime_start
+    """A trial's TensorBoard run: runs/<study>/<start of its first trial>/trial-NNNN."""
+    started = min(t.datetime_start for t in study.get_trials() if t.datetime_start)
     return workdir / "runs" / study.study_name / f"{started:%Y-%m-%d_%H-%M-%S}" / f"trial-{number:04d}"
 
 

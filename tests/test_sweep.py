@@ -144,8 +144,14 @@ def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path
     [overrides] = {tuple(OmegaConf.load(p)) for p in tmp_path.glob("multirun/*/*/0/.hydra/overrides.yaml")}
     assert "params=default" in overrides
 
-    again = run_main([*offline_args(tmp_path), "best_of=linearnet-mnist-sample", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+    # The printed best_of command names the params config too, and still applies the best values.
+    [printed] = re.findall(r"Train with its best parameters: +python main.py (.*)", result.stdout + result.stderr)
+    assert "params=default" in printed.split()
+    again = run_main([*shlex.split(printed), "progress=false"], tmp_path)
     assert again.returncode == 0, again.stderr
+    best = load(tmp_path).best_trial
+    assert f"params: lr={best.params['params.lr']:g} batch_size={best.params['params.batch_size']}" in again.stdout
+    assert "kept from the command line" not in again.stdout
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -227,6 +233,7 @@ PG = "postgresql+psycopg://sweeper:s3cret-pw@127.0.0.1:1/studies"
             "storage='postgresql+psycopg://sweeper@127.0.0.1:1/studies?password=s3cret-pw'",
             "studies?password=***'",
         ),
+        ("single run", "storage=mysql+mysqldb://sweeper@127.0.0.1:1/studies?passwd=s3cret-pw", "?passwd=***"),
         # Forms a key-by-key check would let through: Hydra echoes or logs them all.
         ("single run", f"storage ={PG}", "storage =postgresql+psycopg://sweeper:***@"),
         ("single run", f"storage@_global_={PG}", "storage@_global_=postgresql+psycopg://sweeper:***@"),

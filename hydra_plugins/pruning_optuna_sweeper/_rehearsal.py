@@ -33,14 +33,19 @@ def rehearse(
     make_sampler: Callable[[], optuna.samplers.BaseSampler],
     make_pruner: Callable[[], optuna.pruners.BasePruner],
     space: SearchSpace,
+    sampler_startup_trials: int = 0,
 ) -> None:
-    """Sample, report, ask the pruner and tell, as a sweep does; raise RehearsalError on the first failure."""
+    """Sample, report, ask the pruner and tell, as a sweep does; raise RehearsalError on the first failure.
+
+    A sampler that draws at random for its first `sampler_startup_trials`
+    uses its own model (and package) only after them, so they are rehearsed too.
+    """
     optuna_logger = logging.getLogger("optuna")
     level = optuna_logger.level
     optuna_logger.setLevel(logging.WARNING)  # no "Trial finished" lines for trials that are not the sweep's
     try:
         study = optuna.create_study(sampler=make_sampler(), pruner=make_pruner(), direction="maximize")
-        for n in range(REHEARSED_TRIALS):
+        for n in range(max(REHEARSED_TRIALS, sampler_startup_trials + 2)):
             trial = _using("sampler", lambda: study.ask(space.distributions))
             for epoch in range(1, REHEARSED_EPOCHS + 1):
                 trial.report(0.5 + 0.1 * n + 0.01 * epoch, step=epoch)

@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import OverrideParseException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
@@ -113,7 +115,8 @@ class SweepRun:
         sampler = _built("sampler", lambda: self._sampler(space))
         pruner = _built("pruner", lambda: build_pruner(self.settings.pruner))
         try:
-            rehearse(lambda: self._sampler(space), lambda: build_pruner(self.settings.pruner), space)
+            startup = OmegaConf.select(self.settings.sampler, "n_startup_trials", default=None) or 0
+            rehearse(lambda: self._sampler(space), lambda: build_pruner(self.settings.pruner), space, startup)
         except RehearsalError as e:
             raise SweepSettingsError(
                 f"hydra.sweeper.{e.setting} fails in use, rehearsed on a few in-memory trials: {e}; expected "
@@ -157,8 +160,9 @@ class SweepRun:
 
         with _sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
-        data_overrides = [a for a in arguments if a.split("=", 1)[0] == "paths.data" or a.startswith("data.")]
-        self._summarise(study, launched, failed, time.perf_counter() - started, data_overrides)
+        # What best_of needs again: the same data, the same params=<name>.
+        kept = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
+        self._summarise(study, launched, failed, time.perf_counter() - started, kept)
 
     def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
@@ -302,16 +306,18 @@ class SweepRun:
             raise
 
     def _runs_folder(self, study: optuna.Study) -> str:
-        """The study's TensorBoard folder under paths.log: `<study>/<its trial 0's start>`.
+        """The study's TensorBoard folder under paths.log: `<study>/<its first trial's start>`.
 
-        The same in every worker, and another folder for a study of the same
-        name recreated later or in another storage, so their event files do
-        not mix in one run; the name is made safe as one folder name.
+        Called once this process's trials run, so some trial has started; a
+        trial started later cannot start earlier, so every worker finds the
+        same folder. A study of the same name recreated later or in another
+        storage gets another, so their event files do not mix in one run;
+        the name is made safe as one folder name.
         """
         if self.runs_folder is None:
-            first = study.get_trials(deepcopy=False)[0]
-            name = re.sub(r"[^\w.-]+", "_", study.study_name).lstrip(".") or "study"
-            self.runs_folder = f"{name}/{first.datetime_start:%Y-%m-%d_%H-%M-%S}"
+            first = min(t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start)
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", study.study_name).lstrip(".") or "study"
+            self.runs_folder = f"{name}/{first:%Y-%m-%d_%H-%M-%S}"
         return self.runs_folder
 
     @staticmethod
@@ -340,10 +346,12 @@ class SweepRun:
             if isinstance(error, optuna.TrialPruned):
                 return self._record(study, trial, state=TrialState.PRUNED)
             reason = f"{type(error).__name__}: {error}"
-        _set_fail_reason(trial, reason)
-        return self._record(study, trial, state=TrialState.FAIL)
+        reason_set = _set_fail_reason(trial, reason)
+        return self._record(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
 
-    def _record(self, study: optuna.Study, trial: optuna.Trial, **outcome: Any) -> tuple[FrozenTrial, bool]:
+    def _record(
+        self, study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
+    ) -> tuple[FrozenTrial, bool]:
         try:
             frozen = study.tell(trial, skip_if_finished=True, **outcome)
         except RuntimeError as e:
@@ -353,7 +361,7 @@ class SweepRun:
             if "Study.stop" not in str(e):
                 raise
             frozen = self.storage.get_trial(trial._trial_id)
-        recorded = frozen.state == outcome.get("state", TrialState.COMPLETE)
+        recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)
         if not recorded:
             # Another worker found its heartbeat stale and failed it (this
             # process was stopped or too slow); its retry is queued already.
@@ -458,26 +466,43 @@ def _best(study: optuna.Study) -> str:
     return f"trial {best.number} {best.value:.4f}"
 
 
-def _set_fail_reason(trial: optuna.Trial, reason: str) -> None:
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].strip().lstrip("+~")
+
+
+def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
+    """Whether it was set: not if another worker has finished the trial already."""
     try:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
     except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # another worker finished it first; telling will say so
+        return False
+    return True
+
+
+def _reads_back_as(override: str, value: str) -> bool:
+    try:
+        [parsed] = OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return False
+    return parsed.value() == value and isinstance(parsed.value(), str)
 
 
 def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-# What both Hydra and the shell take unquoted in an override's value.
-_UNQUOTED = re.compile(r"[\w./:+@-]+")
+# What the shell takes unquoted.
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_./:+@=-]+")
 
 
 def _shell_override(key: str, value: str) -> str:
-    """`key=value` for a shell command line: quoted for Hydra, then for the shell, where needed."""
-    if _UNQUOTED.fullmatch(value):
-        return f"{key}={value}"
-    override = f"{key}={_quoted(value)}"
+    """`key=value` for a shell command line: quoted for Hydra unless Hydra reads
+    it back as the same string (not `null`, `1e3`, `true`), then for the shell."""
+    override = f"{key}={value}"
+    if not (_SHELL_SAFE.fullmatch(override) and _reads_back_as(override, value)):
+        override = f"{key}={_quoted(value)}"
+    if _SHELL_SAFE.fullmatch(override):
+        return override
     return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
