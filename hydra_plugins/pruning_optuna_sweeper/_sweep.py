@@ -161,8 +161,8 @@ class SweepRun:
         with _sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
         # What best_of needs again: the same data, the same params=<name>.
-        kept = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
-        self._summarise(study, launched, failed, time.perf_counter() - started, kept)
+        reused = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
+        self._summarise(study, launched, failed, time.perf_counter() - started, reused)
 
     def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
@@ -369,7 +369,7 @@ class SweepRun:
         return frozen, recorded
 
     def _summarise(
-        self, study: optuna.Study, launched: int, failed: int, seconds: float, data_overrides: list[str]
+        self, study: optuna.Study, launched: int, failed: int, seconds: float, reused_overrides: list[str]
     ) -> None:
         log.info(
             "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
@@ -386,7 +386,7 @@ class SweepRun:
         log.info("Best: %s", describe_trial(best))
         url = self.settings.storage
         from_env = url == os.environ.get("SWEEP_STORAGE")
-        train = ["python", "main.py", _shell_override("best_of", study.study_name), *map(shlex.quote, data_overrides)]
+        train = ["python", "main.py", _shell_override("best_of", study.study_name), *map(shlex.quote, reused_overrides)]
         if url != default_storage():
             train.append(_shell_override("storage", mask_url(url)))
         dashboard_url = '"$SWEEP_STORAGE"' if from_env and url_password(url) else shlex.quote(mask_url(url))
