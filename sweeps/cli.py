@@ -81,8 +81,8 @@ def export(
     params = best_params(best)
     values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
     # A config-group choice (`params=tuned`) is what the exported config replaces.
-    others = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("params.") and not (CONF_DIR / k).is_dir())
-    command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others.split()])
+    others = [f"{k}={v}" for k, v in params.items() if not k.startswith("params.") and not (CONF_DIR / k).is_dir()]
+    command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others])
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
@@ -102,7 +102,7 @@ def export(
             f"hydra.searchpath: move it to conf/params/, then train with it: {command}"
         )
     if others:
-        print(f"note: the best trial also set {others}, which a params config cannot hold; pass it as above")
+        print(f"note: the best trial also set {' '.join(others)}, which a params config cannot hold; pass it as above")
     return target
 
 

@@ -62,8 +62,11 @@ def refuse_password_in_overrides(overrides: list[str]) -> None:
     the SWEEP_STORAGE environment variable keeps it out (configs hold only
     ${oc.env:SWEEP_STORAGE}).
     """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
     for line in overrides:
-        if _holds_password(line):
+        if _holds_password(line, parser):
             masked = _mask_passwords(line)
             raise StorageError(
                 f"{masked} holds a password on the command line, where Hydra would print it and save it "
@@ -72,15 +75,14 @@ def refuse_password_in_overrides(overrides: list[str]) -> None:
             )
 
 
-def _holds_password(override: str) -> bool:
+def _holds_password(override: str, parser: Any) -> bool:
     """Whether any value of the override (a string, or one in a list, dict or
-    choice) holds a URL password; the whole text when Hydra cannot parse it
-    (Hydra would echo it)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    choice) holds a URL password; the whole text when Hydra's `parser` cannot
+    parse it (Hydra would echo it)."""
     from hydra.errors import OverrideParseException
 
     try:
-        [parsed] = OverridesParser.create().parse_overrides([override])
+        [parsed] = parser.parse_overrides([override])
     except OverrideParseException:
         return _mask_passwords(override) != override
     return any(_mask_passwords(text) != text for text in _strings(parsed.value()))

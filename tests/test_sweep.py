@@ -406,6 +406,19 @@ def test_best_of_on_other_data_than_the_study_s_is_refused(tmp_path: Path) -> No
     assert "Expected the study's data (paths.data=...)" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_best_of_a_trial_run_on_another_params_config_asks_for_it(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="tuned-study", storage=sqlite_url(tmp_path), direction="maximize")
+    trial = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    trial.set_user_attr("fixed_params", {"params": "tuned"})
+    study.tell(trial, 0.9)
+    result = run_main([*offline_args(tmp_path), "best_of=tuned-study", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: best_of=tuned-study: trial 0 ran with params=tuned, this run has params=default; " in result.stderr
+    assert "expected params=tuned on this command line" in result.stderr
+    assert "[Epoch:" not in result.stdout
+
+
 def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:
     run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
     result = run_main([*offline_args(tmp_path), "best_of=nope", f"storage={sqlite_url(tmp_path)}"], tmp_path)

@@ -237,7 +237,7 @@ class SweepRun:
         except BaseException as error:
             # Not launched: left RUNNING, they would hold their places until found stale.
             for trial in trials:
-                trial.set_user_attr(FAIL_REASON_ATTR, f"not launched: {type(error).__name__}: {error}")
+                _set_fail_reason(trial, f"not launched: {type(error).__name__}: {error}")
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         return trials
