@@ -114,13 +114,8 @@ def validate(cfg: Any) -> None:
     # cannot be written is skipped with a warning when loading.
     _check(problems, not _under_a_file(cache), "paths.cache", str(cache), "a directory (it or a folder above it is a file)")
     log = Path(cfg.paths.log)
-    _check(
-        problems,
-        _can_be_directory(log),
-        "paths.log",
-        str(log),
-        "a writable directory, or a path where one can be made (it or a folder above it is a file, or not writable)",
-    )
+    log_problem = _directory_problem(log)
+    _check(problems, log_problem is None, "paths.log", str(log), f"a writable directory, or a path where one can be made ({log_problem})")
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
 
@@ -131,9 +126,19 @@ def _under_a_file(path: Path) -> bool:
     return existing is not None and not existing.is_dir()
 
 
-def _can_be_directory(path: Path) -> bool:
-    """A writable directory, or the nearest existing folder above it is one."""
-    for candidate in (path, *path.absolute().parents):
-        if candidate.exists():
-            return candidate.is_dir() and os.access(candidate, os.W_OK)
-    return False
+def _directory_problem(path: Path) -> str | None:
+    """Why `path` cannot hold a run's output, or None when it can.
+
+    Made here if missing (the run would make it next): only trying tells a
+    folder that refuses new entries (/proc, a read-only mount) from one that
+    takes them, whatever the permission bits say to root.
+    """
+    if _under_a_file(path):
+        return "it or a folder above it is a file"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot make it: {e.strerror}"
+    if not os.access(path, os.W_OK):
+        return "not writable"
+    return None

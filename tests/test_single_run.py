@@ -84,7 +84,7 @@ def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("paths.log", "expected a writable directory, or a path where one can be made"),
+        ("paths.log", "expected a writable directory, or a path where one can be made (it or a folder above it is a file)"),
         ("paths.cache", "expected a directory (it or a folder above it is a file)"),
     ],
 )
@@ -95,6 +95,15 @@ def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, 
 
     assert result.returncode != 0
     assert f"{key}='{a_file / 'sub'}': {expected}" in result.stderr
+    assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder that takes no new entries, even from root")
+def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Path) -> None:
+    result = run_main([*offline_args(tmp_path), "paths.log=/proc/no-such-folder"], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert "paths.log='/proc/no-such-folder': expected a writable directory, or a path where one can be made (cannot make it: " in result.stderr
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 

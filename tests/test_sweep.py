@@ -369,9 +369,10 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     assert f"trial {best.number} of sqlite:///" in again.stdout
     source = OmegaConf.load(tmp_path / "best" / ".hydra" / "best_of.yaml")
     assert source.trial == best.number and source.value == best.value
-    assert source.applied == {**best.params, "model.hidden": "16", "seed": "5"}  # as typed on the sweep's command line
-    # Fixed on the sweep's command line, applied again: the same model, weights and batches.
-    assert "'model.hidden': '16'" in again.stdout and "'seed': '5'" in again.stdout
+    # Fixed on the sweep's command line, applied again as the training config types them:
+    # the same model, weights and batches.
+    assert source.applied == {**best.params, "model.hidden": 16, "seed": 5}
+    assert "'model.hidden': 16" in again.stdout and "'seed': 5" in again.stdout
     lines = epoch_lines(again.stdout)
     assert len(lines) == best.params["params.epoch_count"]
     assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)

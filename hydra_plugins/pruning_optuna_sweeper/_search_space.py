@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import Container, DictConfig, OmegaConf, open_dict, read_write
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -86,12 +86,12 @@ def parse_search_space(
     # The command line's plain values are in the composed config: a bad one is
     # reported as itself, not as the fault of every range checked with it.
     validate(task_config)
-    for name, value in values.items():
-        _check_value(task_config, name, value, None)
+    typed = {name: _check_value(task_config, name, value, None) for name, value in values.items()}
     for name, distribution in distributions.items():
         for value in _reachable_extremes(name, distribution):
             _check_value(task_config, name, value, distribution)
-    fixed_training = {k: v for k, v in fixed.items() if not _is_operational(k)}
+    # As the training config holds them (16, not the command line's '16'), for best_of and its log.
+    fixed_training = {k: typed.get(k, v) for k, v in fixed.items() if not _is_operational(k)}
     return SearchSpace(distributions, fixed, fixed_overrides, fixed_training)
 
 
@@ -145,12 +145,17 @@ def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
     return []
 
 
-def _check_value(task_config: DictConfig, name: str, value: Any, distribution: BaseDistribution | None) -> None:
+def _check_value(task_config: DictConfig, name: str, value: Any, distribution: BaseDistribution | None) -> Any:
+    """The value as the trial's config would hold it, if the training config accepts it."""
     trial_config = copy.deepcopy(task_config)
     try:
         with read_write(trial_config), open_dict(trial_config):
             OmegaConf.update(trial_config, name.lstrip("+"), value, force_add=True)
         validate(trial_config)
+        held = OmegaConf.select(trial_config, name.lstrip("+"), throw_on_resolution_failure=False)
+        if isinstance(held, Container):
+            return OmegaConf.to_container(held)
+        return value if held is None else held
     except ConfigError as e:
         where = f"can reach {value!r}" if distribution is not None else f"fixes it to {value!r}"
         raise SearchSpaceError(f"the search space of '{name}' {where}, which the training config rejects: {e}") from None
