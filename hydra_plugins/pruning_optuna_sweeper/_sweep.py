@@ -14,22 +14,19 @@ import logging
 import math
 import os
 import re
-import shlex
 import signal
 import socket
 import time
 import warnings
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import OverrideParseException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
@@ -41,7 +38,7 @@ from ds.config import ConfigError
 from ds.data import DatasetError
 from ds.run import load_data
 from sweeps.reporter import build_pruner
-from sweeps.storage import StorageError, default_storage, mask_url, open_storage, url_password
+from sweeps.storage import StorageError, mask_url, open_storage
 from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
@@ -51,17 +48,18 @@ from sweeps.study import (
     default_study_name,
     describe_trial,
     requeue,
-    describe_states,
 )
 
 from . import _budget as budget
 from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
+from ._quoting import hydra_quoted
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
+from ._settings import SweepSettingsError, built, check_settings
+from ._summary import best_so_far, summarise
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 # Heartbeats and stale-trial recovery are marked experimental since Optuna 2.9.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
@@ -74,10 +72,6 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a tr
 
 class SweepAborted(RuntimeError):
     """Too many trials failed."""
-
-
-class SweepSettingsError(ValueError):
-    """A hydra.sweeper setting out of its range."""
 
 
 # Errors in what the user asked for: reported in one paragraph, no traceback.
@@ -104,7 +98,7 @@ class SweepRun:
             config=config, hydra_context=hydra_context, task_function=task_function
         )
         self.job_idx = 0
-        _check_settings(self.settings)
+        check_settings(self.settings)
         self.n_trials = self.settings.n_trials
         self.runs_folder: str | None = None
         self.sampled_before = False  # whether this process has sampled a trial yet
@@ -112,8 +106,8 @@ class SweepRun:
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         space = parse_search_space(self.settings.params, arguments, self.config, self.group_options)
-        sampler = _built("sampler", lambda: self._sampler(space))
-        pruner = _built("pruner", lambda: build_pruner(self.settings.pruner))
+        sampler = built("sampler", lambda: self._sampler(space))
+        pruner = built("pruner", lambda: build_pruner(self.settings.pruner))
         try:
             startup = OmegaConf.select(self.settings.sampler, "n_startup_trials", default=None) or 0
             rehearse(lambda: self._sampler(space), lambda: build_pruner(self.settings.pruner), space, startup)
@@ -162,7 +156,15 @@ class SweepRun:
             launched, failed = self._run_trials(study, space)
         # What best_of needs again: the same data, the same params=<name>.
         reused = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
-        self._summarise(study, launched, failed, time.perf_counter() - started, reused)
+        summarise(
+            study,
+            storage=self.settings.storage,
+            sweep_dir=Path(self.config.hydra.sweep.dir),
+            launched=launched,
+            failed=failed,
+            seconds=time.perf_counter() - started,
+            reused_overrides=reused,
+        )
 
     def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
         sampler = instantiate(
@@ -206,7 +208,7 @@ class SweepRun:
                     if recorded and frozen.state == TrialState.FAIL:
                         failed += 1
                         last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR, "unknown")
-                    log.info("%s | best: %s", describe_trial(frozen), _best(study))
+                    log.info("%s | best: %s", describe_trial(frozen), best_so_far(study))
             launched += len(trials)
             if failed > allowed_failures:
                 raise SweepAborted(
@@ -326,9 +328,9 @@ class SweepRun:
         return [
             *(f"{name}={value}" for name, value in values.items()),
             *space.fixed_overrides,
-            f"sweep.study_name={_quoted(study_name)}",
+            f"sweep.study_name={hydra_quoted(study_name)}",
             f"sweep.trial_number={trial.number}",
-            f"run_name={_quoted(f'{runs_folder}/trial-{trial.number:04d}')}",
+            f"run_name={hydra_quoted(f'{runs_folder}/trial-{trial.number:04d}')}",
         ]
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
@@ -368,83 +370,6 @@ class SweepRun:
             log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name)
         return frozen, recorded
 
-    def _summarise(
-        self, study: optuna.Study, launched: int, failed: int, seconds: float, reused_overrides: list[str]
-    ) -> None:
-        log.info(
-            "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
-            seconds,
-            launched,
-            failed,
-            describe_states(study),
-        )
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not completed:
-            log.warning("No trial completed, so there is no best trial yet.")
-            return
-        best = study.best_trial
-        log.info("Best: %s", describe_trial(best))
-        url = self.settings.storage
-        from_env = url == os.environ.get("SWEEP_STORAGE")
-        train = ["python", "main.py", _shell_override("best_of", study.study_name), *map(shlex.quote, reused_overrides)]
-        if url != default_storage():
-            train.append(_shell_override("storage", mask_url(url)))
-        dashboard_url = '"$SWEEP_STORAGE"' if from_env and url_password(url) else shlex.quote(mask_url(url))
-        log.info("Watch the study:   optuna-dashboard %s", dashboard_url)
-        log.info("Train with its best parameters:   %s", " ".join(train))
-        results = {
-            "name": "optuna",
-            "study_name": study.study_name,
-            "best_trial": best.number,
-            "best_params": best.params,
-            "best_value": best.value,
-        }
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
-
-
-def _check_settings(s: DictConfig) -> None:
-    problems = []
-    if s.direction not in ("maximize", "minimize"):
-        problems.append(f"direction={s.direction!r}: expected maximize or minimize")
-    if s.n_trials < 1:
-        problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
-    if s.n_jobs < 1:
-        problems.append(f"n_jobs={s.n_jobs}: expected an integer >= 1")
-    if not 0.0 <= s.max_failure_rate <= 1.0:
-        problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
-    if s.total_trials is not None and s.total_trials < 1:
-        problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
-    if s.storage is None:
-        problems.append("storage=null: expected a SQLAlchemy URL; trials report to the study from their own processes")
-    if s.heartbeat_interval is not None and s.heartbeat_interval < 1:
-        problems.append(f"heartbeat_interval={s.heartbeat_interval}: expected whole seconds >= 1, or null")
-    if s.heartbeat_interval is not None and (s.grace_period is None or s.grace_period <= s.heartbeat_interval):
-        problems.append(
-            f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
-            "or a running trial is declared dead between two heartbeats"
-        )
-    if s.total_trials is not None and s.heartbeat_interval is None:
-        problems.append(
-            "total_trials with heartbeat_interval=null: expected heartbeats, or a dead worker's trial "
-            "would hold its place in the budget forever"
-        )
-    if problems:
-        raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
-
-
-def _built(setting: str, build: Callable[[], T]) -> T:
-    """`build()`, with a bad sampler or pruner setting reported as the user's error."""
-    try:
-        return build()
-    except Exception as error:
-        reason = str(error.__cause__ or error).strip().rstrip(".").splitlines()
-        raise SweepSettingsError(
-            f"hydra.sweeper.{setting} cannot be used: {reason[-1] if reason else type(error).__name__}; "
-            f"expected settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
-        ) from None
-
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
     """What `study.ask(distributions)` does, through the public suggest API."""
@@ -458,14 +383,6 @@ def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> 
         raise TypeError(f"{name}: unsupported distribution {distribution!r}")
 
 
-def _best(study: optuna.Study) -> str:
-    try:
-        best = study.best_trial
-    except ValueError:
-        return "none yet"
-    return f"trial {best.number} {best.value:.4f}"
-
-
 def _key(override: str) -> str:
     return override.split("=", 1)[0].strip().lstrip("+~")
 
@@ -477,33 +394,6 @@ def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True
-
-
-def _reads_back_as(override: str, value: str) -> bool:
-    try:
-        [parsed] = OverridesParser.create().parse_overrides([override])
-    except OverrideParseException:
-        return False
-    return parsed.value() == value and isinstance(parsed.value(), str)
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-# What the shell takes unquoted.
-_SHELL_SAFE = re.compile(r"[A-Za-z0-9_./:+@=-]+")
-
-
-def _shell_override(key: str, value: str) -> str:
-    """`key=value` for a shell command line: quoted for Hydra unless Hydra reads
-    it back as the same string (not `null`, `1e3`, `true`), then for the shell."""
-    override = f"{key}={value}"
-    if not (_SHELL_SAFE.fullmatch(override) and _reads_back_as(override, value)):
-        override = f"{key}={_quoted(value)}"
-    if _SHELL_SAFE.fullmatch(override):
-        return override
-    return f'"{override}"' if not re.search(r'["$`\\!]', override) else shlex.quote(override)
 
 
 class Terminated(KeyboardInterrupt):

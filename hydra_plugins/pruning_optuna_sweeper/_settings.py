@@ -1,0 +1,57 @@
+"""The hydra.sweeper settings: checked, and sampler or pruner built, before any trial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from omegaconf import DictConfig
+
+T = TypeVar("T")
+
+
+class SweepSettingsError(ValueError):
+    """A hydra.sweeper setting out of its range."""
+
+
+def check_settings(s: DictConfig) -> None:
+    """Raise SweepSettingsError naming every setting out of its range."""
+    problems = []
+    if s.direction not in ("maximize", "minimize"):
+        problems.append(f"direction={s.direction!r}: expected maximize or minimize")
+    if s.n_trials < 1:
+        problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
+    if s.n_jobs < 1:
+        problems.append(f"n_jobs={s.n_jobs}: expected an integer >= 1")
+    if not 0.0 <= s.max_failure_rate <= 1.0:
+        problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
+    if s.total_trials is not None and s.total_trials < 1:
+        problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
+    if s.storage is None:
+        problems.append("storage=null: expected a SQLAlchemy URL; trials report to the study from their own processes")
+    if s.heartbeat_interval is not None and s.heartbeat_interval < 1:
+        problems.append(f"heartbeat_interval={s.heartbeat_interval}: expected whole seconds >= 1, or null")
+    if s.heartbeat_interval is not None and (s.grace_period is None or s.grace_period <= s.heartbeat_interval):
+        problems.append(
+            f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
+            "or a running trial is declared dead between two heartbeats"
+        )
+    if s.total_trials is not None and s.heartbeat_interval is None:
+        problems.append(
+            "total_trials with heartbeat_interval=null: expected heartbeats, or a dead worker's trial "
+            "would hold its place in the budget forever"
+        )
+    if problems:
+        raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
+
+
+def built(setting: str, build: Callable[[], T]) -> T:
+    """`build()`, with a bad sampler or pruner setting reported as the user's error."""
+    try:
+        return build()
+    except Exception as error:
+        reason = str(error.__cause__ or error).strip().rstrip(".").splitlines()
+        raise SweepSettingsError(
+            f"hydra.sweeper.{setting} cannot be used: {reason[-1] if reason else type(error).__name__}; "
+            f"expected settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
+        ) from None
