@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ds.config import validate
 from ds.data import MnistData, load_mnist
-from ds.tracking import RunTracker
+from ds.tracking import RunTracker, fresh_run_dir
 from ds.train import EpochCallback, EpochMetrics, train
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
     p = cfg.params
     log.info("data: %s; params: lr=%g batch_size=%d epoch_count=%d", data.identity, p.lr, p.batch_size, p.epoch_count)
 
-    log_dir = Path(cfg.paths.log) / cfg.run_name
+    log_dir = fresh_run_dir(Path(cfg.paths.log) / cfg.run_name)
     reached: list[EpochMetrics] = []
     with RunTracker(log_dir) as tracker:
         try:

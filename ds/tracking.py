@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,21 @@ from torch.utils.tensorboard.summary import hparams
 from ds.train import EpochMetrics
 
 HParamValue = bool | str | float | int
+
+
+def fresh_run_dir(wanted: Path) -> Path:
+    """`wanted`, made now for this run alone, or `wanted-2`, `-3`... when another
+    run has it (one started in the same second, or a run_name used again), so
+    that no two runs' curves and hparams mix in one TensorBoard run."""
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
 class RunTracker:

@@ -33,8 +33,8 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     }
 
 
-def test_the_same_seed_gives_the_same_accuracy(tmp_path: Path) -> None:
-    args = [*offline_args(tmp_path), "params.epoch_count=1", "seed=7"]
+def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp_path: Path) -> None:
+    args = [*offline_args(tmp_path), "params.epoch_count=1", "run_name=same", "seed=7"]
     first = run_main(args, tmp_path)
     second = run_main(args, tmp_path)
     other_seed = run_main([*args[:-1], "seed=8"], tmp_path)
@@ -42,6 +42,11 @@ def test_the_same_seed_gives_the_same_accuracy(tmp_path: Path) -> None:
     assert first.returncode == second.returncode == other_seed.returncode == 0
     assert epoch_lines(first.stdout) == epoch_lines(second.stdout)
     assert epoch_lines(first.stdout) != epoch_lines(other_seed.stdout)
+    # One TensorBoard run each, as a run_name reused (or a start second shared) would mix them.
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["same", "same-2", "same-3"]
+    for folder, result in (("same", first), ("same-2", second), ("same-3", other_seed)):
+        curve = [s.value for s in load_events(tmp_path / "runs" / folder).Scalars("accuracy/test")]
+        assert curve == [pytest.approx(epoch_lines(result.stdout)[-1][2], abs=1e-4)]
 
 
 @pytest.mark.parametrize(
