@@ -48,7 +48,10 @@ def _query_password(parsed: URL) -> str | None:
 
 # A password in a URL, as SQLAlchemy reads them: scheme://user:PASSWORD@...,
 # or a password= (passwd= for MySQL drivers) query parameter.
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+# Greedy to the last @ of a word, so a raw @ in the password is masked too.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)(\S+)(@)")
+# In one value (a parsed override), a password may also hold spaces.
+_SPACED_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@]*)(@)")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd)=)([^&\s'\",)\]]+)", re.IGNORECASE)
 
 
@@ -68,6 +71,8 @@ def refuse_password_in_overrides(overrides: list[str]) -> None:
     for line in overrides:
         if _holds_password(line, parser):
             masked = _mask_passwords(line)
+            if _SPACED_PASSWORD.sub(r"\1***\3", masked) != masked:  # a password with spaces: show no value
+                masked = line.split("=", 1)[0] + "=<a URL whose password is not shown>"
             raise StorageError(
                 f"{masked} holds a password on the command line, where Hydra would print it and save it "
                 "in the run's .hydra/ files; expected the storage URL in the SWEEP_STORAGE environment "
@@ -84,8 +89,12 @@ def _holds_password(override: str, parser: Any) -> bool:
     try:
         [parsed] = parser.parse_overrides([override])
     except OverrideParseException:
-        return _mask_passwords(override) != override
-    return any(_mask_passwords(text) != text for text in _strings(parsed.value()))
+        return _has_password(override)
+    return any(_has_password(text) for text in _strings(parsed.value()))
+
+
+def _has_password(text: str) -> bool:
+    return bool(_SPACED_PASSWORD.search(text)) or _mask_passwords(text) != text
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -114,6 +123,8 @@ def mask_url(url: str | None) -> str:
     except ArgumentError:
         # Shown as it is when nothing in it can be a password.
         return url if "@" not in url and "password" not in url.lower() else "<unparseable storage URL>"
+    if not (parsed.password or _query_password(parsed) or "@" in url):
+        return url  # as typed: rendering would encode it (sqlite:///%3Amemory%3A)
     return _mask_passwords(parsed.render_as_string(hide_password=True))
 
 
@@ -144,6 +155,11 @@ def open_storage(
             f"storage '{mask_url(url)}' is not a SQLAlchemy URL; expected e.g. "
             f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
         ) from None
+    if url.split("://", 1)[-1].split("/", 1)[0].count("@") > 1:
+        raise StorageError(
+            f"storage {mask_url(url)} has more than one @ before its host; expected a password's own @ "
+            "written as %40 (user:p%40ss@host), as in any URL"
+        )
     engine_kwargs = {}
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         if must_exist and not Path(parsed.database).is_file():
