@@ -84,10 +84,23 @@ def study_names(storage: BaseStorage) -> list[str]:
 
 def load_study(name: str, storage: BaseStorage, where: str) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         present = ", ".join(study_names(storage)) or "none"
         raise StudyNotFoundError(f"no study {name!r} in {where}; studies present: {present}") from None
+    check_single_objective(study, where)
+    return study
+
+
+def check_single_objective(study: optuna.Study, where: str) -> None:
+    """Refuse a study with several objectives (made by other code in a shared storage)."""
+    if len(study.directions) > 1:
+        directions = ", ".join(d.name.lower() for d in study.directions)
+        raise StudyNotFoundError(
+            f"study {study.study_name!r} in {where} has {len(study.directions)} objectives ({directions}), "
+            "so it has no single best trial; expected a study of one objective, the test accuracy "
+            "(hydra.sweeper.study_name=... or another name)"
+        )
 
 
 def best_trial(study: optuna.Study, storage: BaseStorage, where: str) -> FrozenTrial:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -302,6 +303,18 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert [(e, n) for e, n, _, _ in lines] == [(e, epochs) for e in range(1, epochs + 1)]
     assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)  # the same run as the best trial
 
+    # A sweep on the exported config: its closing hint carries the search path that finds it.
+    on_export = run_main(
+        [*sweep_args(tmp_path, "hydra.sweeper.study_name=on-export", "params.epoch_count=1", n_trials=1), *shlex.split(printed)],
+        tmp_path,
+    )
+    assert on_export.returncode == 0, on_export.stderr
+    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", on_export.stdout + on_export.stderr)
+    assert "hydra.searchpath=" in hint and "params=best_x" in hint
+    hinted = run_main([*shlex.split(hint), "progress=false"], tmp_path)
+    assert hinted.returncode == 0, hinted.stderr
+    assert "best_of=on-export: trial 0" in hinted.stdout
+
     before = target.read_bytes()
     again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
     assert again.returncode != 0
@@ -330,6 +343,29 @@ def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
     assert "error: cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_raw_at_sign_in_a_password_is_refused_unprinted(tmp_path: Path) -> None:
+    result = run_cli("--storage", "postgresql+psycopg://u:s3@cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+
+    assert result.returncode != 0
+    assert "error: storage postgresql+psycopg://u:***@127.0.0.1:1/db has more than one @ before its host" in result.stderr
+    assert "cret" not in result.stdout + result.stderr
+
+
+def test_a_study_of_several_objectives_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    study = optuna.create_study(study_name="two-goals", storage=url, directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[0.9, 1.0]))
+    shown = run_cli("--storage", url, "show", "two-goals", cwd=tmp_path)
+    best_of = run_main([*offline_args(tmp_path), "best_of=two-goals", f"storage={url}"], tmp_path)
+    swept = run_main(sweep_args(tmp_path, "hydra.sweeper.study_name=two-goals", n_trials=1), tmp_path)
+
+    for result in (shown, best_of, swept):
+        assert result.returncode != 0
+        assert "study 'two-goals' in sqlite:///" in result.stderr and "has 2 objectives (maximize, minimize)" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert len(optuna.load_study(study_name="two-goals", storage=url).trials) == 1
 
 
 def test_reading_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path: Path) -> None:

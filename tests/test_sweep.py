@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, trial_run_dir, wait_for
+from sweeps.study import best_params
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
@@ -80,7 +81,8 @@ def test_tensorboard_runs_stay_apart_for_a_recreated_study_and_inside_paths_log(
 
 def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> None:
     first = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=2)
-    capped = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
+    # A batch of 3 asked where one place is left: only one trial is asked for, no FAIL "over budget".
+    capped = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", "hydra.sweeper.n_jobs=3", n_trials=5)
     done = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.total_trials=3", n_trials=5)
     fresh = run_sweep(tmp_path, SHORT_EPOCHS, "hydra.sweeper.study_name=fresh", n_trials=2)
 
@@ -92,6 +94,17 @@ def test_a_rerun_resumes_the_study_and_total_trials_caps_it(tmp_path: Path) -> N
     assert trials[2].params not in [trials[0].params, trials[1].params]
     assert "sampler seeded with" in capped.stdout + capped.stderr
     assert [t.params for t in load(tmp_path, "fresh").get_trials()] == [trials[0].params, trials[1].params]
+
+
+def test_a_grid_sweep_stops_when_its_grid_is_covered_also_on_a_rerun(tmp_path: Path) -> None:
+    grid = ["hydra/sweeper/sampler=grid", "params.lr=choice(0.01, 0.001)", "params.batch_size=512", "params.epoch_count=1"]
+    first = run_sweep(tmp_path, *grid, n_trials=5)
+    again = run_sweep(tmp_path, *grid, n_trials=5)
+
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    trials = load(tmp_path).get_trials()
+    assert sorted(t.params["params.lr"] for t in trials) == [0.001, 0.01]
+    assert "every point of the grid" in again.stdout + again.stderr and "Launching" not in again.stdout + again.stderr
 
 
 @pytest.mark.parametrize("choice", ["median", "percentile"])
@@ -196,7 +209,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.direction=up", "direction='up': expected maximize or minimize"),
         ("hydra.sweeper.total_trials=0", "total_trials=0: expected an integer >= 1"),
         ("params.lr=interval(0.001, inf)", "can reach inf, which the training config rejects"),
-        ("+params.momentum=interval(0.1, 0.9)", "'+params.momentum' (in hydra.sweeper.params or on the command line), which is not a key"),
+        ("+params.momentum=interval(0.1, 0.9)", "'+params.momentum', an override that adds or forces a key"),
         ("model.hidden=0", "invalid config: model.hidden=0: expected an integer >= 1"),
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
         ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
@@ -208,6 +221,9 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ),
         ("params.epoch_count=interval(1, 3)", "it is an integer there: expected int(interval(1, 3))"),
         ("run_name=choice(a, b)", "a range for 'run_name', which says where and how the sweep runs"),
+        ("++params.epoch_count=1", "'++params.epoch_count', an override that adds or forces a key"),
+        ("hydra.sweeper.storage=sqlite:///:memory:", "storage=sqlite:///:memory: is an in-memory SQLite database"),
+        (("hydra.job.chdir=true", "hydra.sweeper.storage=sqlite:///relative.db"), "is a relative SQLite path and hydra.job.chdir=true"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str | tuple[str, ...], message: str) -> None:
@@ -216,6 +232,9 @@ def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override
     assert result.returncode != 0
     assert message in result.stderr
     assert "Launching" not in result.stdout
+    assert "Traceback" not in result.stderr
+    if "error: " in result.stderr:  # ours: one paragraph, the last thing printed (Hydra's own errors are its own)
+        assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
     if (tmp_path / "study.db").exists():
         assert optuna.get_all_study_names(sqlite_url(tmp_path)) == []
 
@@ -252,6 +271,22 @@ def test_a_storage_password_on_the_command_line_is_refused_unprinted(
     assert f"error: {override.split('s3cret')[0]}" in result.stderr
     assert masked in result.stderr and "holds a password" in result.stderr and "SWEEP_STORAGE" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ('storage="postgresql+psycopg://sweeper:s3cret pw@127.0.0.1:1/studies"', "storage=<a URL whose password is not shown>"),
+        ("storage=postgresql+psycopg://sweeper:s3cret@pw@127.0.0.1:1/studies", "storage=postgresql+psycopg://sweeper:***@127.0.0.1"),
+    ],
+)
+def test_a_password_with_a_space_or_a_raw_at_is_refused_unprinted(tmp_path: Path, override: str, shown: str) -> None:
+    result = run_main([*offline_args(tmp_path), "params.epoch_count=1", override], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert f"error: {shown}" in result.stderr and "holds a password" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr and "pw@" not in result.stdout + result.stderr
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
 
 
@@ -347,12 +382,17 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
     queued = [t for t in interrupted if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == failed[0].number
 
-    resumed = run_main(sweep_args(tmp_path, *command, n_trials=1), tmp_path)
+    # Resumed with ranges where the first command fixed values: the retry keeps its
+    # queued lr, samples the rest, and records what it ran with, not the first run's values.
+    resumed = run_main(sweep_args(tmp_path, "params.epoch_count=int(interval(1, 2))", "params.batch_size=choice(256, 512)", n_trials=1), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     after = load(tmp_path).get_trials()
     retried = [t for t in after if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
-    assert retried[0].params == failed[0].params
+    assert retried[0].params["params.lr"] == failed[0].params["params.lr"]
+    assert failed[0].user_attrs["fixed_params"] == {"params.epoch_count": 10, "params.batch_size": 32}
+    assert retried[0].user_attrs["fixed_params"] == {}
+    assert best_params(retried[0]) == retried[0].params
     assert len(after) == len(interrupted)
 
 

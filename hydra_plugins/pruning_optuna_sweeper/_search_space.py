@@ -58,6 +58,14 @@ def parse_search_space(
                 "with low < high (see the README's Sweeps section)"
             ) from None
     distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
+    for name in [*distributions, *fixed]:
+        if name.startswith("+"):
+            bare = name.lstrip("+")
+            raise SearchSpaceError(
+                f"the sweep has '{name}', an override that adds or forces a key; the study would record it "
+                f"apart from '{bare}' and best_of could not apply it. Expected '{bare}=...' for a key of the "
+                "training config (a sweep's values and ranges replace the config's, no prefix needed)"
+            )
     for name in fixed:
         distributions.pop(name, None)
     for name in distributions:
@@ -163,4 +171,5 @@ def _check_value(task_config: DictConfig, name: str, value: Any, distribution: B
         hint = ""
         if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name.lstrip("+")), int):
             hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
-        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {e}{hint}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__  # not OmegaConf's key dump
+        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {reason}{hint}") from None

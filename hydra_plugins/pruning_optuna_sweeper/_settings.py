@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from omegaconf import DictConfig
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sweeps.storage import mask_url
 
 T = TypeVar("T")
 
@@ -43,6 +48,28 @@ def check_settings(s: DictConfig) -> None:
         )
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
+
+
+def check_trials_reach(storage: str, *, chdir: bool) -> None:
+    """Refuse a SQLite storage that trials would open as another database than the sweep's."""
+    try:
+        parsed = make_url(storage)
+    except ArgumentError:
+        return  # open_storage names the problem
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        raise SweepSettingsError(
+            f"storage={mask_url(storage)} is an in-memory SQLite database, which every trial would open "
+            "empty and report nothing to; expected a file, e.g. storage=sqlite:///sweeps/optuna.db"
+        )
+    if chdir and not Path(database).is_absolute():
+        raise SweepSettingsError(
+            f"storage={mask_url(storage)} is a relative SQLite path and hydra.job.chdir=true runs each trial "
+            "in its own folder, where it would open another, empty database; expected an absolute path "
+            "(storage=sqlite:////abs/path/optuna.db) or hydra.job.chdir=false"
+        )
 
 
 def built(setting: str, build: Callable[[], T]) -> T:

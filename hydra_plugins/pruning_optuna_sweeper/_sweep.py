@@ -44,7 +44,9 @@ from sweeps.study import (
     FAIL_REASON_ATTR,
     FIXED_PARAMS_ATTR,
     DatasetMismatchError,
+    StudyNotFoundError,
     check_dataset,
+    check_single_objective,
     default_study_name,
     describe_trial,
     requeue,
@@ -56,7 +58,7 @@ from ._heartbeat import heartbeats
 from ._quoting import hydra_quoted
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
-from ._settings import SweepSettingsError, built, check_settings
+from ._settings import SweepSettingsError, built, check_settings, check_trials_reach
 from ._summary import best_so_far, summarise
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ USER_ERRORS = (
     SweepSettingsError,
     SearchSpaceError,
     StorageError,
+    StudyNotFoundError,
     DatasetMismatchError,
     DatasetError,
     ConfigError,
@@ -99,6 +102,7 @@ class SweepRun:
         )
         self.job_idx = 0
         check_settings(self.settings)
+        check_trials_reach(self.settings.storage, chdir=bool(config.hydra.job.chdir))
         self.n_trials = self.settings.n_trials
         self.runs_folder: str | None = None
         self.sampled_before = False  # whether this process has sampled a trial yet
@@ -133,6 +137,7 @@ class SweepRun:
             direction=self.settings.direction,
             load_if_exists=True,
         )
+        check_single_objective(study, mask_url(self.settings.storage))
         if study.direction.name.lower() != self.settings.direction:
             raise SweepSettingsError(
                 f"direction={self.settings.direction}, but study {study_name!r} in {mask_url(self.settings.storage)} "
@@ -156,6 +161,8 @@ class SweepRun:
             launched, failed = self._run_trials(study, space)
         # What best_of needs again: the same data, the same params=<name>.
         reused = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
+        # A params=<name> found through an added search path (an export's --params-dir) needs it again.
+        reused += [o for o in self.config.hydra.overrides.hydra if _key(o) == "hydra.searchpath"]
         summarise(
             study,
             storage=self.settings.storage,
@@ -186,6 +193,9 @@ class SweepRun:
         waiting_logged = False
         while launched < n_trials:
             optuna.storages.fail_stale_trials(study)
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                log.info("The study has run every point of the grid: nothing left to sample.")
+                break
             if total is not None and budget.places_taken(study) >= total:
                 if (finished := budget.finished_count(study)) >= total:
                     log.info("The study holds %d COMPLETE or PRUNED trials: total_trials=%d reached.", finished, total)
@@ -198,7 +208,10 @@ class SweepRun:
                         waiting_logged = True
                     time.sleep(BUDGET_POLL_S)
                     continue
-            trials = self._ask(study, space, min(self.settings.n_jobs, n_trials - launched), total)
+            count = min(self.settings.n_jobs, n_trials - launched)
+            if total is not None:
+                count = min(count, max(1, total - budget.places_taken(study)))
+            trials = self._ask(study, space, count, total)
             if not trials:
                 continue
             with self._failing_on_interrupt(study, trials):
@@ -234,7 +247,8 @@ class SweepRun:
                     study.tell(trial, state=TrialState.FAIL)
                     break
                 trial.set_user_attr(WORKER_ATTR, WORKER)
-                if space.fixed_training:
+                # What this command fixes, not what a queued retry's first run fixed.
+                if space.fixed_training or FIXED_PARAMS_ATTR in trial.user_attrs:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
         except BaseException as error:
             # Not launched: left RUNNING, they would hold their places until found stale.
@@ -270,6 +284,14 @@ class SweepRun:
                 )
         for name, distribution in space.distributions.items():
             _suggest(trial, name, distribution)
+        queued = self.storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})  # from enqueue_trial
+        dropped = sorted(set(queued) - set(space.distributions))
+        if dropped:
+            log.warning(
+                "trial %d was queued with %s, which this sweep has no range for: it runs with this command's values",
+                trial.number,
+                ", ".join(dropped),
+            )
         return trial
 
     def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
