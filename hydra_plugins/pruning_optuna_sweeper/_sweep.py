@@ -43,6 +43,7 @@ from sweeps.study import (
     DATASET_ATTR,
     FAIL_REASON_ATTR,
     FIXED_PARAMS_ATTR,
+    RETRY_OF_ATTR,
     DatasetMismatchError,
     StudyNotFoundError,
     check_dataset,
@@ -196,7 +197,8 @@ class SweepRun:
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
                 log.info("The study has run every point of the grid: nothing left to sample.")
                 break
-            if total is not None and budget.places_taken(study) >= total:
+            taken = budget.places_taken(study) if total is not None else 0
+            if total is not None and taken >= total:
                 if (finished := budget.finished_count(study)) >= total:
                     log.info("The study holds %d COMPLETE or PRUNED trials: total_trials=%d reached.", finished, total)
                     break
@@ -210,7 +212,7 @@ class SweepRun:
                     continue
             count = min(self.settings.n_jobs, n_trials - launched)
             if total is not None:
-                count = min(count, max(1, total - budget.places_taken(study)))
+                count = min(count, max(1, total - taken))
             trials = self._ask(study, space, count, total)
             if not trials:
                 continue
@@ -284,7 +286,9 @@ class SweepRun:
                 )
         for name, distribution in space.distributions.items():
             _suggest(trial, name, distribution)
-        queued = self.storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})  # from enqueue_trial
+        queued = {}
+        if RETRY_OF_ATTR in trial.user_attrs:  # a retry: read what requeue's enqueue_trial fixed
+            queued = self.storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})
         dropped = sorted(set(queued) - set(space.distributions))
         if dropped:
             log.warning(
