@@ -69,14 +69,14 @@ def parse_search_space(
     for name in fixed:
         distributions.pop(name, None)
     for name in distributions:
-        if name.lstrip("+") in _SET_BY_THE_SWEEP:
+        if name in _SET_BY_THE_SWEEP:
             raise SearchSpaceError(
                 f"the sweep has a range for '{name}', which says where and how the sweep runs; expected "
                 "one value for it (e.g. storage=sqlite:///sweeps/optuna.db), and ranges only over what is trained"
             )
-    groups = {name for name in [*distributions, *fixed] if group_options(name.lstrip("+"))}
+    groups = {name for name in [*distributions, *fixed] if group_options(name)}
     for name in groups & set(distributions):
-        options = group_options(name.lstrip("+"))
+        options = group_options(name)
         raise SearchSpaceError(
             f"the sweep has a range over config group '{name}' (options: {', '.join(options)}), which this "
             f"sweeper does not search; expected one option for the whole sweep ({name}={options[0]}) and "
@@ -85,7 +85,7 @@ def parse_search_space(
     values = {name: value for name, value in fixed.items() if name not in groups}
 
     for name in [*distributions, *values]:
-        if OmegaConf.select(task_config, name.lstrip("+"), default=_ABSENT) is _ABSENT:
+        if OmegaConf.select(task_config, name, default=_ABSENT) is _ABSENT:
             raise SearchSpaceError(
                 f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a "
                 "key of the training config; expected one of its keys, e.g. params.lr, params.batch_size, "
@@ -158,9 +158,9 @@ def _check_value(task_config: DictConfig, name: str, value: Any, distribution: B
     trial_config = copy.deepcopy(task_config)
     try:
         with read_write(trial_config), open_dict(trial_config):
-            OmegaConf.update(trial_config, name.lstrip("+"), value, force_add=True)
+            OmegaConf.update(trial_config, name, value, force_add=True)
         validate(trial_config)
-        held = OmegaConf.select(trial_config, name.lstrip("+"), throw_on_resolution_failure=False)
+        held = OmegaConf.select(trial_config, name, throw_on_resolution_failure=False)
         if isinstance(held, Container):
             return OmegaConf.to_container(held)
         return value if held is None else held
@@ -169,7 +169,7 @@ def _check_value(task_config: DictConfig, name: str, value: Any, distribution: B
         raise SearchSpaceError(f"the search space of '{name}' {where}, which the training config rejects: {e}") from None
     except Exception as e:
         hint = ""
-        if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name.lstrip("+")), int):
+        if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name), int):
             hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__  # not OmegaConf's key dump
         raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {reason}{hint}") from None
