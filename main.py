@@ -19,13 +19,13 @@ from ds.train import NonFiniteLossError
 from sweeps.best_of import BestOfError, apply_best_of
 from sweeps.reporter import trial_callbacks
 from sweeps.storage import StorageError, refuse_password_in_overrides
-from sweeps.study import DatasetMismatchError, StudyNotFoundError
+from sweeps.study import DatasetMismatchError, StudyError
 
 USER_ERRORS = (
     ConfigError,
     DatasetError,
     StorageError,
-    StudyNotFoundError,
+    StudyError,
     DatasetMismatchError,
     BestOfError,
     NonFiniteLossError,

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import StudyNotFoundError, best_params, best_trial, describe_trial, load_study, describe_states
+from sweeps.study import StudyError, best_params, best_trial, describe_trial, load_study, describe_states
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REPO_PARAMS_DIR = CONF_DIR / "params"
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             show(load_study(args.study, storage, where), storage, where)
         else:
             export(load_study(args.study, storage, where), storage, where, args.name, Path(args.params_dir))
-    except (StorageError, StudyNotFoundError, ExportError) as error:
+    except (StorageError, StudyError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -14,6 +14,8 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
+from ds.errors import first_line
+
 DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
 # instead of failing with "database is locked".
@@ -182,7 +184,7 @@ def open_storage(
             heartbeat_stale_trial_callback=stale_trial_callback,
         )
     except Exception as e:
-        reason = _first_line(e).replace(url_password(url) or "\0", "***")
+        reason = first_line(e).replace(url_password(url) or "\0", "***")
         raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
     if parsed.get_backend_name() == "sqlite":
         with storage.engine.connect() as connection:
@@ -206,7 +208,3 @@ def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -17,10 +17,20 @@ FAIL_REASON_ATTR = "fail_reason"
 RETRY_OF_ATTR = "retry_of"
 ATTEMPT_ATTR = "attempt"
 MAX_ATTEMPTS = 2
+# The system attribute where Optuna's enqueue_trial keeps a queued trial's parameters.
+OPTUNA_QUEUED_PARAMS_ATTR = "fixed_params"
 
 
-class StudyNotFoundError(LookupError):
+class StudyError(LookupError):
+    """A study that cannot give what was asked of it."""
+
+
+class StudyNotFoundError(StudyError):
     """No such study, or no completed trial in it."""
+
+
+class MultiObjectiveStudyError(StudyError):
+    """A study with several objectives, so no single best trial."""
 
 
 class DatasetMismatchError(ValueError):
@@ -61,6 +71,11 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, use_attempt: bool = True
     return True
 
 
+def queued_params(storage: BaseStorage, trial_id: int) -> dict[str, Any]:
+    """The parameters `requeue` fixed for a trial (empty for a sampled one)."""
+    return storage.get_trial(trial_id).system_attrs.get(OPTUNA_QUEUED_PARAMS_ATTR, {})
+
+
 def describe_trial(t: FrozenTrial) -> str:
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
     value = f"{t.value:.4f}" if t.value is not None else "-"
@@ -96,7 +111,7 @@ def check_single_objective(study: optuna.Study, where: str) -> None:
     """Refuse a study with several objectives (made by other code in a shared storage)."""
     if len(study.directions) > 1:
         directions = ", ".join(d.name.lower() for d in study.directions)
-        raise StudyNotFoundError(
+        raise MultiObjectiveStudyError(
             f"study {study.study_name!r} in {where} has {len(study.directions)} objectives ({directions}), "
             "so it has no single best trial; expected a study of one objective, the test accuracy "
             "(hydra.sweeper.study_name=... or another name)"

@@ -19,6 +19,7 @@ from optuna.distributions import (
 )
 
 from ds.config import ConfigError, validate
+from ds.errors import first_line
 
 
 class SearchSpaceError(ValueError):
@@ -171,5 +172,6 @@ def _check_value(task_config: DictConfig, name: str, value: Any, distribution: B
         hint = ""
         if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name), int):
             hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__  # not OmegaConf's key dump
-        raise SearchSpaceError(f"the search space of '{name}' {value!r} does not fit the training config: {reason}{hint}") from None
+        raise SearchSpaceError(
+            f"the search space of '{name}' {value!r} does not fit the training config: {first_line(e)}{hint}"
+        ) from None  # first_line: not OmegaConf's key dump

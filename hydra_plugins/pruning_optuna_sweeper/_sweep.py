@@ -45,11 +45,12 @@ from sweeps.study import (
     FIXED_PARAMS_ATTR,
     RETRY_OF_ATTR,
     DatasetMismatchError,
-    StudyNotFoundError,
+    StudyError,
     check_dataset,
     check_single_objective,
     default_study_name,
     describe_trial,
+    queued_params,
     requeue,
 )
 
@@ -83,7 +84,7 @@ USER_ERRORS = (
     SweepSettingsError,
     SearchSpaceError,
     StorageError,
-    StudyNotFoundError,
+    StudyError,
     DatasetMismatchError,
     DatasetError,
     ConfigError,
@@ -288,7 +289,7 @@ class SweepRun:
             _suggest(trial, name, distribution)
         queued = {}
         if RETRY_OF_ATTR in trial.user_attrs:  # a retry: read what requeue's enqueue_trial fixed
-            queued = self.storage.get_trial(trial._trial_id).system_attrs.get("fixed_params", {})
+            queued = queued_params(self.storage, trial._trial_id)
         dropped = sorted(set(queued) - set(space.distributions))
         if dropped:
             log.warning(

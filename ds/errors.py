@@ -1,0 +1,9 @@
+"""Reducing an exception to the one line a user's error message can quote."""
+
+from __future__ import annotations
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (not a library's multi-line dump), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
