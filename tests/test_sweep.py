@@ -350,8 +350,8 @@ def test_a_sweep_on_other_data_into_the_same_study_is_refused(tmp_path: Path) ->
     assert len(load(tmp_path, "shared-study").get_trials()) == 1
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "resumed_lr"), [(signal.SIGINT, None), (signal.SIGTERM, 0.01)])
+def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path, signum: int, resumed_lr: float | None) -> None:
     command = ["params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none"]
     args = sweep_args(tmp_path, *command, n_trials=5)
     sweep = subprocess.Popen(
@@ -382,17 +382,26 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
     queued = [t for t in interrupted if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == failed[0].number
 
-    # Resumed with ranges where the first command fixed values: the retry keeps its
-    # queued lr, samples the rest, and records what it ran with, not the first run's values.
-    resumed = run_main(sweep_args(tmp_path, "params.epoch_count=int(interval(1, 2))", "params.batch_size=choice(256, 512)", n_trials=1), tmp_path)
+    # Resumed with ranges where the first command fixed values: the retry samples them
+    # and records what it ran with, not the first run's values. It keeps its queued lr,
+    # unless this command fixes lr: then it runs with this command's lr, and says so.
+    fixed_lr = [] if resumed_lr is None else [f"params.lr={resumed_lr}"]
+    ranges = ["params.epoch_count=int(interval(1, 2))", "params.batch_size=choice(256, 512)"]
+    resumed = run_main(sweep_args(tmp_path, *ranges, *fixed_lr, n_trials=1), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     after = load(tmp_path).get_trials()
     retried = [t for t in after if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
-    assert retried[0].params["params.lr"] == failed[0].params["params.lr"]
     assert failed[0].user_attrs["fixed_params"] == {"params.epoch_count": 10, "params.batch_size": 32}
-    assert retried[0].user_attrs["fixed_params"] == {}
-    assert best_params(retried[0]) == retried[0].params
+    no_range = f"trial {retried[0].number} was queued with params.lr, which this sweep has no range for"
+    if resumed_lr is None:
+        assert retried[0].params["params.lr"] == failed[0].params["params.lr"]
+        assert retried[0].user_attrs["fixed_params"] == {} and no_range not in resumed.stdout + resumed.stderr
+    else:
+        assert "params.lr" not in retried[0].params
+        assert retried[0].user_attrs["fixed_params"] == {"params.lr": resumed_lr}
+        assert no_range in resumed.stdout + resumed.stderr
+    assert best_params(retried[0])["params.lr"] == (resumed_lr or failed[0].params["params.lr"])
     assert len(after) == len(interrupted)
 
 
