@@ -3,11 +3,13 @@
 The checksum is the SHA-256 of the *decompressed* content: mirrors re-compress
 files (the MNIST train-images .gz differs byte-wise between sources), so the gz
 bytes cannot be pinned. A file only appears under its final name after it has
-been verified; failed attempts leave nothing behind.
+been verified; failed attempts leave nothing behind, not even the folder
+they made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -69,7 +71,7 @@ def fetch_verified(
     if not timeout_s > 0:
         raise ValueError(f"timeout_s for {filename} is {timeout_s!r}; expected seconds > 0.")
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(dest_dir)
     target = dest_dir / filename
 
     failures: list[str] = []
@@ -86,11 +88,25 @@ def fetch_verified(
         logger.info("downloaded %s from %s", target, url)
         return target
 
+    for folder in made:  # deepest first; a folder something else wrote into stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     raise DownloadError(
         f"could not download {filename} into {dest_dir}: every mirror failed "
         f"({'; '.join(failures)}). Check the network connection and the mirror "
         "list, or place the file there by hand."
     )
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """`mkdir -p path`; returns the folders it made, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    if missing:
+        missing[0].mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def _download_to(url: str, target: Path, expected_sha256: str, timeout_s: float) -> None:

@@ -96,13 +96,13 @@ def test_corrupt_download_does_not_replace_existing_file(tmp_path: Path, http_mi
 def test_all_mirrors_failing_lists_every_mirror(tmp_path: Path, http_mirror, refused_url: str) -> None:
     mirrors = [http_mirror.url("missing"), refused_url, http_mirror.url("corrupt")]
     with pytest.raises(DownloadError) as info:
-        fetch_verified(NAME, SHA, tmp_path, mirrors, timeout_s=5)
+        fetch_verified(NAME, SHA, tmp_path / "new" / "dir", mirrors, timeout_s=5)
     message = str(info.value)
     assert NAME in message and str(tmp_path) in message
     assert f"{http_mirror.url('missing')}{NAME}: HTTP 404" in message
     assert f"{refused_url}{NAME}: cannot connect" in message
     assert f"{http_mirror.url('corrupt')}{NAME}: decompressed SHA-256 is" in message
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [], "the folders it made are removed, the one that was there stays"
 
 
 @pytest.mark.parametrize(
@@ -149,8 +149,8 @@ def test_load_mnist_falls_back_to_sample_when_all_mirrors_fail(
     message = str(record[0].message)
     for fragment in (str(data_dir), "paths.data", "DS_DATA_DIR", "network access", "downloading failed"):
         assert fragment in message, message
-    # Nothing half-downloaded stays behind in data_dir.
-    assert list(data_dir.iterdir()) == []
+    # Nothing half-downloaded stays behind, not even the data_dir it made.
+    assert not data_dir.exists()
 
 
 def test_load_mnist_without_fallback_raises(tmp_path: Path, http_mirror) -> None:
@@ -160,4 +160,4 @@ def test_load_mnist_without_fallback_raises(tmp_path: Path, http_mirror) -> None
     message = str(info.value)
     for fragment in (str(data_dir), "train-images-idx3-ubyte.gz", "interrupted download", "DS_DATA_DIR"):
         assert fragment in message, message
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
