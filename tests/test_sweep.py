@@ -350,12 +350,23 @@ def test_a_sweep_on_other_data_into_the_same_study_is_refused(tmp_path: Path) ->
     assert len(load(tmp_path, "shared-study").get_trials()) == 1
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, which a test run started in the background without job control has ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signum", "resumed_lr"), [(signal.SIGINT, None), (signal.SIGTERM, 0.01)])
 def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path, signum: int, resumed_lr: float | None) -> None:
     command = ["params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none"]
     args = sweep_args(tmp_path, *command, n_trials=5)
     sweep = subprocess.Popen(
-        [sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(MAIN), *args],
+        cwd=tmp_path,
+        env=main_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_from_a_terminal,
     )
     try:
         def running_with_progress() -> bool:
