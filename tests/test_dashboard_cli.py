@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import os
 import re
 import shlex
 import signal
@@ -23,6 +26,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from sweeps.cli import main as cli_main
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -239,6 +243,29 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m sweeps args`: its `main`, called in this process from `cwd` (a
+    subprocess costs seconds of imports; `run_cli_process` is one)."""
+    out, err = io.StringIO(), io.StringIO()
+    with _working_directory(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli_main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["python", "-m", "sweeps", *args], code, out.getvalue(), err.getvalue())
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m sweeps args` in a subprocess: everything it prints, whatever prints it."""
     return subprocess.run(
         [sys.executable, "-m", "sweeps", *args],
         cwd=cwd,
@@ -254,7 +281,7 @@ def test_list_shows_counts_by_state_and_the_best_value(pruned_study: Path, tmp_p
     counts = Counter(t.state.name for t in study.get_trials())
     assert counts == {"COMPLETE": 2, "PRUNED": 1}
 
-    result = run_cli("--storage", sqlite_url(pruned_study), "list", cwd=tmp_path)
+    result = run_cli_process("--storage", sqlite_url(pruned_study), "list", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -337,7 +364,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
 
 
 def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
-    result = run_cli("--storage", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+    result = run_cli_process("--storage", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "list", cwd=tmp_path)
 
     assert result.returncode != 0
     assert "error: cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db" in result.stderr
@@ -346,7 +373,7 @@ def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
 
 
 def test_a_raw_at_sign_in_a_password_is_refused_unprinted(tmp_path: Path) -> None:
-    result = run_cli("--storage", "postgresql+psycopg://u:s3@cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+    result = run_cli_process("--storage", "postgresql+psycopg://u:s3@cret@127.0.0.1:1/db", "list", cwd=tmp_path)
 
     assert result.returncode != 0
     assert "error: storage postgresql+psycopg://u:***@127.0.0.1:1/db has more than one @ before its host" in result.stderr
