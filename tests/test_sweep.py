@@ -134,12 +134,12 @@ def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None
     assert states(load(tmp_path)) == [TrialState.COMPLETE] * 3
 
 
-@pytest.mark.parametrize(("choice", "pruner"), [("hyperband", "HyperbandPruner"), ("percentile", "PercentilePruner")])
-def test_the_other_pruners_are_selectable(tmp_path: Path, choice: str, pruner: str) -> None:
-    result = run_sweep(tmp_path, f"hydra/sweeper/pruner={choice}", "params.epoch_count=int(interval(2, 3))", n_trials=3)
+def test_hyperband_is_selectable(tmp_path: Path) -> None:
+    """The percentile pruner is selected, and prunes, in test_the_pruner_prunes_a_hopeless_trial."""
+    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", "params.epoch_count=int(interval(2, 3))", n_trials=3)
 
     assert result.returncode == 0, result.stderr
-    assert pruner in result.stdout + result.stderr
+    assert "HyperbandPruner" in result.stdout + result.stderr
     study = load(tmp_path)
     assert len(study.get_trials()) == 3
     assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
