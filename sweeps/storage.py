@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from ds.errors import first_line
 
@@ -197,14 +197,16 @@ def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
     """RDBStorage(url), retried while other processes create the same tables.
 
     Workers started together on an empty database all run Optuna's CREATE
-    TABLE; the losers get IntegrityError or ProgrammingError (duplicate type
-    or table), and on a retry find the tables made.
+    TABLE; the losers get IntegrityError or ProgrammingError (PostgreSQL's
+    duplicate type or table) or OperationalError (SQLite's "table ... already
+    exists"), and on a retry find the tables made.
     """
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
         try:
             return RDBStorage(url, **kwargs)
-        except (IntegrityError, ProgrammingError):
-            if attempt == SCHEMA_RACE_ATTEMPTS - 1:
+        except (IntegrityError, ProgrammingError, OperationalError) as error:
+            lost_the_race = not isinstance(error, OperationalError) or "already exists" in str(error)
+            if not lost_the_race or attempt == SCHEMA_RACE_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

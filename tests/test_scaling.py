@@ -294,6 +294,56 @@ def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Pa
     assert optuna.get_all_study_names(fresh_postgres_url) == []
 
 
+OPEN_IN_ROUNDS = """
+import sys, time
+from pathlib import Path
+from sweeps.storage import StorageError, open_storage
+folder, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(rounds):
+    (folder / f"ready-{me}-{i}").touch()
+    while not (folder / f"release-{i}").exists():
+        time.sleep(0.002)
+    try:
+        open_storage(f"sqlite:///{folder / f'study-{i}.db'}")
+    except StorageError as e:
+        sys.exit(f"round {i}: {e}")
+"""
+
+
+def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """The same race on SQLite, in rounds (it is lost now and then): each round,
+    four processes open a new file together."""
+    rounds, names = 10, ["a", "b", "c", "d"]
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_IN_ROUNDS, str(tmp_path), name, str(rounds)],
+            cwd=MAIN.parent,
+            env=main_env(PYTHONWARNINGS="ignore"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    try:
+        for i in range(rounds):
+            def all_ready(i: int = i) -> bool:
+                if any(p.poll() is not None for p in openers):
+                    ended = next(p for p in openers if p.poll() is not None)
+                    raise AssertionError(f"an opener ended in round {i}:\n" + ended.communicate()[1][-2000:])
+                return all((tmp_path / f"ready-{name}-{i}").exists() for name in names)
+
+            wait_for(all_ready, timeout=60, what=f"the openers to reach round {i}")
+            (tmp_path / f"release-{i}").touch()
+        errors = [p.communicate(timeout=60)[1] for p in openers]
+    finally:
+        for p in openers:
+            p.kill()
+            p.wait(timeout=10)
+    assert [p.returncode for p in openers] == [0] * len(openers), "\n".join(errors)
+    assert all(optuna.get_all_study_names(f"sqlite:///{tmp_path / f'study-{i}.db'}") == [] for i in range(rounds))
+
+
 def test_a_queued_retry_within_a_full_budget_is_run_not_waited_for(tmp_path: Path) -> None:
     """A retry queued for the last place of total_trials is asked for (the survivor of a kill, a resume)."""
     first = run_main(sweep_args(tmp_path, "params.epoch_count=1", n_trials=2), tmp_path, timeout=120)
