@@ -224,6 +224,8 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("++params.epoch_count=1", "'++params.epoch_count', an override that adds or forces a key"),
         ("hydra.sweeper.storage=sqlite:///:memory:", "storage=sqlite:///:memory: is an in-memory SQLite database"),
         (("hydra.job.chdir=true", "hydra.sweeper.storage=sqlite:///relative.db"), "is a relative SQLite path and hydra.job.chdir=true"),
+        (("params.epoch_count=1", "params.epoch_count=range(2,4)"), "command line gives 'params.epoch_count' 2 times"),
+        ("best_of=nosuch", "the sweep has best_of=nosuch, which trains once with a study's best parameters"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str | tuple[str, ...], message: str) -> None:
@@ -414,6 +416,31 @@ def test_an_interrupted_sweep_leaves_no_running_trial_and_resumes(tmp_path: Path
         assert no_range in resumed.stdout + resumed.stderr
     assert best_params(retried[0])["params.lr"] == (resumed_lr or failed[0].params["params.lr"])
     assert len(after) == len(interrupted)
+
+
+def test_the_closing_hint_names_the_best_trial_s_params_config_and_data_not_this_command_s(tmp_path: Path) -> None:
+    # The best trial was run by an earlier command, on the default params config, everything fixed.
+    study = optuna.create_study(study_name="hint", storage=sqlite_url(tmp_path), direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={}, distributions={}, value=1.0, user_attrs={"fixed_params": {"params.epoch_count": 1, "params.batch_size": 512}}
+        )
+    )
+    data = tmp_path / "no-mnist-here"
+    on_chosen_config = [
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=hint", f"storage={sqlite_url(tmp_path)}",
+        "params=default", "params.epoch_count=1", "params.batch_size=512", "data.download=false", "progress=false",
+    ]  # fmt: skip
+    swept = run_main(on_chosen_config, tmp_path, DS_DATA_DIR=str(data))
+
+    assert swept.returncode == 0, swept.stderr
+    assert load(tmp_path, "hint").get_trials()[1].user_attrs["fixed_params"]["params"] == "default"
+    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", swept.stdout + swept.stderr)
+    assert "params=" not in hint.replace("params.", "")  # trial 0 named no params config
+    assert f"paths.data={data}" in hint and "data.download=false" in hint  # DS_DATA_DIR, spelled out
+    trained = run_main([*shlex.split(hint), "progress=false"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "best_of=hint: trial 0" in trained.stdout
 
 
 def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: Path) -> None:

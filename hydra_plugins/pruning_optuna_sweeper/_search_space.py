@@ -49,7 +49,17 @@ def parse_search_space(
     takes one option for the whole sweep (`params=tuned`), which Hydra
     composes for every trial; ranges go over its values.
     """
-    entries = [f"{k}={v}" for k, v in (declared or {}).items()] + list(arguments)
+    given: dict[str, list[str]] = {}
+    for argument in arguments:
+        given.setdefault(argument.split("=", 1)[0].strip(), []).append(argument)
+    for key, twice in given.items():
+        if len(twice) > 1:
+            raise SearchSpaceError(
+                f"the sweep's command line gives '{key}' {len(twice)} times ({', '.join(twice)}); expected it "
+                "once: one value for every trial, or one range"
+            )
+    # The command line's value or range replaces the sweeper config's.
+    entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given] + list(arguments)
     for entry in entries:  # one at a time, to name the entry that is wrong
         try:
             create_params_from_overrides([entry])
@@ -67,8 +77,11 @@ def parse_search_space(
                 f"apart from '{bare}' and best_of could not apply it. Expected '{bare}=...' for a key of the "
                 "training config (a sweep's values and ranges replace the config's, no prefix needed)"
             )
-    for name in fixed:
-        distributions.pop(name, None)
+    if fixed.get("best_of") not in (None, "null", ""):
+        raise SearchSpaceError(
+            f"the sweep has best_of={fixed['best_of']}, which trains once with a study's best parameters; "
+            "expected no best_of in a sweep (run `python main.py best_of=<study>` after it)"
+        )
     for name in distributions:
         if name in _SET_BY_THE_SWEEP:
             raise SearchSpaceError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -12,7 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeps.storage import default_storage, mask_url, url_password
-from sweeps.study import describe_states, describe_trial
+from sweeps.study import FIXED_PARAMS_ATTR, describe_states, describe_trial
 
 from ._quoting import shell_override
 
@@ -36,9 +37,14 @@ def summarise(
     failed: int,
     seconds: float,
     reused_overrides: list[str],
+    is_group: Callable[[str], bool],
 ) -> None:
     """Log the outcome and the commands to watch the study and train with its
-    best parameters; save Hydra's optimization_results.yaml in `sweep_dir`."""
+    best parameters; save Hydra's optimization_results.yaml in `sweep_dir`.
+
+    `reused_overrides`, quoted for the shell, go into the training command as
+    they are; so do the config group options the best trial ran on
+    (`params=tuned`), which best_of needs on its command line."""
     log.info(
         "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
         seconds,
@@ -53,7 +59,8 @@ def summarise(
     best = study.best_trial
     log.info("Best: %s", describe_trial(best))
     from_env = storage == os.environ.get("SWEEP_STORAGE")
-    train = ["python", "main.py", shell_override("best_of", study.study_name), *map(shlex.quote, reused_overrides)]
+    groups = [shell_override(k, str(v)) for k, v in best.user_attrs.get(FIXED_PARAMS_ATTR, {}).items() if is_group(k)]
+    train = ["python", "main.py", shell_override("best_of", study.study_name), *groups, *reused_overrides]
     if storage != default_storage():
         train.append(shell_override("storage", mask_url(storage)))
     dashboard_url = '"$SWEEP_STORAGE"' if from_env and url_password(storage) else shlex.quote(mask_url(storage))

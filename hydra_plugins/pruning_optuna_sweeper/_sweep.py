@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import time
@@ -57,7 +58,7 @@ from sweeps.study import (
 from . import _budget as budget
 from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
-from ._quoting import hydra_quoted
+from ._quoting import hydra_quoted, shell_override
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
 from ._settings import SweepSettingsError, built, check_settings, check_trials_reach
@@ -161,10 +162,12 @@ class SweepRun:
 
         with _sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
-        # What best_of needs again: the same data, the same params=<name>.
-        reused = [a for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.") or self.group_options(_key(a))]
-        # A params=<name> found through an added search path (an export's --params-dir) needs it again.
-        reused += [o for o in self.config.hydra.overrides.hydra if _key(o) == "hydra.searchpath"]
+        # What best_of needs again: the same data (also when DS_DATA_DIR named it), and a
+        # params=<name> found through an added search path (an export's --params-dir).
+        reused = [shlex.quote(a) for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.")]
+        if "DS_DATA_DIR" in os.environ and not any(_key(a) == "paths.data" for a in arguments):
+            reused.append(shell_override("paths.data", str(self.config.paths.data)))
+        reused += [shlex.quote(o) for o in self.config.hydra.overrides.hydra if _key(o) == "hydra.searchpath"]
         summarise(
             study,
             storage=self.settings.storage,
@@ -173,6 +176,7 @@ class SweepRun:
             failed=failed,
             seconds=time.perf_counter() - started,
             reused_overrides=reused,
+            is_group=lambda key: bool(self.group_options(key)),
         )
 
     def _sampler(self, space: SearchSpace, **overrides: Any) -> optuna.samplers.BaseSampler:
