@@ -62,6 +62,7 @@ from ._quoting import hydra_quoted, shell_override
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
 from ._settings import SweepSettingsError, built, check_settings, check_trials_reach
+from ._signals import interrupts_held, sigterm_as_interrupt
 from ._summary import best_so_far, summarise
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class SweepRun:
         )
         log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
 
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
         # What best_of needs again: the same data (also when DS_DATA_DIR named it), and a
         # params=<name> found through an added search path (an export's --params-dir).
@@ -259,9 +260,10 @@ class SweepRun:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
         except BaseException as error:
             # Not launched: left RUNNING, they would hold their places until found stale.
-            for trial in trials:
-                _set_fail_reason(trial, f"not launched: {type(error).__name__}: {error}")
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            with interrupts_held():
+                for trial in trials:
+                    _set_fail_reason(trial, f"not launched: {type(error).__name__}: {error}")
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         return trials
 
@@ -321,12 +323,15 @@ class SweepRun:
             interrupted = isinstance(error, KeyboardInterrupt)
             reason = "interrupted" if interrupted else f"launcher error: {type(error).__name__}: {error}"
             queued = []
-            unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
-            for trial in unfinished:
-                _set_fail_reason(trial, reason)
-                frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                if interrupted and requeue(study, frozen, use_attempt=False):
-                    queued.append(trial.number)
+            with interrupts_held() as again:
+                unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
+                for trial in unfinished:
+                    _set_fail_reason(trial, reason)
+                    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    if interrupted and requeue(study, frozen, use_attempt=False):
+                        queued.append(trial.number)
+            if again:
+                log.warning("%s again while the trials were being marked: held until they were.", signal.Signals(again[0]).name)
             marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
             if interrupted:
                 log.warning(
@@ -425,21 +430,3 @@ def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the sweep is, to unwind like Ctrl-C."""
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so running trials are closed, not left RUNNING."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated(f"signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -36,7 +36,8 @@ class PruningOptunaSweeper(Sweeper):
             sys.exit(f"error: {error}")
 
     def sweep(self, arguments: list[str]) -> None:
-        from ._sweep import USER_ERRORS, Terminated
+        from ._signals import Terminated
+        from ._sweep import USER_ERRORS
 
         try:
             self.sweep_run.sweep(arguments)

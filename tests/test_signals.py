@@ -1,0 +1,31 @@
+"""Ctrl-C while a sweep records what the first Ctrl-C interrupted: real signals to this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from hydra_plugins.pruning_optuna_sweeper._signals import Terminated, interrupts_held, sigterm_as_interrupt
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_interrupt_is_held_until_the_block_ends() -> None:
+    with sigterm_as_interrupt():
+        with interrupts_held() as received:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            marked = True  # the work of the block goes on
+        assert marked and received == [signal.SIGINT, signal.SIGTERM]
+        # Afterwards both unwind again.
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
