@@ -101,6 +101,14 @@ def validate(cfg: Any) -> None:
         list(cfg.data.mirrors),
         "at least one mirror URL while data.download is on",
     )
+    run = Path(str(cfg.run_name))
+    _check(
+        problems,
+        bool(run.parts) and not run.is_absolute() and ".." not in run.parts,
+        "run_name",
+        str(cfg.run_name),
+        "a folder name inside paths.log (not empty, '.', absolute or with '..')",
+    )
     data_dir = Path(cfg.paths.data)
     _check(
         problems,

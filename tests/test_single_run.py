@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from ds.config import Config, ConfigError, validate
 from tests.cli import SHARED_MNIST, epoch_lines, offline_args, run_main
 from tests.events import hparams, load_events
 
@@ -129,3 +132,14 @@ def test_one_epoch_on_full_mnist_reaches_093(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "mnist(60000/10000" in result.stdout
     assert epoch_lines(result.stdout)[-1][2] >= 0.93
+
+
+@pytest.mark.parametrize("run_name", ["", ".", "../../elsewhere", "/tmp/anywhere", "a/../../b"])
+def test_a_run_name_outside_paths_log_is_refused(tmp_path: Path, run_name: str) -> None:
+    cfg = OmegaConf.structured(Config)
+    cfg.paths.log, cfg.run_name = str(tmp_path / "runs"), run_name
+
+    with pytest.raises(ConfigError, match=re.escape(f"run_name={run_name!r}: expected a folder name inside paths.log")):
+        validate(cfg)
+    cfg.run_name = "study/2026-11-29_10-00-00/trial-0001"  # as a sweep names its trials' runs
+    validate(cfg)
