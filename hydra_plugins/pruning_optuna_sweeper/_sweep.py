@@ -129,7 +129,7 @@ class SweepRun:
             self.settings.storage,
             heartbeat_interval=self.settings.heartbeat_interval,
             grace_period=self.settings.grace_period,
-            stale_trial_callback=requeue,
+            stale_trial_callback=_recover_stale_trial,
         )
         identity = load_data(self.config).identity
         study_name = self.settings.study_name or default_study_name(identity)
@@ -417,6 +417,18 @@ def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> 
         trial.suggest_categorical(name, distribution.choices)
     else:
         raise TypeError(f"{name}: unsupported distribution {distribution!r}")
+
+
+def _recover_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna has marked FAIL a trial whose worker stopped beating (a worker
+    killed outright writes no fail_reason): say so, and queue it again."""
+    queued = requeue(study, trial)
+    log.warning(
+        "trial %d of %s stopped sending heartbeats: marked FAIL, %s.",
+        trial.number,
+        trial.user_attrs.get(WORKER_ATTR, "another worker"),
+        "queued again" if queued else "not queued again (its parameters had their last attempt)",
+    )
 
 
 def _key(override: str) -> str:
