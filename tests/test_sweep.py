@@ -212,12 +212,13 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("+params.momentum=interval(0.1, 0.9)", "'+params.momentum', an override that adds or forces a key"),
         ("model.hidden=0", "invalid config: model.hidden=0: expected an integer >= 1"),
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
-        ("hydra/sweeper/sampler=grid", "hydra.sweeper.sampler cannot be used: GridSampler only supports discrete distributions"),
+        ("hydra/sweeper/sampler=grid", "the grid sampler needs a finite grid, but the sweep's range for params.lr is a continuous"),
         ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
         ("params=choice(default, tuned)", "a range over config group 'params' (options: default), which this sweeper does not search"),
         (
             ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.reduction_factor=1"),
-            "hydra.sweeper.pruner fails in use, rehearsed on a few in-memory trials: ZeroDivisionError",
+            "hydra.sweeper.pruner fails in use, rehearsed on a few in-memory trials with {'min_resource': 1, 'max_resource': 'auto', "
+            "'reduction_factor': 1}: ZeroDivisionError",
         ),
         ("params.epoch_count=interval(1, 3)", "it is an integer there: expected int(interval(1, 3))"),
         ("run_name=choice(a, b)", "a range for 'run_name', which says where and how the sweep runs"),

@@ -76,6 +76,8 @@ def built(setting: str, build: Callable[[], T]) -> T:
     """`build()`, with a bad sampler or pruner setting reported as the user's error."""
     try:
         return build()
+    except SweepSettingsError:
+        raise
     except Exception as error:
         reason = str(error.__cause__ or error).strip().rstrip(".").splitlines()
         raise SweepSettingsError(

@@ -120,10 +120,11 @@ class SweepRun:
             startup = OmegaConf.select(self.settings.sampler, "n_startup_trials", default=None) or 0
             rehearse(lambda: self._sampler(space), lambda: build_pruner(self.settings.pruner), space, startup)
         except RehearsalError as e:
+            given = {k: v for k, v in OmegaConf.to_container(self.settings[e.setting]).items() if k != "_target_"}
+            package = "; a sampler's own package, such as cmaes for CmaEsSampler, must be installed" if e.setting == "sampler" else ""
             raise SweepSettingsError(
-                f"hydra.sweeper.{e.setting} fails in use, rehearsed on a few in-memory trials: {e}; expected "
-                f"settings its class can run with (hydra.sweeper.{e.setting}._target_ names it; a sampler's "
-                "own package, such as cmaes for CmaEsSampler, must be installed)"
+                f"hydra.sweeper.{e.setting} fails in use, rehearsed on a few in-memory trials with {given}: {e}; "
+                f"expected settings its class can run with (hydra.sweeper.{e.setting}._target_ names it{package})"
             ) from None
         self.storage = storage = open_storage(
             self.settings.storage,
@@ -187,6 +188,12 @@ class SweepRun:
             _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
         )
         if isinstance(sampler, functools.partial):  # the grid sampler wants its grid
+            continuous = [k for k, d in space.distributions.items() if isinstance(d, FloatDistribution) and d.step is None]
+            if continuous:
+                raise SweepSettingsError(
+                    f"the grid sampler needs a finite grid, but the sweep's range for {', '.join(continuous)} is a "
+                    "continuous interval; expected choice(...) or range(...) for it, or a value"
+                )
             grid = {k: OptunaSweeperImpl._to_grid_sampler_choices(d) for k, d in space.distributions.items()}
             sampler = sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
