@@ -184,7 +184,8 @@ def load_mnist(
 ) -> MnistData:
     """Find, verify, parse and cache MNIST; return it as training-ready tensors.
 
-    Resolution: (1) the four files of `spec` in `data_dir`, named as in the spec
+    Resolution: (0) `data_dir` is the bundled sample's folder: the sample is
+    loaded; (1) the four files of `spec` in `data_dir`, named as in the spec
     or without ".gz"; (2) missing files are downloaded into `data_dir` when
     `download` is on; (3) otherwise the bundled sample is used with a
     `SampleFallbackWarning`, or `DatasetUnavailableError` is raised when
@@ -197,6 +198,8 @@ def load_mnist(
     mtimes: calls on the same unchanged files return the same `MnistData`, so a
     sweep's runs share one copy. Treat its tensors as read-only.
     """
+    if spec is MNIST and Path(data_dir).resolve() == SAMPLE_DIR:
+        spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
     entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec)
     with _LOCK:
         if entry.data is None:
@@ -272,7 +275,7 @@ def _resolve_files(
 ) -> tuple[list[Path], DatasetSpec]:
     if data_dir.exists() and not data_dir.is_dir():
         raise DatasetError(
-            f"data_dir {data_dir} exists but is not a directory; expected a directory "
+            f"paths.data {data_dir} exists but is not a directory; expected a directory "
             "holding the four MNIST IDX files. Point paths.data (or the DS_DATA_DIR "
             "environment variable) at a directory."
         )
@@ -301,14 +304,14 @@ def _resolve_files(
 
     names = ", ".join(r.filename for r in missing)
     problem = (
-        f"The {spec.name} dataset was not found in data_dir {data_dir} (missing: {names}) "
+        f"The {spec.name} dataset was not found in paths.data={data_dir} (missing: {names}) "
         f"and was not downloaded ({reason})."
     )
     how_to = (
         "To use the full set, point paths.data (or the DS_DATA_DIR environment "
         "variable) at a directory holding the four MNIST IDX files (.gz or "
         "uncompressed), or run with network access and data.download enabled so "
-        "they are downloaded into data_dir."
+        "they are downloaded into paths.data."
     )
     if not sample_fallback:
         raise DatasetUnavailableError(f"{problem} The sample fallback is disabled. {how_to}")
@@ -399,7 +402,7 @@ def _parse_and_verify(paths: list[Path], spec: DatasetSpec) -> MnistArrays:
             known = _KNOWN_FILES.get(actual)
             advice = (
                 f"It is the {known[0]} file {known[1]}, not the {spec.name} one: point "
-                f"data_dir at a directory holding the {spec.name} files instead."
+                f"paths.data at a directory holding the {spec.name} files instead."
                 if known
                 else "The file is damaged, truncated or from a different dataset: delete "
                 "it and re-run with download enabled, or replace it with the original file."

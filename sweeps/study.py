@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from ds.data import DatasetIdentity
+from ds.data import MNIST_SAMPLE, SAMPLE_DIR, DatasetIdentity
 
 DATASET_ATTR = "dataset"
 FIXED_PARAMS_ATTR = "fixed_params"
@@ -48,11 +49,21 @@ def check_dataset(study: optuna.Study, identity: DatasetIdentity, where: str, *,
     if recorded is None or recorded.get("sha256") == identity.sha256:
         return
     other_study = "Choose another study (hydra.sweeper.study_name=...) or" if user == "sweep" else "Expected"
+    studied = DatasetIdentity(**recorded)
+    if studied.name == MNIST_SAMPLE.name:
+        how = f"the bundled sample: paths.data={_shown(SAMPLE_DIR)}"
+    else:
+        how = f"paths.data=<the folder holding the {studied.name} files>"
     raise DatasetMismatchError(
-        f"study {study.study_name!r} in {where} was run on {DatasetIdentity(**recorded)}, "
+        f"study {study.study_name!r} in {where} was run on {studied}, "
         f"but this {user}'s data is {identity}; results on other data would not compare. "
-        f"{other_study} the study's data (paths.data=...)."
+        f"{other_study} the study's data ({how})."
     )
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, *, use_attempt: bool = True) -> bool:

@@ -70,6 +70,14 @@ def test_sample_loads_normalised(sample_dir: Path) -> None:
     assert _snapshot(sample_dir) == before  # nothing written next to the data
 
 
+def test_the_sample_s_folder_as_data_dir_chooses_the_sample(sample_dir: Path) -> None:
+    """`paths.data=data/sample`: the sample, chosen; no download tried, no fallback warned about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_mnist(sample_dir, download=True, mirrors=["http://127.0.0.1:1/"], timeout_s=1)
+    assert data.identity.name == "mnist-sample" and len(data.train_y) == 8000
+
+
 def test_normalisation_matches_formula(sample_dir: Path) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     images, labels = read_mnist_pair(sample_dir / "t10k-images-idx3-ubyte.gz", sample_dir / "t10k-labels-idx1-ubyte.gz")

@@ -136,13 +136,15 @@ def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None
 
 def test_hyperband_is_selectable(tmp_path: Path) -> None:
     """The percentile pruner is selected, and prunes, in test_the_pruner_prunes_a_hopeless_trial."""
-    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", "params.epoch_count=int(interval(2, 3))", n_trials=3)
+    # As in Hydra, the last override of a key wins, a range over a value too.
+    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", "params.epoch_count=1", "params.epoch_count=int(interval(2, 3))", n_trials=3)
 
     assert result.returncode == 0, result.stderr
     assert "HyperbandPruner" in result.stdout + result.stderr
     study = load(tmp_path)
     assert len(study.get_trials()) == 3
     assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all(t.params["params.epoch_count"] in (2, 3) for t in study.get_trials())
 
 
 def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path) -> None:
@@ -225,7 +227,6 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("++params.epoch_count=1", "'++params.epoch_count', an override that adds or forces a key"),
         ("hydra.sweeper.storage=sqlite:///:memory:", "storage=sqlite:///:memory: is an in-memory SQLite database"),
         (("hydra.job.chdir=true", "hydra.sweeper.storage=sqlite:///relative.db"), "is a relative SQLite path and hydra.job.chdir=true"),
-        (("params.epoch_count=1", "params.epoch_count=range(2,4)"), "command line gives 'params.epoch_count' 2 times"),
         ("best_of=nosuch", "the sweep has best_of=nosuch, which trains once with a study's best parameters"),
     ],
 )
@@ -492,7 +493,8 @@ def test_best_of_on_other_data_than_the_study_s_is_refused(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "error: study 'full' in sqlite:///" in result.stderr
     assert "was run on mnist(60000/10000, sha256:00000000), but this run's data is mnist-sample(8000/2000" in result.stderr
-    assert "Expected the study's data (paths.data=...)" in result.stderr and "Traceback" not in result.stderr
+    assert "Expected the study's data (paths.data=<the folder holding the mnist files>)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_best_of_a_trial_run_on_another_params_config_asks_for_it(tmp_path: Path) -> None:

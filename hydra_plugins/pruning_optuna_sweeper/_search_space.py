@@ -49,17 +49,10 @@ def parse_search_space(
     takes one option for the whole sweep (`params=tuned`), which Hydra
     composes for every trial; ranges go over its values.
     """
-    given: dict[str, list[str]] = {}
-    for argument in arguments:
-        given.setdefault(argument.split("=", 1)[0].strip(), []).append(argument)
-    for key, twice in given.items():
-        if len(twice) > 1:
-            raise SearchSpaceError(
-                f"the sweep's command line gives '{key}' {len(twice)} times ({', '.join(twice)}); expected it "
-                "once: one value for every trial, or one range"
-            )
-    # The command line's value or range replaces the sweeper config's.
-    entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given] + list(arguments)
+    # As in Hydra, the last of a key's overrides wins, value or range; the
+    # command line's replaces the sweeper config's.
+    given = {argument.split("=", 1)[0].strip(): argument for argument in arguments}
+    entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given] + list(given.values())
     for entry in entries:  # one at a time, to name the entry that is wrong
         try:
             create_params_from_overrides([entry])
