@@ -7,13 +7,14 @@
 """
 
 import sys
+import warnings
 
 import hydra
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
 from ds.config import ConfigError, register_configs
-from ds.data import DatasetError
+from ds.data import DatasetError, SampleFallbackWarning
 from ds.run import run
 from ds.train import NonFiniteLossError
 from sweeps.best_of import BestOfError, apply_best_of
@@ -32,6 +33,9 @@ USER_ERRORS = (
 )
 
 register_configs()
+# ds.data logs the sample fallback (into the run's log too); its Python warning,
+# for library callers, would say it a second time here.
+warnings.filterwarnings("ignore", category=SampleFallbackWarning)
 
 
 @hydra.main(config_path="conf", config_name="config")
