@@ -27,7 +27,7 @@ class ExportError(ValueError):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = args.storage or default_storage()
+    url = getattr(args, "storage", None) or default_storage()
     try:
         storage = open_storage(url, must_exist=True)
         where = mask_url(url)
@@ -114,16 +114,21 @@ def _search_path_override(params_dir: Path) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
-    parser.add_argument(
+    # --storage before or after the command: `--storage X list` and `list --storage X`.
+    storage = argparse.ArgumentParser(add_help=False)
+    storage.add_argument(
         "--storage",
+        default=argparse.SUPPRESS,
         help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
+    parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__, parents=[storage])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="studies with trial counts by state and best value")
-    show_cmd = commands.add_parser("show", help="a study's best trial and its parameters")
+    commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
+    show_cmd = commands.add_parser("show", parents=[storage], help="a study's best trial and its parameters")
     show_cmd.add_argument("study")
-    export_cmd = commands.add_parser("export", help="write the best parameters to conf/params/<name>.yaml")
+    export_cmd = commands.add_parser(
+        "export", parents=[storage], help="write the best parameters to conf/params/<name>.yaml"
+    )
     export_cmd.add_argument("study")
     export_cmd.add_argument("--name", help="config name (default: best_<study>)")
     export_cmd.add_argument("--params-dir", default=str(REPO_PARAMS_DIR), help="default: %(default)s")

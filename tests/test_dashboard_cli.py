@@ -305,7 +305,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert set(best.params) == {"params.lr", "params.epoch_count"}  # batch_size was pinned on the command line
     storage = ["--storage", sqlite_url(tmp_path)]
 
-    shown = run_cli(*storage, "show", STUDY, cwd=tmp_path)
+    shown = run_cli("show", STUDY, *storage, cwd=tmp_path)  # --storage after the command works too
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^best: trial +{best.number} COMPLETE value={best.value:.4f}", shown.stdout, re.M)
     assert f"  params.lr={lr}\n" in shown.stdout
