@@ -58,7 +58,7 @@ def parse_search_space(
             create_params_from_overrides([entry])
         except Exception as e:
             raise SearchSpaceError(
-                f"cannot sweep '{entry}': {e}; expected key=value, choice(...), range(...) or interval(...) "
+                f"cannot sweep '{entry}': {str(e).rstrip('.')}; expected key=value, choice(...), range(...) or interval(...) "
                 "with low < high (see the README's Sweeps section)"
             ) from None
     distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
@@ -79,7 +79,7 @@ def parse_search_space(
         if name in _SET_BY_THE_SWEEP:
             raise SearchSpaceError(
                 f"the sweep has a range for '{name}', which says where and how the sweep runs; expected "
-                "one value for it (e.g. storage=sqlite:///sweeps/optuna.db), and ranges only over what is trained"
+                f"one value for it ({name}=...), and ranges only over what is trained"
             )
     groups = {name for name in [*distributions, *fixed] if group_options(name)}
     for name in groups & set(distributions):
