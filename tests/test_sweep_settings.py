@@ -1,0 +1,36 @@
+"""hydra.sweeper settings out of range, named before any trial. The sweep's
+command line reaches this check: test_sweep's bad-settings test runs one
+such setting (storage=null) through a real sweep."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_plugins.pruning_optuna_sweeper._settings import SweepSettingsError, check_settings
+from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_failure_rate", 2.0, "max_failure_rate=2.0: expected a share from 0.0 to 1.0"),
+        ("grace_period", 5, "grace_period=5: expected more seconds than heartbeat_interval=10"),
+        ("n_jobs", 0, "n_jobs=0: expected an integer >= 1"),
+        ("n_trials", 0, "n_trials=0: expected an integer >= 1"),
+        ("direction", "up", "direction='up': expected maximize or minimize"),
+        ("total_trials", 0, "total_trials=0: expected an integer >= 1"),
+        ("heartbeat_interval", 0, "heartbeat_interval=0: expected whole seconds >= 1"),
+    ],
+)
+def test_a_setting_out_of_range_is_named(key: str, value: Any, message: str) -> None:
+    settings = OmegaConf.structured(PruningOptunaSweeperConf)
+    settings.storage = "sqlite:///sweeps/optuna.db"  # conf/hydra/sweeper/optuna.yaml sets it
+    check_settings(settings)  # the defaults pass
+    settings[key] = value
+
+    with pytest.raises(SweepSettingsError, match=re.escape(message)):
+        check_settings(settings)
