@@ -188,6 +188,17 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path:
     assert "NonFiniteLossError" in by_lr[1e30].user_attrs["fail_reason"]
 
 
+def test_a_failing_launcher_stops_the_sweep_with_its_trial_failed_and_a_clear_error(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.backend=nope", "params.epoch_count=1", n_trials=2)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("error: hydra/launcher=joblib failed: ValueError: Unsupported Joblib backend 'nope'"), last
+    [trial] = load(tmp_path).get_trials()  # launched, not left RUNNING, and the sweep stopped there
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("LaunchError: hydra/launcher=joblib failed: ValueError")
+
+
 def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> None:
     result = run_sweep(tmp_path, "params.lr=1e30", "params.epoch_count=1", n_trials=3)
 

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ds.config import ConfigError
 from ds.data import DatasetError
+from ds.errors import first_line
 from ds.run import load_data
 from sweeps.reporter import build_pruner
 from sweeps.storage import StorageError, mask_url, open_storage
@@ -80,9 +81,14 @@ class SweepAborted(RuntimeError):
     """Too many trials failed."""
 
 
+class LaunchError(RuntimeError):
+    """The Hydra launcher failed to run a batch of trials (most often its settings)."""
+
+
 # Errors in what the user asked for: reported in one paragraph, no traceback.
 USER_ERRORS = (
     SweepAborted,
+    LaunchError,
     SweepSettingsError,
     SearchSpaceError,
     StorageError,
@@ -315,20 +321,27 @@ class SweepRun:
     def _launch(self, study: optuna.Study, trials: list[optuna.Trial], space: SearchSpace) -> Sequence[JobReturn]:
         overrides = [self._overrides(study.study_name, self._runs_folder(study), t, space) for t in trials]
         with heartbeats(self.storage, trials):
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except Exception as error:
+                launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
+                raise LaunchError(
+                    f"hydra/launcher={launcher} failed: {type(error).__name__}: {first_line(error)}; expected "
+                    "launcher settings its plugin accepts (hydra.launcher.*)"
+                ) from error
         self.job_idx += len(returns)
         return returns
 
     @contextmanager
     def _failing_on_interrupt(self, study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
-        """On Ctrl-C, SIGTERM or a launcher error, leave none of `trials` RUNNING:
+        """On Ctrl-C, SIGTERM or an error (the launcher's, the storage's), leave none of `trials` RUNNING:
         mark the unfinished ones FAIL; after an interrupt, queue their
         parameters again (an interrupt does not use up one of their attempts)."""
         try:
             yield
         except BaseException as error:
             interrupted = isinstance(error, KeyboardInterrupt)
-            reason = "interrupted" if interrupted else f"launcher error: {type(error).__name__}: {error}"
+            reason = "interrupted" if interrupted else f"{type(error).__name__}: {first_line(error)}"
             queued = []
             with interrupts_held() as again:
                 unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
@@ -347,7 +360,7 @@ class SweepRun:
                     ", ".join(f"trial {n}" for n in queued) or "none",
                 )
             else:
-                log.error("Launching trials failed: %s marked FAIL (%s).", marked, reason)
+                log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
             raise
 
     def _runs_folder(self, study: optuna.Study) -> str:
