@@ -198,7 +198,7 @@ def load_mnist(
     mtimes: calls on the same unchanged files return the same `MnistData`, so a
     sweep's runs share one copy. Treat its tensors as read-only.
     """
-    if spec is MNIST and Path(data_dir).resolve() == SAMPLE_DIR:
+    if spec is MNIST and Path(data_dir).expanduser().resolve() == SAMPLE_DIR:
         spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
     entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec)
     with _LOCK:

@@ -110,6 +110,7 @@ def _make_dirs(path: Path) -> list[Path]:
 
 
 def _download_to(url: str, target: Path, expected_sha256: str, timeout_s: float) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)  # another process's failed attempt may have removed it
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:

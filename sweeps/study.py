@@ -78,7 +78,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, use_attempt: bool = True
         return False
     attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
     next_attempt = attempt + 1 if use_attempt else attempt
-    study.enqueue_trial(trial.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: next_attempt})
+    # A retry stopped before all its parameters were suggested still has them queued.
+    params = {**trial.system_attrs.get(OPTUNA_QUEUED_PARAMS_ATTR, {}), **trial.params}
+    study.enqueue_trial(params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: next_attempt})
     return True
 
 

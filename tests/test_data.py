@@ -70,12 +70,14 @@ def test_sample_loads_normalised(sample_dir: Path) -> None:
     assert _snapshot(sample_dir) == before  # nothing written next to the data
 
 
-def test_the_sample_s_folder_as_data_dir_chooses_the_sample(sample_dir: Path) -> None:
+def test_the_sample_s_folder_as_data_dir_chooses_the_sample(sample_dir: Path, monkeypatch) -> None:
     """`paths.data=data/sample`: the sample, chosen; no download tried, no fallback warned about."""
+    monkeypatch.setenv("HOME", str(sample_dir.parent))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        data = load_mnist(sample_dir, download=True, mirrors=["http://127.0.0.1:1/"], timeout_s=1)
-    assert data.identity.name == "mnist-sample" and len(data.train_y) == 8000
+        for spelled in (sample_dir, "~/sample"):
+            data = load_mnist(spelled, download=True, mirrors=["http://127.0.0.1:1/"], timeout_s=1)
+            assert data.identity.name == "mnist-sample" and len(data.train_y) == 8000
 
 
 def test_normalisation_matches_formula(sample_dir: Path) -> None:

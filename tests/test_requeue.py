@@ -31,3 +31,16 @@ def test_a_crash_uses_an_attempt_and_an_interrupt_does_not(tmp_path: Path) -> No
     retry = study.get_trials(states=(TrialState.WAITING,))[-1]
     assert retry.user_attrs["attempt"] == 2 and retry.user_attrs["retry_of"] == first.number
     assert queued.system_attrs["fixed_params"] == last.params  # the same parameters, run again
+
+
+def test_a_retry_stopped_before_its_parameters_were_suggested_keeps_them(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first = failed_trial(study, attempt=1)
+    assert requeue(study, first, use_attempt=False)
+    retry = study.ask()  # taken from the queue, then interrupted before any suggest
+    stopped = study.tell(retry, state=TrialState.FAIL)
+
+    assert stopped.params == {}
+    assert requeue(study, stopped, use_attempt=False)
+    [queued] = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.system_attrs["fixed_params"] == first.params

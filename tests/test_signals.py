@@ -29,3 +29,11 @@ def test_a_second_interrupt_is_held_until_the_block_ends() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    """SIGINT in a script's background job: not turned into a held one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts_held() as received:
+        os.kill(os.getpid(), signal.SIGINT)
+    assert received == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN

@@ -137,7 +137,8 @@ def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None
 def test_hyperband_is_selectable(tmp_path: Path) -> None:
     """The percentile pruner is selected, and prunes, in test_the_pruner_prunes_a_hopeless_trial."""
     # As in Hydra, the last override of a key wins, a range over a value too.
-    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", "params.epoch_count=1", "params.epoch_count=int(interval(2, 3))", n_trials=3)
+    last_wins = ["params.epoch_count=1", "params.epoch_count=int(interval(2, 3))"]
+    result = run_sweep(tmp_path, "hydra/sweeper/pruner=hyperband", *last_wins, n_trials=3)
 
     assert result.returncode == 0, result.stderr
     assert "HyperbandPruner" in result.stdout + result.stderr
@@ -193,10 +194,11 @@ def test_a_failing_launcher_stops_the_sweep_with_its_trial_failed_and_a_clear_er
 
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.rstrip().splitlines()[-1]
-    assert last.startswith("error: hydra/launcher=joblib failed: ValueError: Unsupported Joblib backend 'nope'"), last
+    assert last.startswith("error: hydra/launcher=joblib failed to run trials: ValueError: Unsupported Joblib backend 'nope'"), last
+    assert "Traceback" in result.stdout  # in the log, for a launcher that fails for another reason
     [trial] = load(tmp_path).get_trials()  # launched, not left RUNNING, and the sweep stopped there
     assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["fail_reason"].startswith("LaunchError: hydra/launcher=joblib failed: ValueError")
+    assert trial.user_attrs["fail_reason"].startswith("LaunchError: hydra/launcher=joblib failed to run trials: ValueError")
 
 
 def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> None:

@@ -50,9 +50,11 @@ def parse_search_space(
     composes for every trial; ranges go over its values.
     """
     # As in Hydra, the last of a key's overrides wins, value or range; the
-    # command line's replaces the sweeper config's.
+    # command line's replaces the sweeper config's, and a declared range set
+    # to null (hydra.sweeper.params.params.lr=null) is dropped.
     given = {argument.split("=", 1)[0].strip(): argument for argument in arguments}
-    entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given] + list(given.values())
+    declared_entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given and v is not None]
+    entries = declared_entries + list(given.values())
     for entry in entries:  # one at a time, to name the entry that is wrong
         try:
             create_params_from_overrides([entry])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,11 +33,16 @@ def interrupts_held() -> Iterator[list[int]]:
     Ctrl-C must not cut short the marking and queuing that the first one started.
     Yields the signals received meanwhile."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield received
+        return
 
     def note(signum: int, frame: Any) -> None:
         received.append(signum)
 
-    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # A signal ignored (SIGINT in a script's background job) stays ignored.
+    ignored = {signum for signum in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(signum) == signal.SIG_IGN}
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM) if signum not in ignored}
     try:
         yield received
     finally:

@@ -273,10 +273,13 @@ class SweepRun:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
         except BaseException as error:
             # Not launched: left RUNNING, they would hold their places until found stale.
+            # A retry taken from the queue goes back to it on an interrupt.
             with interrupts_held():
                 for trial in trials:
-                    _set_fail_reason(trial, f"not launched: {type(error).__name__}: {error}")
-                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    _set_fail_reason(trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+                    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    if isinstance(error, KeyboardInterrupt) and RETRY_OF_ATTR in frozen.user_attrs:
+                        requeue(study, frozen, use_attempt=False)
             raise
         return trials
 
@@ -326,8 +329,9 @@ class SweepRun:
             except Exception as error:
                 launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
                 raise LaunchError(
-                    f"hydra/launcher={launcher} failed: {type(error).__name__}: {first_line(error)}; expected "
-                    "launcher settings its plugin accepts (hydra.launcher.*)"
+                    f"hydra/launcher={launcher} failed to run trials: {type(error).__name__}: {first_line(error)}; "
+                    "expected launcher settings its plugin accepts (hydra.launcher.*), and a writable "
+                    "hydra.sweep.dir (the log above has the traceback)"
                 ) from error
         self.job_idx += len(returns)
         return returns
@@ -351,7 +355,7 @@ class SweepRun:
                     if interrupted and requeue(study, frozen, use_attempt=False):
                         queued.append(trial.number)
             if again:
-                log.warning("%s again while the trials were being marked: held until they were.", signal.Signals(again[0]).name)
+                log.warning("%s while the trials were being marked: held until they were.", signal.Signals(again[0]).name)
             marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
             if interrupted:
                 log.warning(
@@ -360,7 +364,7 @@ class SweepRun:
                     ", ".join(f"trial {n}" for n in queued) or "none",
                 )
             else:
-                log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
+                log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason, exc_info=error)
             raise
 
     def _runs_folder(self, study: optuna.Study) -> str:
