@@ -50,8 +50,8 @@ def parse_search_space(
     composes for every trial; ranges go over its values.
     """
     # As in Hydra, the last of a key's overrides wins, value or range; the
-    # command line's replaces the sweeper config's, and a declared range set
-    # to null (hydra.sweeper.params.params.lr=null) is dropped.
+    # command line's replaces the sweeper config's, and a range a sweeper
+    # config file sets to null (`params.lr: null`) is dropped.
     given = {argument.split("=", 1)[0].strip(): argument for argument in arguments}
     declared_entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given and v is not None]
     entries = declared_entries + list(given.values())
