@@ -16,6 +16,8 @@ DATASET_ATTR = "dataset"
 FIXED_PARAMS_ATTR = "fixed_params"
 FAIL_REASON_ATTR = "fail_reason"
 RETRY_OF_ATTR = "retry_of"
+# The hydra.searchpath overrides a trial's config groups were found through (an export's --params-dir).
+SEARCHPATH_ATTR = "searchpath"
 ATTEMPT_ATTR = "attempt"
 MAX_ATTEMPTS = 2
 # The system attribute where Optuna's enqueue_trial keeps a queued trial's parameters.

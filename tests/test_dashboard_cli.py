@@ -341,6 +341,11 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     hinted = run_main([*shlex.split(hint), "progress=false"], tmp_path)
     assert hinted.returncode == 0, hinted.stderr
     assert "best_of=on-export: trial 0" in hinted.stdout
+    # A later sweep of that study without the search path: the hint still has the best trial's.
+    hopeless = ["hydra.sweeper.study_name=on-export", "params.lr=0.00001", "params.epoch_count=1", "params.batch_size=512"]
+    later = run_main(sweep_args(tmp_path, *hopeless, n_trials=1), tmp_path)
+    assert later.returncode == 0, later.stderr
+    assert re.findall(r"Train with its best parameters: +python main.py (.*)", later.stdout + later.stderr) == [hint]
 
     before = target.read_bytes()
     again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeps.storage import default_storage, mask_url, url_password
-from sweeps.study import FIXED_PARAMS_ATTR, describe_states, describe_trial
+from sweeps.study import FIXED_PARAMS_ATTR, SEARCHPATH_ATTR, describe_states, describe_trial
 
 from ._quoting import shell_override
 
@@ -44,7 +44,8 @@ def summarise(
 
     `reused_overrides`, quoted for the shell, go into the training command as
     they are; so do the config group options the best trial ran on
-    (`params=tuned`), which best_of needs on its command line."""
+    (`params=tuned`), which best_of needs on its command line, and the search
+    path they were found through."""
     log.info(
         "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
         seconds,
@@ -60,6 +61,8 @@ def summarise(
     log.info("Best: %s", describe_trial(best))
     from_env = storage == os.environ.get("SWEEP_STORAGE")
     groups = [shell_override(k, str(v)) for k, v in best.user_attrs.get(FIXED_PARAMS_ATTR, {}).items() if is_group(k)]
+    if groups:
+        groups += map(shlex.quote, best.user_attrs.get(SEARCHPATH_ATTR, []))
     train = ["python", "main.py", shell_override("best_of", study.study_name), *groups, *reused_overrides]
     if storage != default_storage():
         train.append(shell_override("storage", mask_url(storage)))

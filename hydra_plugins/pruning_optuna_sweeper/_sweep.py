@@ -46,6 +46,7 @@ from sweeps.study import (
     FAIL_REASON_ATTR,
     FIXED_PARAMS_ATTR,
     RETRY_OF_ATTR,
+    SEARCHPATH_ATTR,
     DatasetMismatchError,
     StudyError,
     check_dataset,
@@ -106,6 +107,7 @@ class SweepRun:
         self.settings = OmegaConf.create(settings)
         self.config = config
         self.group_options = hydra_context.config_loader.get_group_options
+        self.searchpath = [o for o in config.hydra.overrides.hydra if _key(o) == "hydra.searchpath"]
         hydra_context = dataclasses.replace(hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader))
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
@@ -170,12 +172,10 @@ class SweepRun:
 
         with sigterm_as_interrupt():
             launched, failed = self._run_trials(study, space)
-        # What best_of needs again: the same data (also when DS_DATA_DIR named it), and a
-        # params=<name> found through an added search path (an export's --params-dir).
+        # What best_of needs again: the same data (also when DS_DATA_DIR named it).
         reused = [shlex.quote(a) for a in arguments if _key(a) == "paths.data" or _key(a).startswith("data.")]
         if "DS_DATA_DIR" in os.environ and not any(_key(a) == "paths.data" for a in arguments):
             reused.append(shell_override("paths.data", str(self.config.paths.data)))
-        reused += [shlex.quote(o) for o in self.config.hydra.overrides.hydra if _key(o) == "hydra.searchpath"]
         summarise(
             study,
             storage=self.settings.storage,
@@ -268,6 +268,8 @@ class SweepRun:
                     study.tell(trial, state=TrialState.FAIL)
                     break
                 trial.set_user_attr(WORKER_ATTR, WORKER)
+                if self.searchpath:
+                    trial.set_user_attr(SEARCHPATH_ATTR, self.searchpath)
                 # What this command fixes, not what a queued retry's first run fixed.
                 if space.fixed_training or FIXED_PARAMS_ATTR in trial.user_attrs:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
