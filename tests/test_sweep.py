@@ -236,6 +236,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.storage=sqlite:///:memory:", "storage=sqlite:///:memory: is an in-memory SQLite database"),
         (("hydra.job.chdir=true", "hydra.sweeper.storage=sqlite:///relative.db"), "is a relative SQLite path and hydra.job.chdir=true"),
         ("best_of=nosuch", "the sweep has best_of=nosuch, which trains once with a study's best parameters"),
+        ("run_name=mine", "the sweep has run_name=mine, which the sweep sets for each trial itself"),
     ],
 )
 def test_bad_sweep_settings_fail_before_the_first_trial(tmp_path: Path, override: str | tuple[str, ...], message: str) -> None:

@@ -77,6 +77,11 @@ def parse_search_space(
             f"the sweep has best_of={fixed['best_of']}, which trains once with a study's best parameters; "
             "expected no best_of in a sweep (run `python main.py best_of=<study>` after it)"
         )
+    for name in sorted(set(fixed) & _SET_BY_THE_SWEEP - {"storage", "best_of"}):
+        raise SearchSpaceError(
+            f"the sweep has {name}={fixed[name]}, which the sweep sets for each trial itself (a trial's "
+            "run is <study>/<start>/trial-NNNN under paths.log); expected no value for it in a sweep"
+        )
     for name in distributions:
         if name in _SET_BY_THE_SWEEP:
             raise SearchSpaceError(
