@@ -268,11 +268,11 @@ class SweepRun:
                     study.tell(trial, state=TrialState.FAIL)
                     break
                 trial.set_user_attr(WORKER_ATTR, WORKER)
-                if self.searchpath:
-                    trial.set_user_attr(SEARCHPATH_ATTR, self.searchpath)
-                # What this command fixes, not what a queued retry's first run fixed.
+                # What this command fixes and searches, not what a queued retry's first run did.
                 if space.fixed_training or FIXED_PARAMS_ATTR in trial.user_attrs:
                     trial.set_user_attr(FIXED_PARAMS_ATTR, space.fixed_training)
+                if self.searchpath or SEARCHPATH_ATTR in trial.user_attrs:
+                    trial.set_user_attr(SEARCHPATH_ATTR, self.searchpath)
         except BaseException as error:
             # Not launched: left RUNNING, they would hold their places until found stale.
             # A retry taken from the queue goes back to it on an interrupt.
