@@ -186,27 +186,40 @@ def open_storage(
     except Exception as e:
         reason = first_line(e).replace(url_password(url) or "\0", "***")
         raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
-    if parsed.get_backend_name() == "sqlite":
-        with storage.engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     _open[key] = storage
     return storage
 
 
 def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
-    """RDBStorage(url), retried while other processes create the same tables.
+    """RDBStorage(url) set up, retried while other processes set up the same database.
 
     Workers started together on an empty database all run Optuna's CREATE
     TABLE; the losers get IntegrityError or ProgrammingError (PostgreSQL's
     duplicate type or table) or OperationalError (SQLite's "table ... already
-    exists"), and on a retry find the tables made.
+    exists"). A SQLite file is then switched to write-ahead logging, which
+    needs the file to itself: SQLite refuses at once ("database is locked",
+    no busy wait) while another process holds it. On a retry, the tables, and
+    the journal mode SQLite keeps in the file, are found made.
     """
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        storage = None
         try:
-            return RDBStorage(url, **kwargs)
+            storage = RDBStorage(url, **kwargs)
+            if storage.engine.dialect.name == "sqlite":
+                _use_write_ahead_log(storage)
+            return storage
         except (IntegrityError, ProgrammingError, OperationalError) as error:
-            lost_the_race = not isinstance(error, OperationalError) or "already exists" in str(error)
+            # Only the races above: not a lock timeout while creating tables, nor a server refusing us.
+            race = "database is locked" if storage is not None else "already exists"
+            lost_the_race = not isinstance(error, OperationalError) or race in str(error)
             if not lost_the_race or attempt == SCHEMA_RACE_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _use_write_ahead_log(storage: RDBStorage) -> None:
+    """Readers (a live dashboard) and one writer at a time then share the file."""
+    with storage.engine.connect() as connection:
+        if connection.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
