@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,3 +57,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.1)
+
+
+def best_of_hint(result: subprocess.CompletedProcess[str]) -> str:
+    """The arguments of the sweep's closing "Train with its best parameters: python main.py ..." command."""
+    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", result.stdout + result.stderr)
+    return hint

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from sweeps.cli import main as cli_main
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
-from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 STUDY = "linearnet-mnist-sample"
@@ -336,7 +336,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
         tmp_path,
     )
     assert on_export.returncode == 0, on_export.stderr
-    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", on_export.stdout + on_export.stderr)
+    hint = best_of_hint(on_export)
     assert "hydra.searchpath=" in hint and "params=best_x" in hint
     hinted = run_main([*shlex.split(hint), "progress=false"], tmp_path)
     assert hinted.returncode == 0, hinted.stderr
@@ -345,7 +345,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     hopeless = ["hydra.sweeper.study_name=on-export", "params.lr=0.00001", "params.epoch_count=1", "params.batch_size=512"]
     later = run_main(sweep_args(tmp_path, *hopeless, n_trials=1), tmp_path)
     assert later.returncode == 0, later.stderr
-    assert re.findall(r"Train with its best parameters: +python main.py (.*)", later.stdout + later.stderr) == [hint]
+    assert best_of_hint(later) == hint
 
     before = target.read_bytes()
     again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)

@@ -246,79 +246,30 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
-OPEN_WHEN_RELEASED = """
-import sys, time
-from pathlib import Path
-from sweeps.storage import StorageError, open_storage
-url, ready, release = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-ready.touch()
-while not release.exists():
-    time.sleep(0.005)
-try:
-    open_storage(url, heartbeat_interval=1, grace_period=4)
-except StorageError as e:
-    sys.exit(str(e))
-"""
-
-
-def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
-    """Workers started together on a new database all create or find Optuna's tables."""
-    release = tmp_path / "release"
-    ready = [tmp_path / f"ready-{i}" for i in range(4)]
-    openers = [
-        subprocess.Popen(
-            [sys.executable, "-c", OPEN_WHEN_RELEASED, fresh_postgres_url, str(flag), str(release)],
-            cwd=MAIN.parent,
-            env=main_env(PYTHONWARNINGS="ignore"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for flag in ready
-    ]
-    try:
-        # Released together once all have imported: the race is in creating the tables.
-        def all_ready() -> bool:
-            ended = [p for p in openers if p.poll() is not None]
-            if ended:
-                raise AssertionError("an opener ended early:\n" + ended[0].communicate()[1][-2000:])
-            return all(f.exists() for f in ready)
-
-        wait_for(all_ready, timeout=60, what="the openers to import sweeps.storage")
-        release.touch()
-        errors = [p.communicate(timeout=60)[1] for p in openers]
-    finally:
-        for p in openers:
-            p.kill()
-            p.wait(timeout=10)
-    reasons = "\n".join(e.strip().splitlines()[-1] for e in errors if e.strip())
-    assert [p.returncode for p in openers] == [0] * len(openers), reasons
-    assert optuna.get_all_study_names(fresh_postgres_url) == []
-
-
 OPEN_IN_ROUNDS = """
 import sys, time
 from pathlib import Path
 from sweeps.storage import StorageError, open_storage
-folder, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-for i in range(rounds):
+folder, me, urls = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+for i, url in enumerate(urls):
     (folder / f"ready-{me}-{i}").touch()
     while not (folder / f"release-{i}").exists():
         time.sleep(0.002)
     try:
-        open_storage(f"sqlite:///{folder / f'study-{i}.db'}")
+        open_storage(url, heartbeat_interval=1, grace_period=4)
     except StorageError as e:
         sys.exit(f"round {i}: {e}")
 """
 
 
-def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> None:
-    """The same race on SQLite, in rounds (it is lost now and then): each round,
-    four processes open a new file together."""
-    rounds, names = 10, ["a", "b", "c", "d"]
-    openers = [
+def open_together(folder: Path, urls: list[str], openers: int = 4) -> None:
+    """`openers` processes open each of `urls` in turn, released together once all
+    have imported and reached it (the race is in creating Optuna's tables); fails
+    with the errors of any that could not."""
+    names = [f"opener-{n}" for n in range(openers)]
+    processes = [
         subprocess.Popen(
-            [sys.executable, "-c", OPEN_IN_ROUNDS, str(tmp_path), name, str(rounds)],
+            [sys.executable, "-c", OPEN_IN_ROUNDS, str(folder), name, *urls],
             cwd=MAIN.parent,
             env=main_env(PYTHONWARNINGS="ignore"),
             stdout=subprocess.PIPE,
@@ -328,22 +279,35 @@ def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> No
         for name in names
     ]
     try:
-        for i in range(rounds):
+        for i in range(len(urls)):
             def all_ready(i: int = i) -> bool:
-                if any(p.poll() is not None for p in openers):
-                    ended = next(p for p in openers if p.poll() is not None)
-                    raise AssertionError(f"an opener ended in round {i}:\n" + ended.communicate()[1][-2000:])
-                return all((tmp_path / f"ready-{name}-{i}").exists() for name in names)
+                ended = [p for p in processes if p.poll() is not None]
+                if ended:
+                    raise AssertionError(f"an opener ended in round {i}:\n" + ended[0].communicate()[1][-2000:])
+                return all((folder / f"ready-{name}-{i}").exists() for name in names)
 
             wait_for(all_ready, timeout=60, what=f"the openers to reach round {i}")
-            (tmp_path / f"release-{i}").touch()
-        errors = [p.communicate(timeout=60)[1] for p in openers]
+            (folder / f"release-{i}").touch()
+        errors = [p.communicate(timeout=60)[1] for p in processes]
     finally:
-        for p in openers:
+        for p in processes:
             p.kill()
             p.wait(timeout=10)
-    assert [p.returncode for p in openers] == [0] * len(openers), "\n".join(errors)
-    assert all(optuna.get_all_study_names(f"sqlite:///{tmp_path / f'study-{i}.db'}") == [] for i in range(rounds))
+    assert [p.returncode for p in processes] == [0] * openers, "\n".join(errors)
+
+
+def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
+    """Workers started together on a new database all create or find Optuna's tables."""
+    open_together(tmp_path, [fresh_postgres_url])
+    assert optuna.get_all_study_names(fresh_postgres_url) == []
+
+
+def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """The same race on SQLite, in ten rounds (it is lost now and then), a new file each:
+    creating the tables, and switching the file to write-ahead logging."""
+    urls = [f"sqlite:///{tmp_path / f'study-{i}.db'}" for i in range(10)]
+    open_together(tmp_path, urls)
+    assert all(optuna.get_all_study_names(url) == [] for url in urls)
 
 
 def test_a_queued_retry_within_a_full_budget_is_run_not_waited_for(tmp_path: Path) -> None:

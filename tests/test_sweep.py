@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
-from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, states, sweep_args, trial_run_dir, wait_for
+from tests.sweep_helpers import SHORT_EPOCHS, best_of_hint, load, run_sweep, sqlite_url, states, sweep_args, trial_run_dir, wait_for
 from sweeps.study import best_params
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
@@ -161,7 +161,7 @@ def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path
     assert "params=default" in overrides
 
     # The printed best_of command names the params config too, and still applies the best values.
-    [printed] = re.findall(r"Train with its best parameters: +python main.py (.*)", result.stdout + result.stderr)
+    printed = best_of_hint(result)
     assert "params=default" in printed.split()
     again = run_main([*shlex.split(printed), "progress=false"], tmp_path)
     assert again.returncode == 0, again.stderr
@@ -446,7 +446,7 @@ def test_the_closing_hint_names_the_best_trial_s_params_config_and_data_not_this
 
     assert swept.returncode == 0, swept.stderr
     assert load(tmp_path, "hint").get_trials()[1].user_attrs["fixed_params"]["params"] == "default"
-    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", swept.stdout + swept.stderr)
+    hint = best_of_hint(swept)
     assert "params=" not in hint.replace("params.", "")  # trial 0 named no params config
     assert f"paths.data={data}" in hint and "data.download=false" in hint  # DS_DATA_DIR, spelled out
     trained = run_main([*shlex.split(hint), "progress=false"], tmp_path)
@@ -459,7 +459,7 @@ def test_best_of_reproduces_the_best_trial_and_explicit_overrides_win(tmp_path: 
     assert swept.returncode == 0, swept.stderr
     best = load(tmp_path).best_trial
     # The command the sweep prints, as a shell would split it: this study, its storage and data.
-    [printed] = re.findall(r"Train with its best parameters: +python main.py (.*)", swept.stdout + swept.stderr)
+    printed = best_of_hint(swept)
     assert printed.startswith("best_of=linearnet-mnist-sample ") and "paths.data=" in printed
 
     again = run_main([*shlex.split(printed), "progress=false", "hydra.run.dir=best"], tmp_path)
