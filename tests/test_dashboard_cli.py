@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
 import shlex
 import signal
@@ -246,22 +245,12 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m sweeps args`: its `main`, called in this process from `cwd` (a
     subprocess costs seconds of imports; `run_cli_process` is one)."""
     out, err = io.StringIO(), io.StringIO()
-    with _working_directory(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli_main(list(args))
         except SystemExit as exit_:  # argparse's usage errors
             code = exit_.code if isinstance(exit_.code, int) else 1
     return subprocess.CompletedProcess(["python", "-m", "sweeps", *args], code, out.getvalue(), err.getvalue())
-
-
-@contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def run_cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
