@@ -69,7 +69,7 @@ timed(ds.run, "train", "task: training (in run_job)")
 timed(optuna.Trial, "report", "optuna: trial.report (in training)")
 timed(optuna.Trial, "should_prune", "optuna: trial.should_prune (in training)")
 timed(sweep.SweepRun, "_ask", "sweeper: ask (sampling)")
-timed(sweep.SweepRun, "_tell", "sweeper: tell")
+timed(sweep, "record_outcome", "sweeper: tell")
 timed(sweep.SweepRun, "_launch", "sweeper: launch (all of a trial's job)")
 timed(sweep.SweepRun, "_run_trials", "sweeper: the trial loop")
 

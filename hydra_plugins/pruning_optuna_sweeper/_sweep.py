@@ -1,9 +1,10 @@
 """The sweep: ask Optuna for trials, launch them through Hydra, tell the outcome.
 
-This is the only place that asks and tells. Each trial's task finds its trial
+Only the sweep process asks and tells. Each trial's task finds its trial
 through its overrides (`sweep.study_name`, `sweep.trial_number`) and the
 storage, reports every epoch there, and raises TrialPruned when the pruner
-says so; whatever the launcher, the outcome comes back here as a JobReturn.
+says so; whatever the launcher, the outcome comes back here as a JobReturn
+(recorded by _outcome.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
@@ -60,6 +61,7 @@ from sweeps.study import (
 from . import _budget as budget
 from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
+from ._outcome import record_outcome, set_fail_reason
 from ._quoting import hydra_quoted, shell_override
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
@@ -238,7 +240,7 @@ class SweepRun:
             with self._failing_on_interrupt(study, trials):
                 returns = self._launch(study, trials, space)
                 for trial, ret in zip(trials, returns):
-                    frozen, recorded = self._tell(study, trial, ret)
+                    frozen, recorded = record_outcome(study, trial, ret)
                     if recorded and frozen.state == TrialState.FAIL:
                         failed += 1
                         last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR, "unknown")
@@ -278,7 +280,7 @@ class SweepRun:
             # A retry taken from the queue goes back to it on an interrupt.
             with interrupts_held():
                 for trial in trials:
-                    _set_fail_reason(trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+                    set_fail_reason(trial, f"not launched: {type(error).__name__}: {first_line(error)}")
                     frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                     if isinstance(error, KeyboardInterrupt) and RETRY_OF_ATTR in frozen.user_attrs:
                         requeue(study, frozen, use_attempt=False)
@@ -352,7 +354,7 @@ class SweepRun:
             with interrupts_held() as again:
                 unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
                 for trial in unfinished:
-                    _set_fail_reason(trial, reason)
+                    set_fail_reason(trial, reason)
                     frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                     if interrupted and requeue(study, frozen, use_attempt=False):
                         queued.append(trial.number)
@@ -395,43 +397,6 @@ class SweepRun:
             f"run_name={hydra_quoted(f'{runs_folder}/trial-{trial.number:04d}')}",
         ]
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
-        """The trial as stored, and whether this outcome is the one recorded."""
-        if ret.status == JobStatus.COMPLETED:
-            try:
-                value = float(ret.return_value)
-            except (TypeError, ValueError):
-                value = math.nan
-            if math.isfinite(value):
-                return self._record(study, trial, values=value)
-            reason = f"the task returned {ret.return_value!r}, not a finite float"
-        else:
-            error = ret._return_value
-            if isinstance(error, optuna.TrialPruned):
-                return self._record(study, trial, state=TrialState.PRUNED)
-            reason = f"{type(error).__name__}: {error}"
-        reason_set = _set_fail_reason(trial, reason)
-        return self._record(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
-
-    def _record(
-        self, study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
-    ) -> tuple[FrozenTrial, bool]:
-        try:
-            frozen = study.tell(trial, skip_if_finished=True, **outcome)
-        except RuntimeError as e:
-            # The grid sampler calls study.stop() once its grid is covered,
-            # which Optuna allows only inside study.optimize; the outcome is
-            # stored before that (and n_trials is capped at the grid's size).
-            if "Study.stop" not in str(e):
-                raise
-            frozen = self.storage.get_trial(trial._trial_id)
-        recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)
-        if not recorded:
-            # Another worker found its heartbeat stale and failed it (this
-            # process was stopped or too slow); its retry is queued already.
-            log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name)
-        return frozen, recorded
-
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
     """What `study.ask(distributions)` does, through the public suggest API."""
@@ -459,12 +424,3 @@ def _recover_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].strip().lstrip("+~")
-
-
-def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
-    """Whether it was set: not if another worker has finished the trial already."""
-    try:
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    return True
