@@ -3,11 +3,12 @@ test_sweep runs the same rules through real sweeps)."""
 
 from __future__ import annotations
 
+import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import IntDistribution
 
 from ds.config import Config
-from hydra_plugins.pruning_optuna_sweeper._search_space import parse_search_space
+from hydra_plugins.pruning_optuna_sweeper._search_space import SearchSpaceError, parse_search_space
 
 NO_GROUPS = lambda key: []  # noqa: E731
 
@@ -27,3 +28,19 @@ def test_a_declared_range_set_to_null_is_dropped_and_the_command_line_s_last_ove
     assert "params.lr" not in space.distributions and "params.lr" not in space.fixed
     assert space.fixed == {"params.batch_size": "64"}
     assert space.distributions == {"params.epoch_count": IntDistribution(2, 3)}
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("params.batch_size=choice(32)", "'params.batch_size' holds a single value, choice(32); expected two or more"),
+        ("params.batch_size=choice(64, 64)", "'params.batch_size' holds a single value, choice(64, 64)"),
+        ("paths.data=choice(data/sample, data/raw)", "a range for 'paths.data', which says where and how the sweep runs, or on which data"),
+        ("data.download=choice(true, false)", "a range for 'data.download'"),
+        ("threads=choice(1, 2)", "a range for 'threads'"),
+    ],
+)
+def test_a_range_that_cannot_be_searched_is_refused(argument: str, message: str) -> None:
+    with pytest.raises(SearchSpaceError) as refused:
+        parse_search_space({}, [argument], training_config(), NO_GROUPS)
+    assert message in str(refused.value)

@@ -8,9 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from hydra_plugins.pruning_optuna_sweeper._settings import SweepSettingsError, check_settings
+from hydra_plugins.pruning_optuna_sweeper._settings import SweepSettingsError, built, check_settings
+from hydra_plugins.pruning_optuna_sweeper._sweep import SAMPLER_WHITELIST
 from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 
 
@@ -34,3 +36,25 @@ def test_a_setting_out_of_range_is_named(key: str, value: Any, message: str) -> 
 
     with pytest.raises(SweepSettingsError, match=re.escape(message)):
         check_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "ds.model.LinearNet",
+            "hydra.sweeper.sampler cannot be used: _target_ ds.model.LinearNet is not a class a sweep may build",
+        ),
+        (
+            "optuna.samplers.NoSuch",
+            "hydra.sweeper.sampler cannot be used: Error loading 'optuna.samplers.NoSuch': "
+            "ModuleNotFoundError(\"No module named 'optuna.samplers.NoSuch'\")",
+        ),
+    ],
+)
+def test_a_sampler_that_cannot_be_built_is_named_with_the_reason(target: str, message: str) -> None:
+    sampler = OmegaConf.create({"_target_": target})
+
+    with pytest.raises(SweepSettingsError) as refused:
+        built("sampler", lambda: instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST))
+    assert message in str(refused.value) and "full_key" not in str(refused.value)

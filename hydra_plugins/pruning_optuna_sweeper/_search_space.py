@@ -83,10 +83,11 @@ def parse_search_space(
             "run is <study>/<start>/trial-NNNN under paths.log); expected no value for it in a sweep"
         )
     for name in distributions:
-        if name in _SET_BY_THE_SWEEP:
+        if name in _SET_BY_THE_SWEEP or _is_operational(name):
             raise SearchSpaceError(
-                f"the sweep has a range for '{name}', which says where and how the sweep runs; expected "
-                f"one value for it ({name}=...), and ranges only over what is trained"
+                f"the sweep has a range for '{name}', which says where and how the sweep runs, or on which "
+                f"data (a study holds trials of one dataset); expected one value for it ({name}=...), and "
+                "ranges only over what is trained"
             )
     groups = {name for name in [*distributions, *fixed] if group_options(name)}
     for name in groups & set(distributions):
@@ -156,6 +157,11 @@ _ABSENT = object()
 
 def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, CategoricalDistribution):
+        if len(set(distribution.choices)) < 2:
+            raise SearchSpaceError(
+                f"the search space of '{name}' holds a single value, choice({', '.join(map(repr, distribution.choices))}); "
+                f"expected two or more choices, or a fixed value instead of a range ({name}={distribution.choices[0]})"
+            )
         return list(distribution.choices)
     if isinstance(distribution, (FloatDistribution, IntDistribution)):
         if distribution.low >= distribution.high:

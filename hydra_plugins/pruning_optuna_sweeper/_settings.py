@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -79,8 +80,23 @@ def built(setting: str, build: Callable[[], T]) -> T:
     except SweepSettingsError:
         raise
     except Exception as error:
-        reason = str(error.__cause__ or error).strip().rstrip(".").splitlines()
         raise SweepSettingsError(
-            f"hydra.sweeper.{setting} cannot be used: {reason[-1] if reason else type(error).__name__}; "
-            f"expected settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
+            f"hydra.sweeper.{setting} cannot be used: {_reason(error)}; expected settings its class accepts "
+            f"(hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
         ) from None
+
+
+def _reason(error: Exception) -> str:
+    """Hydra's instantiate error in one line, without its `full_key:` trailer."""
+    text = str(error.__cause__ or error)
+    refused = _NOT_WHITELISTED.search(text)
+    if refused:
+        return (
+            f"_target_ {refused.group(1)} is not a class a sweep may build (Hydra's execution whitelist "
+            "admits Optuna's own samplers and pruners)"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("full_key:")]
+    return " ".join(lines).rstrip(".") or type(error).__name__
+
+
+_NOT_WHITELISTED = re.compile(r"Target '([^']+)' is not in the Hydra execution whitelist")

@@ -76,6 +76,8 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 BUDGET_POLL_S = 1.0
+# What hydra.sweeper.sampler may build: Optuna's samplers (the stock plugin's grid sampler is a partial).
+SAMPLER_WHITELIST = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
 WORKER_ATTR = "worker"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a trial
 
@@ -193,7 +195,7 @@ class SweepRun:
         sampler = instantiate(
             self.settings.sampler,
             **overrides,
-            _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
+            _execution_whitelist_=SAMPLER_WHITELIST,
         )
         if isinstance(sampler, functools.partial):  # the grid sampler wants its grid
             continuous = [k for k, d in space.distributions.items() if isinstance(d, FloatDistribution) and d.step is None]
