@@ -15,6 +15,7 @@ from sweeps.storage import mask_url, open_storage
 from sweeps.study import best_params, best_trial, check_dataset, load_study
 
 log = logging.getLogger(__name__)
+_ABSENT = object()
 
 
 class BestOfError(ValueError):
@@ -37,6 +38,13 @@ def apply_best_of(cfg: DictConfig) -> None:
     # choice the best trial ran with (`params=tuned`) only selects the group.
     covering = {e for e in explicit if not (e in hydra.runtime.choices and recorded.get(e) == hydra.runtime.choices[e])}
     applied = {k: v for k, v in recorded.items() if not any(k == e or k.startswith(e + ".") for e in covering)}
+    unknown = [k for k in applied if k not in hydra.runtime.choices and OmegaConf.select(cfg, k, default=_ABSENT) is _ABSENT]
+    if unknown:
+        raise BestOfError(
+            f"best_of={cfg.best_of}: trial {trial.number} of study {study.study_name!r} in {where} has "
+            f"{', '.join(unknown)}, not a key of this project's training config; expected a study of this "
+            "project's sweeps (python -m sweeps list shows the studies)"
+        )
     for key, value in applied.items():
         if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
             if hydra.runtime.choices[key] != value:

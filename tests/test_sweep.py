@@ -519,6 +519,17 @@ def test_best_of_a_trial_run_on_another_params_config_asks_for_it(tmp_path: Path
     assert "[Epoch:" not in result.stdout
 
 
+def test_best_of_a_study_of_other_code_names_the_keys_it_cannot_set(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="other-code", storage=sqlite_url(tmp_path), direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    result = run_main([*offline_args(tmp_path), "best_of=other-code", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: best_of=other-code: trial 0 of study 'other-code' in sqlite:///" in result.stderr
+    assert "has x, not a key of this project's training config" in result.stderr
+    assert "[Epoch:" not in result.stdout
+
+
 def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:
     run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
     result = run_main([*offline_args(tmp_path), "best_of=nope", f"storage={sqlite_url(tmp_path)}"], tmp_path)
