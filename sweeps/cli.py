@@ -8,11 +8,26 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial
 
+from ds.config import register_configs
+from ds.errors import first_line
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import StudyError, best_params, best_trial, describe_trial, load_study, describe_states
+from sweeps.study import (
+    SEARCHPATH_ATTR,
+    StudyError,
+    best_params,
+    best_trial,
+    describe_states,
+    describe_trial,
+    load_study,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REPO_PARAMS_DIR = CONF_DIR / "params"
@@ -79,7 +94,7 @@ def export(
     if target.exists():
         raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
     params = best_params(best)
-    values = {k.removeprefix("params."): v for k, v in params.items() if k.startswith("params.")}
+    values = trained_params(best)
     # A config-group choice (`params=tuned`) is what the exported config replaces.
     others = [f"{k}={v}" for k, v in params.items() if not k.startswith("params.") and not (CONF_DIR / k).is_dir()]
     command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others])
@@ -87,7 +102,7 @@ def export(
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
         f"# Use it with: {command}",
-        *(f"{key}: {value}" for key, value in values.items()),
+        OmegaConf.to_yaml(OmegaConf.create(values)).rstrip(),
     ]
     try:
         params_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +119,33 @@ def export(
     if others:
         print(f"note: the best trial also set {' '.join(others)}, which a params config cannot hold; pass it as above")
     return target
+
+
+def trained_params(trial: FrozenTrial) -> dict[str, Any]:
+    """Every `params.*` value `trial` trained with: those it recorded, over its
+    params config's (composed as main.py composes it), so that the export
+    also holds what the sweep neither sampled nor fixed."""
+    recorded = best_params(trial)
+    group = recorded.get("params")
+    overrides = [*trial.user_attrs.get(SEARCHPATH_ATTR, []), *([f"params={group}"] if group else [])]
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR)):
+            values = OmegaConf.to_container(compose(config_name="config", overrides=overrides).params)
+    except HydraException as e:
+        raise ExportError(
+            f"trial {trial.number} trained on params={group or 'default'}, which Hydra cannot compose from here "
+            f"({first_line(e)}); expected that params config in {REPO_PARAMS_DIR}"
+            + "".join(f" or as the sweep found it ({o})" for o in overrides if o.startswith("hydra.searchpath"))
+        ) from None
+    unknown = [k for k in recorded if k.startswith("params.") and k.removeprefix("params.") not in values]
+    if unknown:
+        raise ExportError(
+            f"trial {trial.number} has {', '.join(unknown)}, not a key of the params config; expected a study "
+            "of this project's sweeps"
+        )
+    values.update({k.removeprefix("params."): v for k, v in recorded.items() if k.startswith("params.")})
+    return values
 
 
 def _search_path_override(params_dir: Path) -> list[str]:

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeps.cli import main as cli_main
+from sweeps.study import FIXED_PARAMS_ATTR, SEARCHPATH_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -415,3 +416,28 @@ def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
     assert f"python main.py params=bx model.hidden={hidden}" in exported.stdout
     assert f"the best trial also set model.hidden={hidden}" in exported.stdout
     assert "params=default" not in exported.stdout
+
+
+def test_export_holds_the_values_the_best_trial_s_params_config_gave_it(tmp_path: Path) -> None:
+    # A sweep that searched only lr on params=mine, found through hydra.searchpath: the
+    # sweeper records the sampled lr, the group choice and the search path, not mine's other values.
+    (tmp_path / "sp" / "params").mkdir(parents=True)
+    (tmp_path / "sp" / "params" / "mine.yaml").write_text("lr: 0.5\nbatch_size: 32\nepoch_count: 2\n")
+    study = optuna.create_study(study_name="on-mine", storage=sqlite_url(tmp_path), direction="maximize")
+    trial = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    trial.set_user_attr(FIXED_PARAMS_ATTR, {"params": "mine"})
+    trial.set_user_attr(SEARCHPATH_ATTR, [f"hydra.searchpath=[file://{tmp_path / 'sp'}]"])
+    study.tell(trial, 0.9)
+    export = ["--storage", sqlite_url(tmp_path), "export", "on-mine", "--params-dir", str(tmp_path / "out" / "params")]
+
+    exported = run_cli(*export, "--name", "mine_best", cwd=tmp_path)
+
+    assert exported.returncode == 0, exported.stderr
+    written = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "params" / "mine_best.yaml"))
+    assert written == {"lr": trial.params["params.lr"], "batch_size": 32, "epoch_count": 2}
+
+    (tmp_path / "sp" / "params" / "mine.yaml").unlink()
+    lost = run_cli(*export, "--name", "other", cwd=tmp_path)
+    assert lost.returncode != 0
+    assert "error: trial 0 trained on params=mine, which Hydra cannot compose from here (" in lost.stderr
+    assert not (tmp_path / "out" / "params" / "other.yaml").exists()
