@@ -477,6 +477,7 @@ def _write_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str, arrays: Mnis
             np.save(tmp / f"{name}.npy", getattr(arrays, name), allow_pickle=False)
         meta = {"format": _DISK_FORMAT, "key": key, "identity": asdict(arrays.identity)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700; a shared cache is for every user
         # A directory cannot be renamed over a non-empty one: drop the stale or
         # corrupt entry first. If another process wins the race, keep its entry.
         if entry.is_symlink() or entry.is_file():

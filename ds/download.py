@@ -124,6 +124,7 @@ def _download_to(url: str, target: Path, expected_sha256: str, timeout_s: float)
                 f"decompressed SHA-256 is {actual}, expected {expected_sha256} "
                 "(corrupt or different file)"
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shared data folder's files are for every user
         os.replace(tmp, target)
     finally:
         # After a successful os.replace the temp name is gone, so this only

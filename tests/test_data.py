@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import warnings
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def test_disk_cache_round_trip_equals_cold_parse(tmp_path: Path, sample_dir: Pat
     written = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     entries = list(cache.iterdir())
     assert len(entries) == 1 and entries[0].name.startswith("mnist-sample-")
+    assert stat.S_IMODE(entries[0].stat().st_mode) == 0o755  # a shared cache serves every user
     clear_memory_cache()
     from_disk = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     assert isinstance(from_disk.train_x, np.memmap)  # really read from the cache

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import logging
 import socket
+import stat
 import warnings
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_download_success(tmp_path: Path, http_mirror) -> None:
     assert path == dest / NAME
     assert _decompressed_sha256(path) == SHA
     assert sorted(p.name for p in dest.iterdir()) == [NAME]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by every user of a shared data folder
 
 
 def test_mirror_without_trailing_slash(tmp_path: Path, http_mirror) -> None:
