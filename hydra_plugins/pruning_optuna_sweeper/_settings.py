@@ -81,19 +81,19 @@ def built(setting: str, build: Callable[[], T]) -> T:
         raise
     except Exception as error:
         raise SweepSettingsError(
-            f"hydra.sweeper.{setting} cannot be used: {_reason(error)}; expected settings its class accepts "
+            f"hydra.sweeper.{setting} cannot be used: {_reason(setting, error)}; expected settings its class accepts "
             f"(hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
         ) from None
 
 
-def _reason(error: Exception) -> str:
+def _reason(setting: str, error: Exception) -> str:
     """Hydra's instantiate error in one line, without its `full_key:` trailer."""
     text = str(error.__cause__ or error)
     refused = _NOT_WHITELISTED.search(text)
     if refused:
         return (
             f"_target_ {refused.group(1)} is not a class a sweep may build (Hydra's execution whitelist "
-            "admits Optuna's own samplers and pruners)"
+            f"admits Optuna's own {setting}s only)"
         )
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("full_key:")]
     return " ".join(lines).rstrip(".") or type(error).__name__
