@@ -1,6 +1,6 @@
 """Speed figures for the README, measured side by side in one run.
 
-    python benchmarks/bench.py [--data ../shared/data/mnist] [--only epoch,load,threads,sweep,parallel]
+    python benchmarks/bench.py [--data ../shared/data/mnist] [--only epoch,load,threads,sweep,parallel] [--seeds 0,1,2]
 
 - epoch:    seconds per epoch of our loader and loop vs a tutorial-style
             reference (per-sample Dataset normalising in __getitem__, a
@@ -8,7 +8,7 @@
 - load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without,
-            on TPE seeds 0 (the default), 1 and 2;
+            on TPE seeds 0 (the default), 1 and 2 (--seeds);
 - pruners:  the same for the other pruner settings README compares
             (not in the default run: 15 sweeps);
 - parallel: the same 12 trials in 1 process, with the joblib launcher
@@ -43,18 +43,13 @@ from ds.data import MNIST_MEAN, MNIST_STD, clear_memory_cache, load_mnist  # noq
 from ds.model import LinearNet  # noqa: E402
 from ds.train import train  # noqa: E402
 
-PRUNING_SEEDS = (0, 1, 2)
-DEFAULT_PRUNER = "median, 5 startup trials, warm-up 2 (default)"
+DEFAULT_PRUNER = "median, 3 startup trials, warm-up 2 (default)"
 # The settings README's pruning table compares (--only pruners).
 PRUNER_SETTINGS: dict[str, tuple[str, ...]] = {
     DEFAULT_PRUNER: (),
-    "median, 3 startup trials, warm-up 2": ("hydra.sweeper.pruner.n_startup_trials=3",),
-    "median, 3 startup trials, warm-up 3": (
-        "hydra.sweeper.pruner.n_startup_trials=3", "hydra.sweeper.pruner.n_warmup_steps=3",
-    ),
-    "percentile 45, 3 startup trials, warm-up 2": (
-        "hydra/sweeper/pruner=percentile", "hydra.sweeper.pruner.n_startup_trials=3",
-    ),
+    "median, 5 startup trials, warm-up 2": ("hydra.sweeper.pruner.n_startup_trials=5",),
+    "median, 3 startup trials, warm-up 3": ("hydra.sweeper.pruner.n_warmup_steps=3",),
+    "percentile 45, 3 startup trials, warm-up 2": ("hydra/sweeper/pruner=percentile",),
 }
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -175,31 +170,32 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
     }
 
 
-def bench_sweep(data_dir: Path, workdir: Path, settings: dict[str, tuple[str, ...]]) -> None:
+def bench_sweep(data_dir: Path, workdir: Path, settings: dict[str, tuple[str, ...]], seeds: tuple[int, ...]) -> None:
     # Pruning changes which points TPE samples next, so its effect depends on
     # the seed: compare each pruner setting with no pruning on several seeds.
     # Seed 0 with the default setting is the default sweep.
     def sweep(name: str, seed: int, overrides: tuple[str, ...]) -> dict:
         return run_sweep(data_dir, workdir, f"{name}-seed{seed}", f"hydra.sweeper.sampler.seed={seed}", *overrides)
 
-    off = {seed: sweep("none", seed, ("hydra/sweeper/pruner=none",)) for seed in PRUNING_SEEDS}
+    off = {seed: sweep("none", seed, ("hydra/sweeper/pruner=none",)) for seed in seeds}
     on = {
         (label, seed): sweep(f"pruner{i}", seed, overrides)
         for i, (label, overrides) in enumerate(settings.items())
-        for seed in PRUNING_SEEDS
+        for seed in seeds
     }
-    print("default sweep (20 trials, full MNIST, TPE seed 0):")
-    for label, r in (("median pruner", on[DEFAULT_PRUNER, 0]), ("no pruner", off[0])):
+    print("default sweep (20 trials, full MNIST, TPE seed 0):" if 0 in seeds else "(no seed 0: no default sweep)")
+    default_sweeps = (("median pruner", on[DEFAULT_PRUNER, 0]), ("no pruner", off[0])) if 0 in seeds else ()
+    for label, r in default_sweeps:
         print(
             f"  {label:13s} wall {r['wall']:.1f} s (sweep {r['sweep']:.1f} s)   epochs {r['epochs']}"
             f"   pruned {r['pruned']}   best {r['best']:.4f}   overhead/trial {r['overhead_ms']:.0f} ms"
         )
     print("no pruning, seeds " + ", ".join(
         f"{seed}: {r['epochs']} epochs, best {r['best']:.4f}" for seed, r in off.items()))
-    print("pruning vs none, TPE seeds " + " / ".join(map(str, PRUNING_SEEDS)) + " (mean):")
+    print("pruning vs none, TPE seeds " + " / ".join(map(str, seeds)) + " (mean):")
     for label in settings:
-        savings = [1 - on[label, seed]["epochs"] / off[seed]["epochs"] for seed in PRUNING_SEEDS]
-        changes = [(on[label, seed]["best"] - off[seed]["best"]) * 100 for seed in PRUNING_SEEDS]
+        savings = [1 - on[label, seed]["epochs"] / off[seed]["epochs"] for seed in seeds]
+        changes = [(on[label, seed]["best"] - off[seed]["best"]) * 100 for seed in seeds]
         print(
             f"  {label}: epochs saved {' / '.join(f'{v:.0%}' for v in savings)} ({statistics.mean(savings):.0%}), "
             f"best {' / '.join(f'{v:+.2f}' for v in changes)} ({statistics.mean(changes):+.2f}) points"
@@ -284,10 +280,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the full MNIST set")
     parser.add_argument("--only", default="load,epoch,threads,overhead,sweep,parallel")
+    parser.add_argument("--seeds", default="0,1,2", help="TPE seeds of the sweep and pruners parts (default: %(default)s)")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: --data {args.data} is not a directory; expected the full MNIST set")
     parts = set(args.only.split(","))
+    seeds = tuple(int(seed) for seed in args.seeds.split(","))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads, data {args.data}\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,9 +300,9 @@ def main() -> None:
         if "overhead" in parts:
             bench_overhead(args.data, workdir)
         if "pruners" in parts:
-            bench_sweep(args.data, workdir, PRUNER_SETTINGS)
+            bench_sweep(args.data, workdir, PRUNER_SETTINGS, seeds)
         elif "sweep" in parts:
-            bench_sweep(args.data, workdir, {DEFAULT_PRUNER: ()})
+            bench_sweep(args.data, workdir, {DEFAULT_PRUNER: ()}, seeds)
         if "parallel" in parts:
             bench_parallel(args.data, workdir)
 

@@ -23,7 +23,7 @@ class MedianPrunerConfig(PrunerConfig):
 
     _target_: str = "optuna.pruners.MedianPruner"
     # Trials before any pruning: the median needs a few complete curves.
-    n_startup_trials: int = 5
+    n_startup_trials: int = 3
     # Steps are epochs, counted from 1: with 2 no trial is stopped after its
     # first epoch, whose accuracy says little about slow starters (small lr).
     # Both chosen by comparing settings over several TPE seeds (README, Performance).
