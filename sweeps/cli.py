@@ -7,11 +7,14 @@ import datetime
 import re
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial
@@ -21,6 +24,7 @@ from ds.errors import first_line
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
 from sweeps.study import (
     SEARCHPATH_ATTR,
+    TRAINED_PARAMS_ATTR,
     StudyError,
     best_params,
     best_trial,
@@ -122,15 +126,19 @@ def export(
 
 
 def trained_params(trial: FrozenTrial) -> dict[str, Any]:
-    """Every `params.*` value `trial` trained with: those it recorded, over its
-    params config's (composed as main.py composes it), so that the export
-    also holds what the sweep neither sampled nor fixed."""
+    """Every `params.*` value `trial` trained with, so that the export also
+    holds what the sweep neither sampled nor fixed: as the trial's task
+    recorded them or, for a trial without that record (from an earlier
+    version of this project), its recorded values over its params config,
+    composed from the files as they are now."""
+    if TRAINED_PARAMS_ATTR in trial.user_attrs:
+        return dict(trial.user_attrs[TRAINED_PARAMS_ATTR])
     recorded = best_params(trial)
     group = recorded.get("params")
     overrides = [*trial.user_attrs.get(SEARCHPATH_ATTR, []), *([f"params={group}"] if group else [])]
     register_configs()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR)):
+        with _own_hydra():
             values = OmegaConf.to_container(compose(config_name="config", overrides=overrides).params)
     except HydraException as e:
         raise ExportError(
@@ -146,6 +154,20 @@ def trained_params(trial: FrozenTrial) -> dict[str, Any]:
         )
     values.update({k.removeprefix("params."): v for k, v in recorded.items() if k.startswith("params.")})
     return values
+
+
+@contextmanager
+def _own_hydra() -> Iterator[None]:
+    """Hydra set up on conf/ for composing, also when the caller runs inside
+    another Hydra app (whose set-up comes back afterwards)."""
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR)):
+            yield
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
 
 
 def _search_path_override(params_dir: Path) -> list[str]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ds.train import EpochCallback, EpochMetrics
 from sweeps.storage import open_storage
+from sweeps.study import TRAINED_PARAMS_ATTR
 
 
 class TrialReporter:
@@ -32,7 +33,8 @@ class TrialReporter:
 
 
 def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
-    """The epoch callbacks a sweep trial needs; none for a single run."""
+    """The epoch callbacks a sweep trial needs (none for a single run); the
+    trial also records the params it trains with, for an export."""
     if cfg.sweep.trial_number is None:
         return []
     sweeper = HydraConfig.get().sweeper
@@ -41,7 +43,9 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(cfg.sweep.study_name), cfg.sweep.trial_number
     )
-    return [TrialReporter(optuna.Trial(study, trial_id))]
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr(TRAINED_PARAMS_ATTR, OmegaConf.to_container(cfg.params, resolve=True))
+    return [TrialReporter(trial)]
 
 
 @functools.lru_cache(maxsize=8)

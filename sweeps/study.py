@@ -18,6 +18,8 @@ FAIL_REASON_ATTR = "fail_reason"
 RETRY_OF_ATTR = "retry_of"
 # The hydra.searchpath overrides a trial's config groups were found through (an export's --params-dir).
 SEARCHPATH_ATTR = "searchpath"
+# Every params.* value a trial trained with, as its task composed and resolved them (the export's source).
+TRAINED_PARAMS_ATTR = "trained_params"
 ATTEMPT_ATTR = "attempt"
 MAX_ATTEMPTS = 2
 # The system attribute where Optuna's enqueue_trial keeps a queued trial's parameters.

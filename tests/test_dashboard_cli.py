@@ -22,11 +22,13 @@ from typing import Any
 
 import optuna
 import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeps.cli import main as cli_main
-from sweeps.study import FIXED_PARAMS_ATTR, SEARCHPATH_ATTR
+from sweeps.study import FIXED_PARAMS_ATTR, SEARCHPATH_ATTR, TRAINED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -293,6 +295,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     best = load(tmp_path).best_trial
     lr, epochs = best.params["params.lr"], best.params["params.epoch_count"]
     assert set(best.params) == {"params.lr", "params.epoch_count"}  # batch_size was pinned on the command line
+    assert best.user_attrs["trained_params"] == {"lr": lr, "batch_size": 64, "epoch_count": epochs}  # by its task
     storage = ["--storage", sqlite_url(tmp_path)]
 
     shown = run_cli("show", STUDY, *storage, cwd=tmp_path)  # --storage after the command works too
@@ -419,8 +422,9 @@ def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
 
 
 def test_export_holds_the_values_the_best_trial_s_params_config_gave_it(tmp_path: Path) -> None:
-    # A sweep that searched only lr on params=mine, found through hydra.searchpath: the
-    # sweeper records the sampled lr, the group choice and the search path, not mine's other values.
+    # A trial of an earlier version, which did not record its trained params: it searched
+    # only lr on params=mine, found through hydra.searchpath, so the sweeper recorded the
+    # sampled lr, the group choice and the search path, not mine's other values.
     (tmp_path / "sp" / "params").mkdir(parents=True)
     (tmp_path / "sp" / "params" / "mine.yaml").write_text("lr: 0.5\nbatch_size: 32\nepoch_count: 2\n")
     study = optuna.create_study(study_name="on-mine", storage=sqlite_url(tmp_path), direction="maximize")
@@ -430,7 +434,11 @@ def test_export_holds_the_values_the_best_trial_s_params_config_gave_it(tmp_path
     study.tell(trial, 0.9)
     export = ["--storage", sqlite_url(tmp_path), "export", "on-mine", "--params-dir", str(tmp_path / "out" / "params")]
 
-    exported = run_cli(*export, "--name", "mine_best", cwd=tmp_path)
+    # Also from code that runs inside another Hydra app, whose set-up is left as it was.
+    with initialize_config_dir(config_dir=str(tmp_path / "sp")):
+        outer = GlobalHydra.instance().hydra
+        exported = run_cli(*export, "--name", "mine_best", cwd=tmp_path)
+        assert GlobalHydra.instance().hydra is outer
 
     assert exported.returncode == 0, exported.stderr
     written = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "params" / "mine_best.yaml"))
@@ -441,3 +449,12 @@ def test_export_holds_the_values_the_best_trial_s_params_config_gave_it(tmp_path
     assert lost.returncode != 0
     assert "error: trial 0 trained on params=mine, which Hydra cannot compose from here (" in lost.stderr
     assert not (tmp_path / "out" / "params" / "other.yaml").exists()
+
+    # A trial that recorded what it trained with is exported from that record, whatever the files say now.
+    recorded = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    recorded.set_user_attr(FIXED_PARAMS_ATTR, {"params": "mine"})
+    recorded.set_user_attr(TRAINED_PARAMS_ATTR, {"lr": recorded.params["params.lr"], "batch_size": 256, "epoch_count": 4})
+    study.tell(recorded, 0.95)
+    assert run_cli(*export, "--name", "recorded", cwd=tmp_path).returncode == 0
+    written = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "params" / "recorded.yaml"))
+    assert written == {"lr": recorded.params["params.lr"], "batch_size": 256, "epoch_count": 4}
