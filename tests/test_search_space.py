@@ -35,9 +35,11 @@ def test_a_declared_range_set_to_null_is_dropped_and_the_command_line_s_last_ove
     [
         ("params.batch_size=choice(32)", "'params.batch_size' holds a single value, choice(32); expected two or more"),
         ("params.batch_size=choice(64, 64)", "'params.batch_size' holds a single value, choice(64, 64)"),
-        ("paths.data=choice(data/sample, data/raw)", "a range for 'paths.data', which says where and how the sweep runs, or on which data"),
-        ("data.download=choice(true, false)", "a range for 'data.download'"),
-        ("threads=choice(1, 2)", "a range for 'threads'"),
+        ("params.batch_size=choice(1, true)", "'params.batch_size' True does not fit the training config"),  # True is not 1 here
+        ("paths.data=choice(data/sample, data/raw)", "a range for 'paths.data', which selects the data (a study holds trials of one dataset)"),
+        ("data.download=choice(true, false)", "a range for 'data.download', which selects the data"),
+        ("threads=choice(1, 2)", "a range for 'threads', which says where and how the sweep runs"),
+        ("progress=choice(true, false)", "a range for 'progress', which says where and how the sweep runs"),
     ],
 )
 def test_a_range_that_cannot_be_searched_is_refused(argument: str, message: str) -> None:

@@ -39,22 +39,29 @@ def test_a_setting_out_of_range_is_named(key: str, value: Any, message: str) -> 
 
 
 @pytest.mark.parametrize(
-    ("target", "message"),
+    ("sampler", "message"),
     [
         (
-            "ds.model.LinearNet",
-            "hydra.sweeper.sampler cannot be used: _target_ ds.model.LinearNet is not a class a sweep may build",
+            {"_target_": "ds.model.LinearNet"},
+            "hydra.sweeper.sampler cannot be used: _target_ ds.model.LinearNet is not a class a sweep may build "
+            "(Hydra's execution whitelist); expected one of Optuna's own samplers (optuna.samplers.*)",
         ),
         (
-            "optuna.samplers.NoSuch",
+            {"_target_": "optuna.samplers.NoSuch"},
             "hydra.sweeper.sampler cannot be used: Error loading 'optuna.samplers.NoSuch': "
             "ModuleNotFoundError(\"No module named 'optuna.samplers.NoSuch'\")",
         ),
+        (
+            {"_target_": "optuna.samplers.TPESampler", "seed": "${oc.env:NO_SUCH_SEED_VARIABLE}"},
+            "hydra.sweeper.sampler cannot be used: KeyError raised while resolving interpolation: "
+            "\"Environment variable 'NO_SUCH_SEED_VARIABLE' not found\"; expected",
+        ),
     ],
 )
-def test_a_sampler_that_cannot_be_built_is_named_with_the_reason(target: str, message: str) -> None:
-    sampler = OmegaConf.create({"_target_": target})
+def test_a_sampler_that_cannot_be_built_is_named_with_the_reason(sampler: dict, message: str) -> None:
+    config = OmegaConf.create({"sampler": sampler}).sampler
 
     with pytest.raises(SweepSettingsError) as refused:
-        built("sampler", lambda: instantiate(sampler, _execution_whitelist_=SAMPLER_WHITELIST))
-    assert message in str(refused.value) and "full_key" not in str(refused.value)
+        built("sampler", lambda: instantiate(config, _execution_whitelist_=SAMPLER_WHITELIST))
+    assert message in str(refused.value)
+    assert "full_key" not in str(refused.value) and "object_type" not in str(refused.value)

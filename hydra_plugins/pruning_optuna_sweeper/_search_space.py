@@ -84,9 +84,13 @@ def parse_search_space(
         )
     for name in distributions:
         if name in _SET_BY_THE_SWEEP or _is_operational(name):
+            what = (
+                "which selects the data (a study holds trials of one dataset)"
+                if name == "paths.data" or name.startswith("data.")
+                else "which says where and how the sweep runs"
+            )
             raise SearchSpaceError(
-                f"the sweep has a range for '{name}', which says where and how the sweep runs, or on which "
-                f"data (a study holds trials of one dataset); expected one value for it ({name}=...), and "
+                f"the sweep has a range for '{name}', {what}; expected one value for it ({name}=...), and "
                 "ranges only over what is trained"
             )
     groups = {name for name in [*distributions, *fixed] if group_options(name)}
@@ -157,7 +161,7 @@ _ABSENT = object()
 
 def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, CategoricalDistribution):
-        if len(set(distribution.choices)) < 2:
+        if len({(type(c), c) for c in distribution.choices}) < 2:  # True == 1, yet they differ here
             raise SearchSpaceError(
                 f"the search space of '{name}' holds a single value, choice({', '.join(map(repr, distribution.choices))}); "
                 f"expected two or more choices, or a fixed value instead of a range ({name}={distribution.choices[0]})"

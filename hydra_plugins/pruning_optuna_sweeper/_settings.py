@@ -80,23 +80,22 @@ def built(setting: str, build: Callable[[], T]) -> T:
     except SweepSettingsError:
         raise
     except Exception as error:
+        text = str(error.__cause__ or error)
+        refused = _NOT_WHITELISTED.search(text)
+        if refused:
+            raise SweepSettingsError(
+                f"hydra.sweeper.{setting} cannot be used: _target_ {refused.group(1)} is not a class a sweep may "
+                f"build (Hydra's execution whitelist); expected one of Optuna's own {setting}s "
+                f"(optuna.{setting}s.*), e.g. hydra/sweeper/{setting}={_EXAMPLE[setting]}"
+            ) from None
+        # Hydra's instantiate errors end with OmegaConf's indented `full_key:` / `object_type=` lines.
+        lines = [line.strip() for line in text.splitlines()]
+        reason = " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=")))
         raise SweepSettingsError(
-            f"hydra.sweeper.{setting} cannot be used: {_reason(setting, error)}; expected settings its class accepts "
-            f"(hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
+            f"hydra.sweeper.{setting} cannot be used: {reason.rstrip('.') or type(error).__name__}; expected "
+            f"settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
         ) from None
 
 
-def _reason(setting: str, error: Exception) -> str:
-    """Hydra's instantiate error in one line, without its `full_key:` trailer."""
-    text = str(error.__cause__ or error)
-    refused = _NOT_WHITELISTED.search(text)
-    if refused:
-        return (
-            f"_target_ {refused.group(1)} is not a class a sweep may build (Hydra's execution whitelist "
-            f"admits Optuna's own {setting}s only)"
-        )
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("full_key:")]
-    return " ".join(lines).rstrip(".") or type(error).__name__
-
-
+_EXAMPLE = {"sampler": "random", "pruner": "hyperband"}
 _NOT_WHITELISTED = re.compile(r"Target '([^']+)' is not in the Hydra execution whitelist")
