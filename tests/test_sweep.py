@@ -530,6 +530,16 @@ def test_best_of_a_study_of_other_code_names_the_keys_it_cannot_set(tmp_path: Pa
     assert "[Epoch:" not in result.stdout
 
 
+def test_best_of_with_a_bad_value_fails_before_it_reads_data_or_a_study(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    result = run_main([*offline_args(tmp_path), "best_of=any", f"storage=sqlite:///{missing}", "params.lr=-1"], tmp_path)
+
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: invalid config: params.lr=-1.0: expected")
+    assert "sample" not in result.stdout + result.stderr  # no data loaded, no fallback said
+    assert not missing.exists() and not list(tmp_path.glob("outputs/*/*/.hydra/best_of.yaml"))
+
+
 def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> None:
     run_sweep(tmp_path, "params.epoch_count=1", n_trials=1)
     result = run_main([*offline_args(tmp_path), "best_of=nope", f"storage={sqlite_url(tmp_path)}"], tmp_path)
