@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
@@ -110,6 +111,8 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     # The schema exists before the workers start; workers that all start on an
     # empty database are test_sweep_processes_opening_an_empty_postgres_database_at_once.
     optuna.storages.RDBStorage(fresh_postgres_url)
+    # One sweep folder for all, as for workers started from one folder in the same second.
+    shared = tmp_path / "multirun"
     with workers(
         3,
         tmp_path,
@@ -117,6 +120,7 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
         SHORT_EPOCHS,
         "hydra.sweeper.total_trials=12",
         "hydra.sweeper.study_name=scale-test",
+        f"hydra.sweep.dir={shared}",
         n_trials=12,
     ) as started:
         wait_all(started, time.monotonic() + 150)
@@ -138,6 +142,11 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     assert len(set(sampled)) == len(sampled), detail
     counted_by = {pid_of(t) for t in trials if t.state in COUNTED}
     assert counted_by <= {w.pid for w in started}, detail
+    # Each launched trial has its own job folder there, named by its number.
+    launched = {t.number for t in trials if t.state in COUNTED}
+    assert {p.name for p in shared.glob("trial-*")} == {f"trial-{n:04d}" for n in launched}, detail
+    for n in launched:
+        assert f"sweep.trial_number={n}" in OmegaConf.load(shared / f"trial-{n:04d}" / ".hydra" / "overrides.yaml")
     assert len(counted_by) > 1, detail
     for w in started:
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]

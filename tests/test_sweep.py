@@ -157,7 +157,7 @@ def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path
     assert states(load(tmp_path)) == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["fixed_params"]["params"] == "default" for t in trials)
     assert len({t.params["params.lr"] for t in trials}) == 2
-    [overrides] = {tuple(OmegaConf.load(p)) for p in tmp_path.glob("multirun/*/*/0/.hydra/overrides.yaml")}
+    [overrides] = {tuple(OmegaConf.load(p)) for p in tmp_path.glob("multirun/*/*/trial-0000/.hydra/overrides.yaml")}
     assert "params=default" in overrides
 
     # The printed best_of command names the params config too, and still applies the best values.
