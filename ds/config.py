@@ -90,7 +90,7 @@ def job_folder(trial_number: int | None, job_num: int) -> str:
 # At import, not in register_configs: Hydra resolves hydra.sweep.subdir in the
 # process that runs the job, and a joblib worker imports this module with the
 # task without running main.py.
-OmegaConf.register_new_resolver("job_folder", job_folder, replace=True)
+OmegaConf.register_resolver("job_folder", job_folder, replace=True)
 
 
 class ConfigError(ValueError):

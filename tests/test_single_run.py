@@ -22,6 +22,7 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     assert lines[-1][2] >= 0.90
     assert "mnist-sample(8000/2000" in result.stdout
     assert (result.stdout + result.stderr).count("FALLING BACK to the bundled") == 1  # said once, loudly
+    assert "Warning:" not in result.stderr  # no Python warning (a library's deprecation) reaches the user
 
     saved = list((tmp_path / "outputs").glob("*/*/.hydra/config.yaml"))
     assert len(saved) == 1 and "lr: 0.003" in saved[0].read_text()
