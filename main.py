@@ -13,7 +13,7 @@ import hydra
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
-from ds.config import ConfigError, register_configs, validate
+from ds.config import ConfigError, register_configs
 from ds.data import DatasetError, SampleFallbackWarning
 from ds.run import run
 from ds.train import NonFiniteLossError
@@ -42,7 +42,6 @@ warnings.filterwarnings("ignore", category=SampleFallbackWarning)
 def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
     try:
-        validate(cfg)  # the command line's values, before best_of loads data and a study
         apply_best_of(cfg)
         return run(cfg, on_epoch=trial_callbacks(cfg))
     except USER_ERRORS as error:
