@@ -506,27 +506,39 @@ def test_best_of_on_other_data_than_the_study_s_is_refused(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
-def test_best_of_a_trial_run_on_another_params_config_asks_for_it(tmp_path: Path) -> None:
-    study = optuna.create_study(study_name="tuned-study", storage=sqlite_url(tmp_path), direction="maximize")
+def a_trial_on_another_params_config(study: optuna.Study) -> None:
     trial = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
     trial.set_user_attr("fixed_params", {"params": "tuned"})
     study.tell(trial, 0.9)
-    result = run_main([*offline_args(tmp_path), "best_of=tuned-study", f"storage={sqlite_url(tmp_path)}"], tmp_path)
-
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "error: best_of=tuned-study: trial 0 ran with params=tuned, this run has params=default; " in result.stderr
-    assert "expected params=tuned on this command line" in result.stderr
-    assert "[Epoch:" not in result.stdout
 
 
-def test_best_of_a_study_of_other_code_names_the_keys_it_cannot_set(tmp_path: Path) -> None:
-    study = optuna.create_study(study_name="other-code", storage=sqlite_url(tmp_path), direction="maximize")
+def a_trial_of_other_code(study: optuna.Study) -> None:
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    result = run_main([*offline_args(tmp_path), "best_of=other-code", f"storage={sqlite_url(tmp_path)}"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("best_trial", "messages"),
+    [
+        (
+            a_trial_on_another_params_config,
+            [
+                "error: best_of=s: trial 0 ran with params=tuned, this run has params=default; ",
+                "expected params=tuned on this command line",
+            ],
+        ),
+        (
+            a_trial_of_other_code,
+            ["error: best_of=s: trial 0 of study 's' in sqlite:///", "has x, not a key of this project's training config"],
+        ),
+    ],
+)
+def test_best_of_a_trial_it_cannot_apply_says_why_before_training(tmp_path: Path, best_trial, messages: list[str]) -> None:
+    best_trial(optuna.create_study(study_name="s", storage=sqlite_url(tmp_path), direction="maximize"))
+    result = run_main([*offline_args(tmp_path), "best_of=s", f"storage={sqlite_url(tmp_path)}"], tmp_path)
 
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "error: best_of=other-code: trial 0 of study 'other-code' in sqlite:///" in result.stderr
-    assert "has x, not a key of this project's training config" in result.stderr
+    for message in messages:
+        assert message in result.stderr
     assert "[Epoch:" not in result.stdout
 
 

@@ -35,11 +35,17 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
         if isinstance(error, optuna.TrialPruned):
             return _record(study, trial, state=TrialState.PRUNED)
         reason = f"{type(error).__name__}: {error}"
-    reason_set = set_fail_reason(trial, reason)
+    reason_set = _set_fail_reason(trial, reason)
     return _record(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
 
 
-def set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
+def fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> FrozenTrial:
+    """Mark `trial` FAIL with `reason` (unless another worker has finished it); the trial as stored."""
+    _set_fail_reason(trial, reason)
+    return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
     """Whether it was set: not if another worker has finished the trial already."""
     try:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)

@@ -61,7 +61,7 @@ from sweeps.study import (
 from . import _budget as budget
 from ._config_reuse import ReusingConfigLoader
 from ._heartbeat import heartbeats
-from ._outcome import record_outcome, set_fail_reason
+from ._outcome import fail_trial, record_outcome
 from ._quoting import hydra_quoted, shell_override
 from ._rehearsal import RehearsalError, rehearse
 from ._search_space import SearchSpace, SearchSpaceError, check_against_study, parse_search_space
@@ -268,8 +268,7 @@ class SweepRun:
                 trial = trials[-1] = self._sample(study, trial, space)
                 if total is not None and not budget.admits(study, trial.number, total):
                     trials.pop()
-                    trial.set_user_attr(FAIL_REASON_ATTR, f"over budget: total_trials={total} already taken")
-                    study.tell(trial, state=TrialState.FAIL)
+                    fail_trial(study, trial, f"over budget: total_trials={total} already taken")
                     break
                 trial.set_user_attr(WORKER_ATTR, WORKER)
                 # What this command fixes and searches, not what a queued retry's first run did.
@@ -282,8 +281,7 @@ class SweepRun:
             # A retry taken from the queue goes back to it on an interrupt.
             with interrupts_held():
                 for trial in trials:
-                    set_fail_reason(trial, f"not launched: {type(error).__name__}: {first_line(error)}")
-                    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    frozen = fail_trial(study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
                     if isinstance(error, KeyboardInterrupt) and RETRY_OF_ATTR in frozen.user_attrs:
                         requeue(study, frozen, use_attempt=False)
             raise
@@ -356,8 +354,7 @@ class SweepRun:
             with interrupts_held() as again:
                 unfinished = [t for t in trials if not self.storage.get_trial(t._trial_id).state.is_finished()]
                 for trial in unfinished:
-                    set_fail_reason(trial, reason)
-                    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    frozen = fail_trial(study, trial, reason)
                     if interrupted and requeue(study, frozen, use_attempt=False):
                         queued.append(trial.number)
             if again:
