@@ -9,6 +9,7 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -38,11 +39,12 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
     if cfg.sweep.trial_number is None:
         return []
     sweeper = HydraConfig.get().sweeper
-    study = _study(sweeper.storage, cfg.sweep.study_name, OmegaConf.to_yaml(sweeper.pruner))
     storage = open_storage(sweeper.storage)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(cfg.sweep.study_name), cfg.sweep.trial_number
     )
+    pruner = pinned_max_resource(sweeper.pruner, lambda: storage.get_trial(trial_id), cfg.params.epoch_count)
+    study = _study(sweeper.storage, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr(TRAINED_PARAMS_ATTR, OmegaConf.to_container(cfg.params, resolve=True))
     return [TrialReporter(trial)]
@@ -54,6 +56,28 @@ def _study(storage_url: str, study_name: str, pruner_yaml: str) -> optuna.Study:
     trials in one process share it)."""
     pruner = build_pruner(OmegaConf.create(pruner_yaml))
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url), pruner=pruner)
+
+
+def pinned_max_resource(pruner: DictConfig, trial: Callable[[], optuna.trial.FrozenTrial], epoch_count: int) -> DictConfig:
+    """The pruner config with Hyperband's `max_resource: auto` replaced by the
+    most epochs a trial of this sweep can train.
+
+    Left on auto, Hyperband takes it from the first completed trial the
+    process sees when it first prunes, so joblib workers, workers on other
+    machines and reruns would each count their own number of brackets and
+    put the same trial in different ones. Steps are epochs, counted from 1.
+    `trial` (a query to the storage) is called only for auto.
+    """
+    if OmegaConf.select(pruner, "max_resource", default=None) != "auto":
+        return pruner
+    distribution = trial().distributions.get("params.epoch_count")
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        most = distribution.high
+    elif isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        most = max(int(choice) for choice in distribution.choices)
+    else:  # not searched: every trial trains the same epochs
+        most = epoch_count
+    return OmegaConf.merge(pruner, {"max_resource": most})
 
 
 def build_pruner(config: DictConfig) -> optuna.pruners.BasePruner:
