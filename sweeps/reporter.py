@@ -9,16 +9,16 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
 
 from ds.train import EpochCallback, EpochMetrics
 from sweeps.storage import open_storage
-from sweeps.study import TRAINED_PARAMS_ATTR
+from sweeps.study import HYPERBAND_RESOURCE_ATTR, TRAINED_PARAMS_ATTR
 
 
 class TrialReporter:
@@ -40,10 +40,9 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
         return []
     sweeper = HydraConfig.get().sweeper
     storage = open_storage(sweeper.storage)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(cfg.sweep.study_name), cfg.sweep.trial_number
-    )
-    pruner = pinned_max_resource(sweeper.pruner, lambda: storage.get_trial(trial_id), cfg.params.epoch_count)
+    study_id = storage.get_study_id_from_name(cfg.sweep.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, cfg.sweep.trial_number)
+    pruner = pinned_max_resource(sweeper.pruner, storage, study_id, trial_id, cfg.params.epoch_count)
     study = _study(sweeper.storage, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr(TRAINED_PARAMS_ATTR, OmegaConf.to_container(cfg.params, resolve=True))
@@ -58,28 +57,36 @@ def _study(storage_url: str, study_name: str, pruner_yaml: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=open_storage(storage_url), pruner=pruner)
 
 
-def pinned_max_resource(pruner: DictConfig, trial: Callable[[], optuna.trial.FrozenTrial], epoch_count: int) -> DictConfig:
+def pinned_max_resource(pruner: DictConfig, storage: BaseStorage, study_id: int, trial_id: int, epoch_count: int) -> DictConfig:
     """The pruner config with Hyperband's `max_resource: auto` replaced by the
-    most epochs a trial of this sweep can train.
+    most epochs a trial of the study's first Hyperband run could train,
+    recorded on the study (HYPERBAND_RESOURCE_ATTR) by that run's first trial.
 
     Left on auto, Hyperband takes it from the first completed trial the
     process sees when it first prunes, so joblib workers, workers on other
     machines and reruns would each count their own number of brackets and
-    put the same trial in different ones. Steps are epochs, counted from 1.
-    `trial` (a query to the storage) is called only for auto.
+    put the same trial in different ones; a rerun with a wider epoch range
+    must not change it either. Steps are epochs, counted from 1.
     """
     if OmegaConf.select(pruner, "max_resource", default=None) != "auto":
         return pruner
-    distribution = trial().distributions.get("params.epoch_count")
-    if isinstance(distribution, optuna.distributions.IntDistribution):
-        most = distribution.high
-    elif isinstance(distribution, optuna.distributions.CategoricalDistribution):
-        most = max(int(choice) for choice in distribution.choices)
-    else:  # not searched: every trial trains the same epochs
-        most = epoch_count
+    most = storage.get_study_user_attrs(study_id).get(HYPERBAND_RESOURCE_ATTR)
+    if most is None:
+        most = _most_epochs(storage.get_trial(trial_id), epoch_count)
+        storage.set_study_user_attr(study_id, HYPERBAND_RESOURCE_ATTR, most)
     return OmegaConf.merge(pruner, {"max_resource": most})
 
 
+def _most_epochs(trial: optuna.trial.FrozenTrial, epoch_count: int) -> int:
+    distribution = trial.distributions.get("params.epoch_count")
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return distribution.high
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return max(int(choice) for choice in distribution.choices)
+    return epoch_count  # not searched: every trial of this run trains as many
+
+
 def build_pruner(config: DictConfig) -> optuna.pruners.BasePruner:
-    """The pruner `hydra.sweeper.pruner` configures (the sweeper's and every trial's)."""
+    """The pruner `hydra.sweeper.pruner` configures (the sweeper's, and every
+    trial's once pinned_max_resource has set Hyperband's auto)."""
     return instantiate(config, _execution_whitelist_="optuna.pruners.*")

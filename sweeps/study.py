@@ -20,6 +20,8 @@ RETRY_OF_ATTR = "retry_of"
 SEARCHPATH_ATTR = "searchpath"
 # Every params.* value a trial trained with, as its task composed and resolved them (the export's source).
 TRAINED_PARAMS_ATTR = "trained_params"
+# Hyperband's max_resource for every worker and rerun of a study (sweeps/reporter.py).
+HYPERBAND_RESOURCE_ATTR = "hyperband_max_resource"
 ATTEMPT_ATTR = "attempt"
 MAX_ATTEMPTS = 2
 # The system attribute where Optuna's enqueue_trial keeps a queued trial's parameters.

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import SHORT_EPOCHS, best_of_hint, load, run_sweep, sqlite_url, states, sweep_args, trial_run_dir, wait_for
-from sweeps.study import best_params
+from sweeps.study import HYPERBAND_RESOURCE_ATTR, best_params
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
@@ -107,21 +107,25 @@ def test_a_grid_sweep_stops_when_its_grid_is_covered_also_on_a_rerun(tmp_path: P
     assert "every point of the grid" in again.stdout + again.stderr and "Launching" not in again.stdout + again.stderr
 
 
-@pytest.mark.parametrize("choice", ["median", "percentile"])
-def test_the_pruner_prunes_a_hopeless_trial(tmp_path: Path, choice: str) -> None:
-    pruner = [f"hydra/sweeper/pruner={choice}", "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
+@pytest.mark.parametrize(
+    ("choice", "warm_up", "epochs_run"),
+    [("median", [], [1]), ("percentile", ["hydra.sweeper.pruner.n_warmup_steps=2"], [1, 2])],
+)
+def test_the_pruner_prunes_a_hopeless_trial(tmp_path: Path, choice: str, warm_up: list[str], epochs_run: list[int]) -> None:
+    """By default a trial may stop after its first epoch; a warm-up of 2 keeps it to the second."""
+    pruner = [f"hydra/sweeper/pruner={choice}", "hydra.sweeper.pruner.n_startup_trials=2", *warm_up]
     good = run_sweep(tmp_path, *FIXED_GOOD, *pruner, n_trials=2)
     hopeless = run_sweep(tmp_path, "params.lr=0.00001", "params.batch_size=64", "params.epoch_count=3", *pruner, n_trials=1)
 
     assert good.returncode == hopeless.returncode == 0, hopeless.stderr
     pruned = load(tmp_path).get_trials()[2]
     assert pruned.state == TrialState.PRUNED
-    assert sorted(pruned.intermediate_values) == [1, 2]  # stopped after epoch 2 of 3
-    assert pruned.intermediate_values[2] < 0.5
-    assert len(epoch_lines(hopeless.stdout)) == 2
+    assert sorted(pruned.intermediate_values) == epochs_run  # of 3
+    assert pruned.intermediate_values[epochs_run[-1]] < 0.5
+    assert len(epoch_lines(hopeless.stdout)) == len(epochs_run)
     events = load_events(trial_run_dir(tmp_path, load(tmp_path), 2))
     assert scalar_curve(events, "accuracy/test") == pytest.approx(pruned.intermediate_values, abs=1e-6)
-    assert scalar_curve(events, "hparam/epochs_trained") == {0: 2.0}
+    assert scalar_curve(events, "hparam/epochs_trained") == {0: float(len(epochs_run))}
 
 
 def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None:
@@ -146,6 +150,7 @@ def test_hyperband_is_selectable(tmp_path: Path) -> None:
     assert len(study.get_trials()) == 3
     assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert all(t.params["params.epoch_count"] in (2, 3) for t in study.get_trials())
+    assert study.user_attrs[HYPERBAND_RESOURCE_ATTR] == 3  # its max_resource, pinned for every worker
 
 
 def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ class PercentilePrunerConfig(MedianPrunerConfig):
 
     _target_: str = "optuna.pruners.PercentilePruner"
     # The median's settings, but trials whose best accuracy so far is outside
-    # the top `percentile` percent of the others' at the same epoch are
-    # pruned (50 would be the median).
+    # the top `percentile` percent of the completed trials' accuracies at that
+    # epoch are pruned (50 would be the median).
     percentile: float = 45.0
 
 
