@@ -13,10 +13,9 @@ import hydra
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
-from ds.config import ConfigError, register_configs
-from ds.data import DatasetError, SampleFallbackWarning
-from ds.run import run
-from ds.train import NonFiniteLossError
+from ds.config import ConfigError, register_configs, validate
+from ds.datasets import DatasetError, SampleFallbackWarning
+from ds.errors import NonFiniteLossError
 from sweeps.best_of import BestOfError, apply_best_of
 from sweeps.reporter import trial_callbacks
 from sweeps.storage import StorageError, refuse_password_in_overrides
@@ -42,6 +41,10 @@ warnings.filterwarnings("ignore", category=SampleFallbackWarning)
 def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
     try:
+        if cfg.sweep.trial_number is None:  # a sweep checked its ranges before its trials
+            validate(cfg)  # before ds.run imports torch: bad input is reported at once
+        from ds.run import run
+
         apply_best_of(cfg)
         return run(cfg, on_epoch=trial_callbacks(cfg))
     except USER_ERRORS as error:

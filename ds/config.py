@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from ds.data import DEFAULT_MIRRORS
+from ds.datasets import DEFAULT_MIRRORS
 
 
 @dataclass

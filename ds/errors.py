@@ -1,4 +1,5 @@
-"""Reducing an exception to the one line a user's error message can quote."""
+"""Training's own error, and reducing an exception to the one line a user's
+error message can quote (no torch here, so error paths load fast)."""
 
 from __future__ import annotations
 
@@ -7,3 +8,7 @@ def first_line(error: BaseException) -> str:
     """The first line of `error`'s message (not a library's multi-line dump), or its type's name."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run diverged."""

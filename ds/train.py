@@ -12,14 +12,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ds.data import MnistData, iterate_batches
+from ds.errors import NonFiniteLossError
 from ds.model import LinearNet
 from ds.step import LinearNetAdam
 
 N_CLASSES = 10
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite: the run diverged."""
 
 
 @dataclass(frozen=True)

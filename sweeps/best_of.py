@@ -11,7 +11,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from ds.config import validate
-from ds.run import load_data
 from sweeps.storage import mask_url, open_storage
 from sweeps.study import best_params, best_trial, check_dataset, load_study
 
@@ -32,6 +31,8 @@ def apply_best_of(cfg: DictConfig) -> None:
     storage = open_storage(cfg.storage, must_exist=True)
     study = load_study(cfg.best_of, storage, where)
     trial = best_trial(study, storage, where)
+    from ds.run import load_data  # torch, imported once data is needed: config errors come fast
+
     check_dataset(study, load_data(cfg).identity, where, user="run")
     hydra = HydraConfig.get()
     explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}

@@ -9,6 +9,7 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -16,9 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 
-from ds.train import EpochCallback, EpochMetrics
 from sweeps.storage import open_storage
 from sweeps.study import HYPERBAND_RESOURCE_ATTR, TRAINED_PARAMS_ATTR
+
+if TYPE_CHECKING:  # torch; a sweep's settings errors come before it loads
+    from ds.train import EpochCallback, EpochMetrics
 
 
 class TrialReporter:

@@ -10,7 +10,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from ds.data import MNIST_SAMPLE, SAMPLE_DIR, DatasetIdentity
+from ds.datasets import MNIST_SAMPLE, SAMPLE_DIR, DatasetIdentity
 
 DATASET_ATTR = "dataset"
 FIXED_PARAMS_ATTR = "fixed_params"

@@ -65,12 +65,14 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
     ],
 )
 def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
-    result = run_main([*offline_args(tmp_path), override], tmp_path, timeout=120)
+    # Python lists every module it imports on stderr: the error comes before torch.
+    result = run_main([*offline_args(tmp_path), override], tmp_path, timeout=120, PYTHONPROFILEIMPORTTIME="1")
 
     assert result.returncode != 0
     assert message in result.stderr
     assert "[Epoch:" not in result.stdout
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
+    assert "| ds.config" in result.stderr and not re.search(r"\| +torch$", result.stderr, re.M)
 
 
 def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:

@@ -37,9 +37,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from ds.config import ConfigError
-from ds.data import DatasetError
+from ds.datasets import DatasetError
 from ds.errors import first_line
-from ds.run import load_data
 from sweeps.reporter import build_pruner
 from sweeps.storage import StorageError, mask_url, open_storage
 from sweeps.study import (
@@ -144,6 +143,8 @@ class SweepRun:
             grace_period=self.settings.grace_period,
             stale_trial_callback=_recover_stale_trial,
         )
+        from ds.run import load_data  # torch, imported once data is needed: settings errors come fast
+
         identity = load_data(self.config).identity
         study_name = self.settings.study_name or default_study_name(identity)
         study = optuna.create_study(
