@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import pytest
 from omegaconf import OmegaConf
+from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
@@ -216,6 +218,47 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: P
     assert any(recovered in w.output() for w in others), detail
     assert len([t for t in trials if t.state in COUNTED]) == budget, detail
     assert not [t for t in trials if t.state == TrialState.RUNNING], detail
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["after-sampling", "before-sampling"])
+def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(tmp_path: Path, sampled: bool) -> None:
+    """The worker asked for the trial (its heartbeat began) and died before training it."""
+    storage = optuna.storages.RDBStorage(sqlite_url(tmp_path))
+    study = optuna.create_study(study_name="linearnet-mnist-sample", storage=storage, direction="maximize")
+    dead = study.ask({"params.lr": FloatDistribution(1e-3, 1e-2, log=True)} if sampled else None)
+    dead.set_user_attr("worker", "elsewhere:1")
+    study_id = storage.get_study_id_from_name(study.study_name)
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, dead.number))
+    storage.engine.dispose()
+
+    # Two places in the budget: the dead trial holds one until it is found stale.
+    result = run_main(
+        sweep_args(
+            tmp_path,
+            "params.lr=tag(log, interval(1e-3, 1e-2))",
+            "params.batch_size=512",
+            "params.epoch_count=1",
+            "hydra.sweeper.total_trials=2",
+            "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=2",
+            n_trials=2,
+        ),
+        tmp_path,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = optuna.load_study(study_name=study.study_name, storage=sqlite_url(tmp_path)).get_trials()
+    assert trials[0].state == TrialState.FAIL, summary(trials)
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert retry.state == TrialState.COMPLETE, summary(trials)
+    if sampled:
+        assert retry.params == trials[0].params
+    else:  # it died before any parameter was sampled: the retry samples them
+        assert set(retry.params) == {"params.lr"}
+    assert "trial 0 of elsewhere:1 stopped sending heartbeats: marked FAIL, queued again" in result.stdout + result.stderr
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2, summary(trials)
+    assert TrialState.RUNNING not in [t.state for t in trials]
 
 
 def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -> None:
