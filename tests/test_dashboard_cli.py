@@ -185,26 +185,24 @@ def test_the_dashboard_serves_the_study_with_its_pruned_trial(pruned_study: Path
 
 
 def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
-    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none", n_trials=3)
-    with (tmp_path / "sweep.out").open("w") as out, (tmp_path / "sweep.err").open("w") as err:
-        sweep = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=err)
-    try:
-        # The dashboard does not create tables: start it once the sweep has made the file.
-        wait_for((tmp_path / "study.db").exists, timeout=60, what="the sweep to create study.db")
-        with dashboard(sqlite_url(tmp_path), tmp_path) as server:
-            study_id: list[int] = []
-
-            def listed() -> bool:
-                found = server.study_id(STUDY)
-                study_id[:] = [] if found is None else [found]
-                return found is not None
-
-            wait_for(listed, timeout=60, what=f"the dashboard to list {STUDY}")
+    # The dashboard does not create tables, and a short sweep could end while it
+    # starts: the study is created first, as the sweep would create it, and the
+    # dashboard watches it before the sweep's first trial. The dashboard re-reads a
+    # study's trials at most every 2 s (optuna_dashboard/_storage.py), so each trial
+    # runs longer than that (10 epochs of 0.3 s): some read lands after an epoch.
+    optuna.create_study(study_name=STUDY, storage=sqlite_url(tmp_path), direction="maximize")
+    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=8", "hydra/sweeper/pruner=none", n_trials=2)
+    with dashboard(sqlite_url(tmp_path), tmp_path) as server:
+        study_id = server.study_id(STUDY)
+        assert study_id is not None
+        with (tmp_path / "sweep.out").open("w") as out, (tmp_path / "sweep.err").open("w") as err:
+            sweep = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=err)
+        try:
             seen: list[dict[str, Any]] = []
 
             def running_with_progress() -> bool:
                 assert sweep.poll() is None, "the sweep ended before the dashboard showed a running trial"
-                detail = server.try_get(f"/api/studies/{study_id[0]}") or {"trials": []}
+                detail = server.try_get(f"/api/studies/{study_id}") or {"trials": []}
                 seen[:] = [t for t in detail["trials"] if t["state"] == "Running" and t["intermediate_values"]]
                 return bool(seen)
 
@@ -215,22 +213,22 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
 
             assert sweep.wait(timeout=120) == 0, (tmp_path / "sweep.err").read_text()
             finished = load(tmp_path).get_trials()
-            assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
+            assert [t.state for t in finished] == [TrialState.COMPLETE] * 2
 
             def all_complete() -> bool:
-                detail = server.try_get(f"/api/studies/{study_id[0]}") or {"trials": []}
-                return [t["state"] for t in detail["trials"]] == ["Complete"] * 3
+                detail = server.try_get(f"/api/studies/{study_id}") or {"trials": []}
+                return [t["state"] for t in detail["trials"]] == ["Complete"] * 2
 
-            wait_for(all_complete, timeout=30, what="the dashboard to show the three trials COMPLETE")
-            detail = server.get(f"/api/studies/{study_id[0]}")
-    finally:
-        if sweep.poll() is None:
-            sweep.send_signal(signal.SIGINT)
-            try:
-                sweep.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                sweep.kill()
-                sweep.wait(timeout=10)
+            wait_for(all_complete, timeout=30, what="the dashboard to show both trials COMPLETE")
+            detail = server.get(f"/api/studies/{study_id}")
+        finally:
+            if sweep.poll() is None:
+                sweep.send_signal(signal.SIGINT)
+                try:
+                    sweep.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    sweep.kill()
+                    sweep.wait(timeout=10)
 
     served = by_number(detail)
     for t in finished:

@@ -269,6 +269,8 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=8",
         "hydra.sweeper.pruner.n_startup_trials=2",
+        # Every trial trains at least two epochs, so that its span below has a length.
+        "hydra.sweeper.pruner.n_warmup_steps=2",
         f"storage={sqlite_url(tmp_path)}",
         # Hopeless learning rates next to good ones, so that the median pruner has work.
         "params.lr=tag(log, interval(1e-6, 1e-1))",
