@@ -42,7 +42,8 @@ def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
     try:
         if cfg.sweep.trial_number is None:  # a sweep checked its ranges before its trials
-            validate(cfg)  # before ds.run imports torch: bad input is reported at once
+            # Before ds.run imports torch and best_of reads data and a study: bad input is reported at once.
+            validate(cfg)
         from ds.run import run
 
         apply_best_of(cfg)

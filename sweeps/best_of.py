@@ -10,7 +10,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from ds.config import validate
 from sweeps.storage import mask_url, open_storage
 from sweeps.study import best_params, best_trial, check_dataset, load_study
 
@@ -23,10 +22,11 @@ class BestOfError(ValueError):
 
 
 def apply_best_of(cfg: DictConfig) -> None:
-    """Set the best trial's parameters in `cfg`, except those given on the command line."""
+    """Set the best trial's parameters in `cfg`, except those given on the command line.
+
+    `cfg` comes validated (main.py does it before anything is loaded)."""
     if not cfg.best_of:
         return
-    validate(cfg)  # the command line's values, before loading data and the study
     where = mask_url(cfg.storage)
     storage = open_storage(cfg.storage, must_exist=True)
     study = load_study(cfg.best_of, storage, where)
