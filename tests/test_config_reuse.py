@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -70,3 +71,23 @@ def test_a_trial_with_the_same_group_choice_reuses_it_and_another_choice_is_comp
     verbose = reusing.load_sweep_config(master, ["params=default", "hydra.verbose=true", *trial(2, 0.002, 256)])
     assert reusing._base is not base, "other non-value overrides must be composed by Hydra"
     assert verbose.hydra.verbose is True
+
+
+def test_a_worker_process_reuses_one_composition_across_the_jobs_it_is_sent() -> None:
+    """joblib pickles the loader with every job: each unpickled copy in a
+    worker must be that worker's one loader of the sweep, or every trial there
+    would be composed from scratch."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    hydra_loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
+    master = hydra_loader.load_configuration("config", ["hydra/sweeper=optuna"], RunMode.MULTIRUN)
+    sweep = ReusingConfigLoader(hydra_loader)
+
+    first_job, second_job = (pickle.loads(pickle.dumps(sweep)) for _ in range(2))
+    first_job.load_sweep_config(master, trial(0, 0.01, 64))
+    assert second_job is first_job and second_job._base is not None, "the second job must find the first's composition"
+    reused = second_job.load_sweep_config(master, trial(1, 0.002, 256))
+    assert as_data(reused) == as_data(hydra_loader.load_sweep_config(master, trial(1, 0.002, 256)))
+
+    other_sweep = pickle.loads(pickle.dumps(ReusingConfigLoader(hydra_loader)))
+    assert other_sweep is not first_job and other_sweep._base is None, "another sweep composes its own"

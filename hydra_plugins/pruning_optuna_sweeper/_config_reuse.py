@@ -8,11 +8,16 @@ values (config groups such as `params=tuned`, `+`/`~`, hydra.* keys) are the
 same as those of the last composition, and its plain values set the same keys,
 the trial's config is a copy of that composition with Hydra's own override
 step applied to the plain values. Anything else is composed by Hydra as usual.
+
+A launcher that runs trials in worker processes (joblib) pickles the loader
+with every job; each worker unpickles it to one loader per sweep, so a
+worker composes once and reuses that for the later trials it runs.
 """
 
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -24,16 +29,18 @@ from omegaconf import Container, DictConfig, OmegaConf, read_write
 class ReusingConfigLoader:
     """Wraps Hydra's config loader; only `load_sweep_config` is changed."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, sweep_id: str | None = None) -> None:
         self._inner = inner
+        self._sweep_id = sweep_id or uuid.uuid4().hex
         self._parser = OverridesParser.create()
         self._base: DictConfig | None = None
         self._base_key: tuple[list[str], list[str]] | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
+        return _loader_of_sweep, (self._sweep_id, self._inner)
+
     def __getattr__(self, name: str) -> Any:
-        # Only called for names not found on self. While unpickling (joblib
-        # sends the loader to its workers) `_inner` is not set yet, and the
-        # dunders pickle looks up must not be forwarded.
+        # Only called for names not found on self; the dunders pickle looks up are not forwarded.
         if name == "_inner" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self._inner, name)
@@ -55,6 +62,16 @@ class ReusingConfigLoader:
             ConfigLoaderImpl._apply_overrides_to_config(plain, config)
             config.hydra.overrides.task = [o.input_line for o in parsed]
         return config
+
+
+_LOADERS_OF_SWEEPS: dict[str, ReusingConfigLoader] = {}
+
+
+def _loader_of_sweep(sweep_id: str, inner: Any) -> ReusingConfigLoader:
+    """Unpickling in a worker: this process's loader for that sweep, made at its first job."""
+    if sweep_id not in _LOADERS_OF_SWEEPS:
+        _LOADERS_OF_SWEEPS[sweep_id] = ReusingConfigLoader(inner, sweep_id)
+    return _LOADERS_OF_SWEEPS[sweep_id]
 
 
 def _is_plain_value(override: Override, config: DictConfig) -> bool:
