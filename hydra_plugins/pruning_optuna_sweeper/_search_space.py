@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,8 @@ from optuna.distributions import (
 
 from ds.config import ConfigError, validate
 from ds.errors import first_line
+
+from ._config_reuse import copy_config
 
 
 class SearchSpaceError(ValueError):
@@ -179,7 +180,7 @@ def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
 
 def _check_value(task_config: DictConfig, name: str, value: Any, distribution: BaseDistribution | None) -> Any:
     """The value as the trial's config would hold it, if the training config accepts it."""
-    trial_config = copy.deepcopy(task_config)
+    trial_config = copy_config(task_config)
     try:
         with read_write(trial_config), open_dict(trial_config):
             OmegaConf.update(trial_config, name, value, force_add=True)
