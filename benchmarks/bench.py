@@ -14,7 +14,11 @@
 - parallel: the same 12 trials in 1 process, with the joblib launcher
             (2 workers, batches of 2 and of 12), and in 2 sweep processes
             sharing the study;
-- overhead: where a trial's time goes besides training (overhead_probe.py).
+- overhead: where a trial's time goes besides training (overhead_probe.py),
+            next to the floor the libraries set: Optuna's own calls for
+            those trials on SQLite, and Hydra's basic sweeper and the stock
+            hydra-optuna-sweeper running a task that only returns
+            (noop_task.py).
 
 Every ratio compares figures taken in this run, on this machine.
 """
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +174,14 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
         "trials": len(trials),
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
         "overhead_ms": (sweep_s - epoch_s) / len(trials) * 1000,
+        "phase": trial_phase(trials),
     }
+
+
+def trial_phase(trials: list[optuna.trial.FrozenTrial]) -> float:
+    """Seconds from the first trial's start to the last one's end: the wall
+    time less the processes' start-up (imports, config, data) and wind-down."""
+    return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
 
 
 def bench_sweep(data_dir: Path, workdir: Path, settings: dict[str, tuple[str, ...]], seeds: tuple[int, ...]) -> None:
@@ -219,8 +231,9 @@ def run_workers(data_dir: Path, workdir: Path, name: str, workers: int, *overrid
     if any(p.returncode for p in processes):
         raise RuntimeError(f"workers of {name} failed:\n" + "\n".join(e[-2000:] for e in errors))
     study = optuna.load_study(study_name=name, storage=storage)
-    epochs = sum(len(t.intermediate_values) for t in study.get_trials())
-    return {"wall": wall, "epochs": epochs, "best": study.best_value}
+    trials = study.get_trials()
+    epochs = sum(len(t.intermediate_values) for t in trials)
+    return {"wall": wall, "epochs": epochs, "best": study.best_value, "phase": trial_phase(trials)}
 
 
 def queue_trials(workdir: Path, name: str, count: int = 12, seed: int = 0) -> None:
@@ -259,23 +272,104 @@ def bench_parallel(data_dir: Path, workdir: Path) -> None:
         ("2 sweep processes", processes),
     )
     for label, r in rows:
-        print(f"  {label:33s} wall {r['wall']:.1f} s   epochs {r['epochs']}   best {r['best']:.4f}")
+        print(
+            f"  {label:33s} wall {r['wall']:.1f} s (first trial's start to last one's end {r['phase']:.1f} s)"
+            f"   epochs {r['epochs']}   best {r['best']:.4f}"
+        )
     for label, r in rows[1:]:
-        print(f"  {label}: {one['wall'] / r['wall']:.2f}x faster than 1 process")
+        print(
+            f"  {label}: {one['wall'] / r['wall']:.2f}x faster than 1 process"
+            f" (first trial to last: {one['phase'] / r['phase']:.2f}x)"
+        )
 
 
-def bench_overhead(data_dir: Path, workdir: Path) -> None:
+def bench_overhead(data_dir: Path, workdir: Path, trials: int = 10) -> None:
     command = sweep_command(
         ROOT / "benchmarks" / "overhead_probe.py", data_dir, workdir, "overhead",
-        "hydra.sweeper.n_trials=10", "params.epoch_count=1", "params.batch_size=512",
+        f"hydra.sweeper.n_trials={trials}", "params.epoch_count=1", "params.batch_size=512",
     )
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"overhead probe failed:\n{result.stderr[-3000:]}")
-    print("per-trial overhead, 10 one-epoch trials (mean ms per trial):")
+    print(f"per-trial overhead, {trials} one-epoch trials (mean ms per trial):")
     for line in result.stdout.splitlines():
         if line.startswith("OVERHEAD   "):
             print("  " + line.removeprefix("OVERHEAD   "))
+    # What the pinned libraries cost per trial by themselves, with nothing to
+    # train: the floor under the figures above, measured in the same run.
+    sweeper = default_sweeper()
+    space = [f"{key}={values}" for key, values in sweeper.params.items()]
+    print(f"the same {trials} trials' floor (mean ms per trial):")
+    print(f"  {'optuna alone: ask, heartbeat, report, tell':52s} {optuna_alone(sweeper, space, workdir, trials):8.1f}")
+    noop = (sys.executable, str(ROOT / "benchmarks" / "noop_task.py"), "-m")
+    hydra_alone = per_job(workdir, "basic", trials, lambda n, name: [
+        *noop, "params.lr=" + ",".join(str(i + 1) for i in range(n)), f"hydra.sweep.dir={workdir / name}"])
+    print(f"  {'hydra alone: basic sweeper, a task that returns':52s} {hydra_alone:8.1f}")
+    stock = per_job(workdir, "stock", trials, lambda n, name: [
+        *noop, "hydra/sweeper=optuna", f"hydra.sweeper.n_trials={n}", "hydra.sweeper.n_jobs=1",
+        f"hydra.sweeper.storage=sqlite:///{workdir / 'stock.db'}", f"hydra.sweeper.study_name={name}",
+        "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={workdir / name}", *space])
+    print(f"  {'stock hydra-optuna-sweeper, a task that returns':52s} {stock:8.1f}")
+
+
+def default_sweeper():
+    """The default sweep's `hydra.sweeper` settings, composed from conf/."""
+    from hydra import compose, initialize_config_dir
+
+    from ds.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf")):
+        return compose("config", ["hydra/sweeper=optuna"], return_hydra_config=True).hydra.sweeper
+
+
+def optuna_alone(sweeper, space: list[str], workdir: Path, trials: int) -> float:
+    """Mean ms of the calls the sweep makes to Optuna for a one-epoch trial,
+    with the default sweep's sampler, pruner, search space and SQLite storage,
+    and nothing else: no Hydra job, no training."""
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    from hydra_plugins.pruning_optuna_sweeper._sweep import SAMPLER_WHITELIST  # also silences its warnings
+    from sweeps.reporter import build_pruner
+    from sweeps.storage import open_storage
+
+    storage = open_storage(
+        f"sqlite:///{workdir / 'optuna-alone.db'}",
+        heartbeat_interval=sweeper.heartbeat_interval,
+        grace_period=sweeper.grace_period,
+    )
+    study = optuna.create_study(
+        storage=storage,
+        sampler=instantiate(sweeper.sampler, _execution_whitelist_=SAMPLER_WHITELIST),
+        pruner=build_pruner(sweeper.pruner),
+        direction=sweeper.direction,
+    )
+    distributions, _, _ = create_params_from_overrides(space)
+    started = time.perf_counter()
+    for _ in range(trials):
+        trial = study.ask(distributions)
+        storage.record_heartbeat(trial._trial_id)
+        trial.report(trial.params["params.lr"], step=1)  # one epoch: its last, so no should_prune
+        study.tell(trial, trial.params["params.lr"])
+    return (time.perf_counter() - started) / trials * 1000
+
+
+def per_job(workdir: Path, kind: str, jobs: int, command: Callable[[int, str], list[str]]) -> float:
+    """Mean ms a job adds to a multirun: `jobs + 1` jobs against 1, the same
+    start-up in both; the fastest of two tries of each. `command(n, name)`
+    runs n jobs, its study and folder called `name`."""
+    def wall(n: int) -> float:
+        times = []
+        for attempt in range(2):
+            started = time.perf_counter()
+            result = subprocess.run(command(n, f"{kind}-{n}-{attempt}"), cwd=workdir, capture_output=True, text=True)
+            times.append(time.perf_counter() - started)
+            if result.returncode != 0:
+                raise RuntimeError(f"{' '.join(command(n, 'x'))} failed:\n{result.stderr[-3000:]}")
+        return min(times)
+
+    return (wall(jobs + 1) - wall(1)) / jobs * 1000
 
 
 def main() -> None:

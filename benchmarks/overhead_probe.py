@@ -41,8 +41,10 @@ durations: defaultdict[str, list[float]] = defaultdict(list)
 
 
 def timed(owner: object, name: str, label: str) -> None:
-    original = getattr(owner, name)
+    setattr(owner, name, timer(getattr(owner, name), label))
 
+
+def timer(original, label: str):
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
@@ -55,12 +57,20 @@ def timed(owner: object, name: str, label: str) -> None:
             starts[label].append(started)
             durations[label].append(elapsed)
 
-    setattr(owner, name, wrapper)
+    return wrapper
 
 
 timed(_config_reuse.ReusingConfigLoader, "load_sweep_config", "hydra: compose the trial's config (in launch)")
 timed(HydraConfig, "set_config", "hydra: HydraConfig.set_config, twice (in launch)")
 timed(basic_launcher, "run_job", "hydra: run_job, incl. the task (in launch)")
+_run_job = basic_launcher.run_job
+
+
+def _run_job_timing_its_task(*args, task_function, **kwargs):
+    return _run_job(*args, task_function=timer(task_function, "task: all of it (in run_job)"), **kwargs)
+
+
+basic_launcher.run_job = _run_job_timing_its_task
 timed(hydra_job, "_save_config", "hydra: save the job's config files (in run_job)")
 timed(hydra_job, "configure_log", "hydra: configure logging (in run_job)")
 timed(sweeps.reporter, "trial_callbacks", "task: find the trial, load the pruner (in run_job)")
@@ -77,13 +87,20 @@ timed(sweep.SweepRun, "_run_trials", "sweeper: the trial loop")
 @atexit.register
 def report() -> None:
     trials = calls["sweeper: launch (all of a trial's job)"] or 1
-    print("OVERHEAD per trial (ms):")
-    for label, total in seconds.items():
-        if label != "sweeper: the trial loop":
-            print(f"OVERHEAD   {label:52s} {total / trials * 1000:8.1f}")
-    # A trial's turn: from asking for it to asking for the next (or the loop's end).
     [loop_start], [loop_seconds] = starts["sweeper: the trial loop"], durations["sweeper: the trial loop"]
-    turn_ends = [*starts["sweeper: ask (sampling)"][1:], loop_start + loop_seconds]
+    loop_end = loop_start + loop_seconds
+    # Only calls made by the trial loop: the sweep's own start-up (its first
+    # data load, say) goes through some of the same functions.
+    in_loop = {
+        label: _within(loop_start, loop_end, label)
+        for label in seconds
+        if label != "sweeper: the trial loop" and any(loop_start <= s < loop_end for s in starts[label])
+    }
+    print("OVERHEAD per trial (ms):")
+    for label, total in in_loop.items():
+        print(f"OVERHEAD   {label:52s} {total / trials * 1000:8.1f}")
+    # A trial's turn: from asking for it to asking for the next (or the loop's end).
+    turn_ends = [*starts["sweeper: ask (sampling)"][1:], loop_end]
     turns = [end - start for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)]
     trainings = durations["task: training (in run_job)"]
     # Reporting to the trial happens inside the epoch loop but is not training.
@@ -92,6 +109,8 @@ def report() -> None:
         for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)
     ]
     overheads = [turn - training + reporting for turn, training, reporting in zip(turns, trainings, reportings)]
+    own = in_loop["hydra: run_job, incl. the task (in launch)"] - in_loop["task: all of it (in run_job)"]
+    print(f"OVERHEAD   {'hydra: run_job without the task':52s} {own / trials * 1000:8.1f}")
     print(f"OVERHEAD   {'everything but training, mean':52s} {statistics.mean(overheads) * 1000:8.1f}")
     print(f"OVERHEAD   {'everything but training, median':52s} {statistics.median(overheads) * 1000:8.1f}")
 
