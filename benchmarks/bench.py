@@ -15,9 +15,9 @@
             (2 workers, batches of 2 and of 12), and in 2 sweep processes
             sharing the study;
 - overhead: where a trial's time goes besides training (overhead_probe.py),
-            next to the floor the libraries set: Optuna's own calls for
-            those trials on SQLite, and Hydra's basic sweeper and the stock
-            hydra-optuna-sweeper running a task that only returns
+            what Optuna's own calls for those trials cost alone on SQLite,
+            and, for comparison, a job of Hydra's basic sweeper and of the
+            stock hydra-optuna-sweeper running a task that only returns
             (noop_task.py).
 
 Every ratio compares figures taken in this run, on this machine.
@@ -179,9 +179,11 @@ def run_sweep(data_dir: Path, workdir: Path, name: str, *overrides: str) -> dict
 
 
 def trial_phase(trials: list[optuna.trial.FrozenTrial]) -> float:
-    """Seconds from the first trial's start to the last one's end: the wall
-    time less the processes' start-up (imports, config, data) and wind-down."""
-    return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    """Seconds from the first trial's start (when it is asked for) to the last
+    one's end: the wall time less the sweep processes' own start-up and
+    wind-down. Joblib's workers start within it, after their first trials are asked for."""
+    finished = [t for t in trials if t.datetime_start and t.datetime_complete]
+    return (max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)).total_seconds()
 
 
 def bench_sweep(data_dir: Path, workdir: Path, settings: dict[str, tuple[str, ...]], seeds: tuple[int, ...]) -> None:
@@ -295,21 +297,24 @@ def bench_overhead(data_dir: Path, workdir: Path, trials: int = 10) -> None:
     for line in result.stdout.splitlines():
         if line.startswith("OVERHEAD   "):
             print("  " + line.removeprefix("OVERHEAD   "))
-    # What the pinned libraries cost per trial by themselves, with nothing to
-    # train: the floor under the figures above, measured in the same run.
+    # The part of those figures the libraries set by themselves: Hydra's
+    # run_job above, and Optuna's calls here, with no Hydra job and no training.
     sweeper = default_sweeper()
     space = [f"{key}={values}" for key, values in sweeper.params.items()]
-    print(f"the same {trials} trials' floor (mean ms per trial):")
-    print(f"  {'optuna alone: ask, heartbeat, report, tell':52s} {optuna_alone(sweeper, space, workdir, trials):8.1f}")
+    print(f"optuna alone, {trials} trials (mean ms per trial):")
+    print(f"  {'ask, heartbeat, report, tell (a subset of the above)':52s} {optuna_alone(sweeper, space, workdir, trials):8.1f}")
+    # For comparison, what a job costs without this project's sweeper:
+    # composed from scratch, like every job of Hydra's own launchers.
     noop = (sys.executable, str(ROOT / "benchmarks" / "noop_task.py"), "-m")
-    hydra_alone = per_job(workdir, "basic", trials, lambda n, name: [
+    basic = per_job(workdir, "basic", trials, lambda n, name: [
         *noop, "params.lr=" + ",".join(str(i + 1) for i in range(n)), f"hydra.sweep.dir={workdir / name}"])
-    print(f"  {'hydra alone: basic sweeper, a task that returns':52s} {hydra_alone:8.1f}")
     stock = per_job(workdir, "stock", trials, lambda n, name: [
         *noop, "hydra/sweeper=optuna", f"hydra.sweeper.n_trials={n}", "hydra.sweeper.n_jobs=1",
         f"hydra.sweeper.storage=sqlite:///{workdir / 'stock.db'}", f"hydra.sweeper.study_name={name}",
         "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={workdir / name}", *space])
-    print(f"  {'stock hydra-optuna-sweeper, a task that returns':52s} {stock:8.1f}")
+    print(f"a job of a task that only returns (noop_task.py), {trials} jobs (mean ms per job):")
+    print(f"  {'Hydra basic sweeper and launcher':52s} {basic:8.1f}")
+    print(f"  {'stock hydra-optuna-sweeper, its SQLite study':52s} {stock:8.1f}")
 
 
 def default_sweeper():
@@ -324,9 +329,11 @@ def default_sweeper():
 
 
 def optuna_alone(sweeper, space: list[str], workdir: Path, trials: int) -> float:
-    """Mean ms of the calls the sweep makes to Optuna for a one-epoch trial,
-    with the default sweep's sampler, pruner, search space and SQLite storage,
-    and nothing else: no Hydra job, no training."""
+    """Mean ms of the Optuna calls no sweep can do without for a one-epoch
+    trial (ask with sampling, a heartbeat, one report, tell), with the default
+    sweep's sampler, pruner, search space and SQLite storage, and nothing
+    else: no Hydra job, no training. The sweep makes a few more (its
+    attributes, the trial's lookup, the stale-trial check, the best so far)."""
     from hydra.utils import instantiate
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 

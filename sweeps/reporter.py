@@ -9,6 +9,7 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING
 
 import optuna
@@ -60,6 +61,9 @@ def _study(opened: tuple[str, int | None, int | None], study_name: str, pruner_y
     trials in one process share it); `opened`: the storage's URL and heartbeat settings."""
     pruner = build_pruner(OmegaConf.create(pruner_yaml))
     return optuna.load_study(study_name=study_name, storage=_open(opened), pruner=pruner)
+
+
+os.register_at_fork(after_in_child=_study.cache_clear)  # as storage.py's own cache
 
 
 def _open(opened: tuple[str, int | None, int | None]) -> BaseStorage:

@@ -24,6 +24,9 @@ SQLITE_LOCK_TIMEOUT_S = 60
 SCHEMA_RACE_ATTEMPTS = 5
 
 _open: dict[tuple[str, int | None, int | None], BaseStorage] = {}
+# A forked worker (joblib's multiprocessing backend) opens its own storages:
+# a database connection must not be used on both sides of a fork.
+os.register_at_fork(after_in_child=_open.clear)
 
 
 class StorageError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 
 from ds.config import register_configs
 from hydra_plugins.pruning_optuna_sweeper import sweeper as _registers_sweeper_configs  # noqa: F401
-from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader
+from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader, copy_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -91,3 +92,14 @@ def test_a_worker_process_reuses_one_composition_across_the_jobs_it_is_sent() ->
 
     other_sweep = pickle.loads(pickle.dumps(ReusingConfigLoader(hydra_loader)))
     assert other_sweep is not first_job and other_sweep._base_pickle is None, "another sweep composes its own"
+
+
+def test_a_config_that_does_not_pickle_is_copied_the_slow_way() -> None:
+    @dataclass
+    class DefinedInAFunction:
+        lr: float = 0.1
+
+    config = OmegaConf.structured(DefinedInAFunction)
+    copied = copy_config(config)
+    assert copied == config and copied is not config
+    assert OmegaConf.get_type(copied) is DefinedInAFunction

@@ -9,6 +9,7 @@ REQUIRE_POSTGRES=1) or a SQLite file.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -348,6 +349,25 @@ def open_together(folder: Path, urls: list[str], openers: int = 4) -> None:
             p.kill()
             p.wait(timeout=10)
     assert [p.returncode for p in processes] == [0] * openers, "\n".join(errors)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_forked_worker_opens_its_own_storage_not_its_parent_s(tmp_path: Path) -> None:
+    """joblib's multiprocessing backend forks a worker per trial while the
+    sweep's heartbeat thread uses the storage: the trial, which asks for the
+    sweep's storage settings, must get its own connections, not its parent's."""
+    from sweeps.storage import open_storage
+
+    url = sqlite_url(tmp_path)
+    parent = open_storage(url, heartbeat_interval=1, grace_period=4)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without pytest's teardown
+        child = open_storage(url, heartbeat_interval=1, grace_period=4)
+        os.write(write, b"own" if child is not parent and child.get_all_studies() == [] else b"shared")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"own"
 
 
 def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
