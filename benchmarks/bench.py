@@ -293,7 +293,7 @@ def bench_overhead(data_dir: Path, workdir: Path, trials: int = 10) -> None:
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"overhead probe failed:\n{result.stderr[-3000:]}")
-    print(f"per-trial overhead, {trials} one-epoch trials (mean ms per trial):")
+    print(f"per-trial overhead, {trials} one-epoch trials (ms per trial: mean, median):")
     for line in result.stdout.splitlines():
         if line.startswith("OVERHEAD   "):
             print("  " + line.removeprefix("OVERHEAD   "))

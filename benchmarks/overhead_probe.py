@@ -3,10 +3,11 @@
     python benchmarks/overhead_probe.py -m hydra/sweeper=optuna [overrides...]
 
 Wraps the per-trial steps of Hydra, the sweeper and the task in timers, runs
-the sweep in this process, and prints the mean milliseconds per trial of each.
-The total is each trial's whole turn of the sweeper's loop (from asking for it
-to asking for the next) minus its training: its mean and its median over the
-trials (the median is less sensitive to a noisy neighbour on the machine).
+the sweep in this process, and prints the mean and the median over the
+trials of the milliseconds each takes per trial (the median is less
+sensitive to the first trial's one-off costs and to a noisy neighbour on the
+machine). The total is each trial's whole turn of the sweeper's loop (from
+asking for it to asking for the next) minus its training.
 Used by bench.py; the wrappers only measure, they change nothing.
 """
 
@@ -18,7 +19,7 @@ import runpy
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +35,6 @@ import hydra_plugins.pruning_optuna_sweeper._config_reuse as _config_reuse  # no
 import hydra_plugins.pruning_optuna_sweeper._sweep as sweep  # noqa: E402
 import sweeps.reporter  # noqa: E402
 
-seconds: defaultdict[str, float] = defaultdict(float)
-calls: Counter[str] = Counter()
 starts: defaultdict[str, list[float]] = defaultdict(list)
 durations: defaultdict[str, list[float]] = defaultdict(list)
 
@@ -51,11 +50,8 @@ def timer(original, label: str):
         try:
             return original(*args, **kwargs)
         finally:
-            elapsed = time.perf_counter() - started
-            seconds[label] += elapsed
-            calls[label] += 1
             starts[label].append(started)
-            durations[label].append(elapsed)
+            durations[label].append(time.perf_counter() - started)
 
     return wrapper
 
@@ -86,33 +82,34 @@ timed(sweep.SweepRun, "_run_trials", "sweeper: the trial loop")
 
 @atexit.register
 def report() -> None:
-    trials = calls["sweeper: launch (all of a trial's job)"] or 1
     [loop_start], [loop_seconds] = starts["sweeper: the trial loop"], durations["sweeper: the trial loop"]
-    loop_end = loop_start + loop_seconds
-    # Only calls made by the trial loop: the sweep's own start-up (its first
-    # data load, say) goes through some of the same functions.
-    in_loop = {
-        label: _within(loop_start, loop_end, label)
-        for label in seconds
-        if label != "sweeper: the trial loop" and any(loop_start <= s < loop_end for s in starts[label])
-    }
-    print("OVERHEAD per trial (ms):")
-    for label, total in in_loop.items():
-        print(f"OVERHEAD   {label:52s} {total / trials * 1000:8.1f}")
     # A trial's turn: from asking for it to asking for the next (or the loop's end).
-    turn_ends = [*starts["sweeper: ask (sampling)"][1:], loop_end]
-    turns = [end - start for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)]
-    trainings = durations["task: training (in run_job)"]
-    # Reporting to the trial happens inside the epoch loop but is not training.
-    reportings = [
-        sum(_within(start, end, label) for label in ("optuna: trial.report (in training)", "optuna: trial.should_prune (in training)"))
-        for start, end in zip(starts["sweeper: ask (sampling)"], turn_ends)
+    asks = starts["sweeper: ask (sampling)"]
+    turns = list(zip(asks, [*asks[1:], loop_start + loop_seconds]))
+    # Per turn, so only calls made by the trial loop count: the sweep's own
+    # start-up (its first data load, say) goes through some of the same functions.
+    per_turn = {
+        label: [_within(start, end, label) for start, end in turns]
+        for label in list(starts)
+        if label != "sweeper: the trial loop"
+    }
+    per_turn["hydra: run_job without the task"] = [
+        job - task for job, task in zip(per_turn["hydra: run_job, incl. the task (in launch)"], per_turn["task: all of it (in run_job)"])
     ]
-    overheads = [turn - training + reporting for turn, training, reporting in zip(turns, trainings, reportings)]
-    own = in_loop["hydra: run_job, incl. the task (in launch)"] - in_loop["task: all of it (in run_job)"]
-    print(f"OVERHEAD   {'hydra: run_job without the task':52s} {own / trials * 1000:8.1f}")
-    print(f"OVERHEAD   {'everything but training, mean':52s} {statistics.mean(overheads) * 1000:8.1f}")
-    print(f"OVERHEAD   {'everything but training, median':52s} {statistics.median(overheads) * 1000:8.1f}")
+    # Reporting to the trial happens inside the epoch loop but is not training.
+    per_turn["everything but training"] = [
+        (end - start) - training + report + prune
+        for (start, end), training, report, prune in zip(
+            turns,
+            per_turn["task: training (in run_job)"],
+            per_turn["optuna: trial.report (in training)"],
+            per_turn["optuna: trial.should_prune (in training)"],
+        )
+    ]
+    print(f"OVERHEAD per trial (ms): {'mean':>8s} {'median':>8s}")
+    for label, values in per_turn.items():
+        if any(values):
+            print(f"OVERHEAD   {label:52s} {statistics.mean(values) * 1000:8.1f} {statistics.median(values) * 1000:8.1f}")
 
 
 def _within(start: float, end: float, label: str) -> float:
