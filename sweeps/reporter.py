@@ -45,7 +45,7 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
     sweeper = HydraConfig.get().sweeper
     # With the sweeper's settings: a trial in the sweep's own process shares its storage.
     opened = (sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
-    storage = _open(opened)
+    storage = _storage(opened)
     study_id = storage.get_study_id_from_name(cfg.sweep.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, cfg.sweep.trial_number)
     pruner = pinned_max_resource(sweeper.pruner, storage, study_id, trial_id, cfg.params.epoch_count)
@@ -60,13 +60,13 @@ def _study(opened: tuple[str, int | None, int | None], study_name: str, pruner_y
     """The study with the sweep's pruner, loaded once per process (a sweep's
     trials in one process share it); `opened`: the storage's URL and heartbeat settings."""
     pruner = build_pruner(OmegaConf.create(pruner_yaml))
-    return optuna.load_study(study_name=study_name, storage=_open(opened), pruner=pruner)
+    return optuna.load_study(study_name=study_name, storage=_storage(opened), pruner=pruner)
 
 
 os.register_at_fork(after_in_child=_study.cache_clear)  # as storage.py's own cache
 
 
-def _open(opened: tuple[str, int | None, int | None]) -> BaseStorage:
+def _storage(opened: tuple[str, int | None, int | None]) -> BaseStorage:
     url, heartbeat_interval, grace_period = opened
     return open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
