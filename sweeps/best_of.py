@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.storage import mask_url, open_storage
-from sweeps.study import best_params, best_trial, check_dataset, load_study
+from sweeps.study import TRAINED_PARAMS_ATTR, best_params, best_trial, check_dataset, load_study
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -36,7 +36,11 @@ def apply_best_of(cfg: DictConfig) -> None:
     check_dataset(study, load_data(cfg).identity, where, user="run")
     hydra = HydraConfig.get()
     explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
-    recorded = best_params(trial)
+    sampled_or_fixed = best_params(trial)
+    # Every params.* value the trial trained with, as its task recorded it:
+    # its params config may have been edited since.
+    trained = {f"params.{k}": v for k, v in trial.user_attrs.get(TRAINED_PARAMS_ATTR, {}).items()}
+    recorded = {**trained, **sampled_or_fixed}
     # `params=other` on the command line covers every params.* key; the
     # choice the best trial ran with (`params=tuned`) only selects the group.
     covering = {e for e in explicit if not (e in hydra.runtime.choices and recorded.get(e) == hydra.runtime.choices[e])}
@@ -48,6 +52,11 @@ def apply_best_of(cfg: DictConfig) -> None:
             f"{', '.join(unknown)}, not a key of this project's training config; expected a study of this "
             "project's sweeps (python -m sweeps list shows the studies)"
         )
+    edited = {
+        k: OmegaConf.select(cfg, k)
+        for k in applied
+        if k not in sampled_or_fixed and OmegaConf.select(cfg, k, default=applied[k]) != applied[k]
+    }
     for key, value in applied.items():
         if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
             if hydra.runtime.choices[key] != value:
@@ -58,6 +67,13 @@ def apply_best_of(cfg: DictConfig) -> None:
             continue
         OmegaConf.update(cfg, key, value)
     kept = sorted(set(recorded) - set(applied))
+    if edited:
+        log.info(
+            "best_of=%s: as trial %d trained, where this run's config has other values: %s",
+            cfg.best_of,
+            trial.number,
+            ", ".join(f"{k}={applied[k]!r} (not {v!r})" for k, v in edited.items()),
+        )
     log.info(
         "best_of=%s: trial %d of %s (value %.4f) gives %s%s",
         cfg.best_of,

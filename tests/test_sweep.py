@@ -547,6 +547,21 @@ def test_best_of_a_trial_it_cannot_apply_says_why_before_training(tmp_path: Path
     assert "[Epoch:" not in result.stdout
 
 
+def test_best_of_trains_with_every_value_the_trial_trained_with(tmp_path: Path) -> None:
+    """Not the values its params config holds now (edited since, or another
+    file under the same name): those the trial's task recorded."""
+    study = optuna.create_study(study_name="s", storage=sqlite_url(tmp_path), direction="maximize")
+    trial = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    trial.set_user_attr("trained_params", {"lr": trial.params["params.lr"], "batch_size": 512, "epoch_count": 1})
+    study.tell(trial, 0.9)
+    result = run_main([*offline_args(tmp_path), "best_of=s", f"storage={sqlite_url(tmp_path)}", "progress=false"], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert f"params: lr={trial.params['params.lr']:g} batch_size=512 epoch_count=1" in result.stdout
+    # params/default.yaml has 64 and 3: said, not silently replaced.
+    assert "as trial 0 trained, where this run's config has other values: params.batch_size=512 (not 64)" in result.stdout
+
+
 def test_best_of_with_a_bad_value_fails_before_it_reads_data_or_a_study(tmp_path: Path) -> None:
     missing = tmp_path / "none.db"
     result = run_main([*offline_args(tmp_path), "best_of=any", f"storage=sqlite:///{missing}", "params.lr=-1"], tmp_path)
