@@ -32,14 +32,21 @@ USER_ERRORS = (
 )
 
 register_configs()
-# ds.data logs the sample fallback (into the run's log too); its Python warning,
-# for library callers, would say it a second time here.
-warnings.filterwarnings("ignore", category=SampleFallbackWarning)
+
+
+def say_sample_fallback_once() -> None:
+    """ds.data logs the sample fallback (into the run's log too); its Python
+    warning, for library callers, would say it a second time here."""
+    warnings.filterwarnings("ignore", category=SampleFallbackWarning)
+
+
+say_sample_fallback_once()
 
 
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
+    say_sample_fallback_once()  # also in a launcher's worker, where this module's top level did not run
     try:
         if cfg.sweep.trial_number is None:  # a sweep checked its ranges before its trials
             # Before ds.run imports torch and best_of reads data and a study: bad input is reported at once.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,10 @@ def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
         storage = None
         try:
-            storage = RDBStorage(url, **kwargs)
+            with warnings.catch_warnings():
+                # Heartbeats are used on purpose (workers' trials, and the trials that share their storage).
+                warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(url, **kwargs)
             if storage.engine.dialect.name == "sqlite":
                 _use_write_ahead_log(storage)
             return storage

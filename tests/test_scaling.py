@@ -284,6 +284,7 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert "database is locked" not in output
+    assert "Warning" not in result.stderr, result.stderr[-3000:]  # none from the workers either
     study = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path))
     trials = study.get_trials()
     assert len(trials) == 8, summary(trials)

@@ -37,3 +37,18 @@ def test_an_ignored_signal_stays_ignored() -> None:
     with interrupts_held() as received:
         os.kill(os.getpid(), signal.SIGINT)
     assert received == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_worker_forked_during_the_sweep_is_ended_by_sigterm_as_before() -> None:
+    """joblib's multiprocessing pool forks its workers and ends them with
+    SIGTERM: the sweep's handler must not raise (and print a traceback) there."""
+    with sigterm_as_interrupt():
+        pid = os.fork()
+        if pid == 0:  # the worker: leave without pytest's teardown whatever happens
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except BaseException:
+                os._exit(3)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status

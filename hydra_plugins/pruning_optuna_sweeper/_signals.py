@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the sweep is, to unwind like Ctrl-C."""
 
 
+# SIGTERM's handler from before sigterm_as_interrupt, while that is in force.
+_sigterm_before: list[Any] = []
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so running trials are closed, not left RUNNING."""
@@ -20,11 +25,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise Terminated(f"signal {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    _sigterm_before.append(signal.signal(signal.SIGTERM, interrupt))
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, _sigterm_before.pop())
+
+
+def _sigterm_as_before_in_a_forked_worker() -> None:
+    """A process forked by the sweep (joblib's multiprocessing pool) is not the
+    sweep: its pool ends it with SIGTERM, which must not raise there."""
+    if _sigterm_before:
+        signal.signal(signal.SIGTERM, _sigterm_before[0])
+
+
+os.register_at_fork(after_in_child=_sigterm_as_before_in_a_forked_worker)
 
 
 @contextmanager
