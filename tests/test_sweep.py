@@ -229,7 +229,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
         ("hydra/sweeper/sampler=grid", "the grid sampler needs a finite grid, but the sweep's range for params.lr is a continuous"),
         ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
-        ("params=choice(default, tuned)", "a range over config group 'params' (options: default), which this sweeper does not search"),
+        ("params=choice(default, tuned)", "config group 'params' (options: default), which this sweeper does not search; expected one option for the whole sweep (params=default)"),
         (
             ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.reduction_factor=1"),
             "hydra.sweeper.pruner fails in use, rehearsed on a few in-memory trials with {'min_resource': 1, 'max_resource': 'auto', "

@@ -97,9 +97,10 @@ def parse_search_space(
     groups = {name for name in [*distributions, *fixed] if group_options(name)}
     for name in groups & set(distributions):
         options = group_options(name)
+        chosen = OmegaConf.select(task_config, "hydra.runtime.choices", default={}).get(name) or options[0]
         raise SearchSpaceError(
             f"the sweep has a range over config group '{name}' (options: {', '.join(options)}), which this "
-            f"sweeper does not search; expected one option for the whole sweep ({name}={options[0]}) and "
+            f"sweeper does not search; expected one option for the whole sweep ({name}={chosen}) and "
             "ranges over its values"
         )
     values = {name: value for name, value in fixed.items() if name not in groups}
