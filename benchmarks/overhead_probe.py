@@ -37,6 +37,7 @@ import sweeps.reporter  # noqa: E402
 
 starts: defaultdict[str, list[float]] = defaultdict(list)
 durations: defaultdict[str, list[float]] = defaultdict(list)
+labels: list[str] = []  # every timed step, in the order they are wrapped
 
 
 def timed(owner: object, name: str, label: str) -> None:
@@ -44,6 +45,9 @@ def timed(owner: object, name: str, label: str) -> None:
 
 
 def timer(original, label: str):
+    if label not in labels:
+        labels.append(label)
+
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
@@ -90,7 +94,7 @@ def report() -> None:
     # start-up (its first data load, say) goes through some of the same functions.
     per_turn = {
         label: [_within(start, end, label) for start, end in turns]
-        for label in list(starts)
+        for label in labels
         if label != "sweeper: the trial loop"
     }
     per_turn["hydra: run_job without the task"] = [

@@ -52,11 +52,9 @@ def apply_best_of(cfg: DictConfig) -> None:
             f"{', '.join(unknown)}, not a key of this project's training config; expected a study of this "
             "project's sweeps (python -m sweeps list shows the studies)"
         )
-    edited = {
-        k: OmegaConf.select(cfg, k)
-        for k in applied
-        if k not in sampled_or_fixed and OmegaConf.select(cfg, k, default=applied[k]) != applied[k]
-    }
+    # What only the trained record gives, where this run's config differs: said, not silently replaced.
+    current = {k: OmegaConf.select(cfg, k, default=v) for k, v in applied.items() if k not in sampled_or_fixed}
+    edited = {k: v for k, v in current.items() if v != applied[k]}
     for key, value in applied.items():
         if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
             if hydra.runtime.choices[key] != value:

@@ -9,7 +9,6 @@ so this works wherever the launcher runs the task.
 from __future__ import annotations
 
 import functools
-import os
 from typing import TYPE_CHECKING
 
 import optuna
@@ -44,31 +43,22 @@ def trial_callbacks(cfg: DictConfig) -> list[EpochCallback]:
         return []
     sweeper = HydraConfig.get().sweeper
     # With the sweeper's settings: a trial in the sweep's own process shares its storage.
-    opened = (sweeper.storage, sweeper.heartbeat_interval, sweeper.grace_period)
-    storage = _storage(opened)
+    storage = open_storage(sweeper.storage, heartbeat_interval=sweeper.heartbeat_interval, grace_period=sweeper.grace_period)
     study_id = storage.get_study_id_from_name(cfg.sweep.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, cfg.sweep.trial_number)
     pruner = pinned_max_resource(sweeper.pruner, storage, study_id, trial_id, cfg.params.epoch_count)
-    study = _study(opened, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
+    study = _study(storage, cfg.sweep.study_name, OmegaConf.to_yaml(pruner))
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr(TRAINED_PARAMS_ATTR, OmegaConf.to_container(cfg.params, resolve=True))
     return [TrialReporter(trial)]
 
 
 @functools.lru_cache(maxsize=8)
-def _study(opened: tuple[str, int | None, int | None], study_name: str, pruner_yaml: str) -> optuna.Study:
-    """The study with the sweep's pruner, loaded once per process (a sweep's
-    trials in one process share it); `opened`: the storage's URL and heartbeat settings."""
+def _study(storage: BaseStorage, study_name: str, pruner_yaml: str) -> optuna.Study:
+    """The study with the sweep's pruner, loaded once per process and storage
+    (a sweep's trials in one process share it; a forked worker's storage is its own)."""
     pruner = build_pruner(OmegaConf.create(pruner_yaml))
-    return optuna.load_study(study_name=study_name, storage=_storage(opened), pruner=pruner)
-
-
-os.register_at_fork(after_in_child=_study.cache_clear)  # as storage.py's own cache
-
-
-def _storage(opened: tuple[str, int | None, int | None]) -> BaseStorage:
-    url, heartbeat_interval, grace_period = opened
-    return open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
 
 
 def pinned_max_resource(pruner: DictConfig, storage: BaseStorage, study_id: int, trial_id: int, epoch_count: int) -> DictConfig:
