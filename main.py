@@ -10,26 +10,16 @@ import sys
 import warnings
 
 import hydra
-from hydra._internal.utils import get_args_parser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import NonFiniteLossError
-from sweeps.best_of import BestOfError, apply_best_of
-from sweeps.reporter import trial_callbacks
+from sweeps import BestOfError, TrialPruned, apply_best, current_trial
 from sweeps.storage import StorageError, refuse_password_in_overrides
-from sweeps.study import DatasetMismatchError, StudyError
+from sweeps.study import IdentityMismatchError, StudyError
 
-USER_ERRORS = (
-    ConfigError,
-    DatasetError,
-    StorageError,
-    StudyError,
-    DatasetMismatchError,
-    BestOfError,
-    NonFiniteLossError,
-)
+USER_ERRORS = (ConfigError, DatasetError, StorageError, StudyError, IdentityMismatchError, BestOfError, NonFiniteLossError)
 
 register_configs()
 
@@ -47,24 +37,36 @@ say_sample_fallback_once()
 def main(cfg: DictConfig) -> float:
     """Return the final test accuracy: the value a sweeper maximises."""
     say_sample_fallback_once()  # also in a launcher's worker, where this module's top level did not run
+    trial = current_trial()
     try:
-        if cfg.sweep.trial_number is None:  # a sweep checked its ranges before its trials
-            # Before ds.run imports torch and best_of reads data and a study: bad input is reported at once.
-            validate(cfg)
-        from ds.run import run
+        if not trial:  # a sweep checked its ranges before its trials
+            validate(cfg)  # before ds.run imports torch: bad input is reported at once
+        from ds.run import load_data, run
 
-        apply_best_of(cfg)
-        return run(cfg, on_epoch=trial_callbacks(cfg))
+        if cfg.best_of:
+            import dataclasses
+
+            apply_best(cfg, cfg.best_of, cfg.storage, identity=dataclasses.asdict(load_data(cfg).identity))
+        if trial:
+            OmegaConf.update(cfg, "run_name", f"{trial.study_name}/trial-{trial.number:04d}")
+        return run(cfg, on_epoch=[lambda m: report(trial, m)] if trial else [])
     except USER_ERRORS as error:
-        if cfg.sweep.trial_number is not None:
+        if trial:
             raise  # the sweeper records the trial as failed, with this reason
         sys.exit(f"error: {error}")
+
+
+def report(trial, metrics) -> None:
+    """Report each epoch's test accuracy to the sweep's pruner; stop when it says so."""
+    trial.report(metrics.test_accuracy, metrics.epoch)
+    if metrics.epoch < metrics.epoch_count and trial.should_prune():
+        raise TrialPruned(f"pruned after epoch {metrics.epoch} at test accuracy {metrics.test_accuracy:.4f}")
 
 
 if __name__ == "__main__":
     # Before Hydra, which saves a run's overrides and prints a sweep's.
     try:
-        refuse_password_in_overrides(get_args_parser().parse_intermixed_args().overrides)
+        refuse_password_in_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
     except StorageError as error:
         sys.exit(f"error: {error}")
     main()

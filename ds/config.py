@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
 from ds.datasets import DEFAULT_MIRRORS
 
@@ -48,14 +47,6 @@ class ModelConfig:
 
 
 @dataclass
-class SweepTrialConfig:
-    """Set by the sweeper for each trial; left empty in a single run."""
-
-    study_name: str | None = None
-    trial_number: int | None = None
-
-
-@dataclass
 class Config:
     params: ParamsConfig = field(default_factory=ParamsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -69,28 +60,10 @@ class Config:
     storage: str | None = None
     # A study name: train with its best trial's parameters.
     best_of: str | None = None
-    sweep: SweepTrialConfig = field(default_factory=SweepTrialConfig)
 
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config, replace=True)
-
-
-def job_folder(trial_number: int | None, job_num: int) -> str:
-    """A multirun job's folder under hydra.sweep.dir (conf/config.yaml).
-
-    A sweep trial's is named by its trial number, unique in the study, so
-    that sweep processes started in the same second, which share Hydra's
-    time-stamped sweep folder, do not write into each other's job folders;
-    other multiruns keep Hydra's job number.
-    """
-    return f"trial-{trial_number:04d}" if trial_number is not None else str(job_num)
-
-
-# At import, not in register_configs: Hydra resolves hydra.sweep.subdir in the
-# process that runs the job, and a joblib worker imports this module with the
-# task without running main.py.
-OmegaConf.register_resolver("job_folder", job_folder, replace=True)
 
 
 class ConfigError(ValueError):

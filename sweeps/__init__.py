@@ -1,0 +1,15 @@
+"""The pruning Optuna sweeper's study side: what a task, an app and a user call.
+
+- `current_trial()`: the task's trial (report, should_prune, upload_artifact), a no-op outside a sweep;
+- `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
+- `apply_best`: train once more with a study's best parameters;
+- `python -m sweeps`: list, show, trials, export.
+"""
+
+from optuna import TrialPruned
+
+from sweeps.best_of import BestOfError, apply_best
+from sweeps.hooks import SweepHooks
+from sweeps.trial import current_trial
+
+__all__ = ["BestOfError", "SweepHooks", "TrialPruned", "apply_best", "current_trial"]

@@ -1,4 +1,12 @@
-"""`python main.py best_of=<study>`: train with a study's best parameters."""
+"""Train once more with a study's best parameters: `apply_best(cfg, study_name, storage_url)` in a task.
+
+Any Hydra app can call it at the top of its task: the best trial's sampled
+and fixed values are set in `cfg`, except the keys the command line gives
+(the command line wins); config group choices the best trial ran with
+(`model=mlp`) must be on the command line, since Hydra composes groups
+before the task runs. What was applied is logged and saved beside Hydra's
+config as `.hydra/best_of.yaml`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.storage import mask_url, open_storage
-from sweeps.study import TRAINED_PARAMS_ATTR, best_params, best_trial, check_dataset, load_study
+from sweeps.study import best_params, best_trials, check_identity, load_study
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -21,76 +30,62 @@ class BestOfError(ValueError):
     """The best trial's settings cannot be applied to this run."""
 
 
-def apply_best_of(cfg: DictConfig) -> None:
-    """Set the best trial's parameters in `cfg`, except those given on the command line.
+def apply_best(
+    cfg: DictConfig, study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """Set the best trial's values in `cfg`; the study and trial they came from.
 
-    `cfg` comes validated (main.py does it before anything is loaded)."""
-    if not cfg.best_of:
-        return
-    where = mask_url(cfg.storage)
-    storage = open_storage(cfg.storage, must_exist=True)
-    study = load_study(cfg.best_of, storage, where)
-    trial = best_trial(study, storage, where)
-    from ds.run import load_data  # torch, imported once data is needed: config errors come fast
-
-    check_dataset(study, load_data(cfg).identity, where, user="run")
-    hydra = HydraConfig.get()
-    explicit = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
-    sampled_or_fixed = best_params(trial)
-    # Every params.* value the trial trained with, as its task recorded it:
-    # its params config may have been edited since.
-    trained = {f"params.{k}": v for k, v in trial.user_attrs.get(TRAINED_PARAMS_ATTR, {}).items()}
-    recorded = {**trained, **sampled_or_fixed}
-    # `params=other` on the command line covers every params.* key; the
-    # choice the best trial ran with (`params=tuned`) only selects the group.
-    covering = {e for e in explicit if not (e in hydra.runtime.choices and recorded.get(e) == hydra.runtime.choices[e])}
-    applied = {k: v for k, v in recorded.items() if not any(k == e or k.startswith(e + ".") for e in covering)}
-    unknown = [k for k in applied if k not in hydra.runtime.choices and OmegaConf.select(cfg, k, default=_ABSENT) is _ABSENT]
-    if unknown:
+    With `identity` (what the app's SweepHooks.study_identity gives for this
+    run), a study recorded with another identity is refused."""
+    where = mask_url(storage_url)
+    storage = open_storage(storage_url, must_exist=True)
+    study = load_study(study_name, storage, where)
+    if len(study.directions) > 1:
         raise BestOfError(
-            f"best_of={cfg.best_of}: trial {trial.number} of study {study.study_name!r} in {where} has "
-            f"{', '.join(unknown)}, not a key of this project's training config; expected a study of this "
-            "project's sweeps (python -m sweeps list shows the studies)"
+            f"study {study_name!r} in {where} has {len(study.directions)} objectives, so no single best trial; "
+            "expected a study of one objective (python -m sweeps show lists its Pareto front)"
         )
-    # What only the trained record gives, where this run's config differs: said, not silently replaced.
-    current = {k: OmegaConf.select(cfg, k, default=v) for k, v in applied.items() if k not in sampled_or_fixed}
-    edited = {k: v for k, v in current.items() if v != applied[k]}
+    [trial] = best_trials(study, storage, where)
+    check_identity(study, identity, where, user="run")
+    hydra = HydraConfig.get()
+    given = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
+    recorded = {k.lstrip("+"): as_typed(v) for k, v in best_params(trial).items()}
+    applied = {k: v for k, v in recorded.items() if k not in given or k in hydra.runtime.choices}
     for key, value in applied.items():
-        if key in hydra.runtime.choices:  # a config group, composed before best_of could choose it
+        if key in hydra.runtime.choices:  # a config group, composed before the task could choose it
             if hydra.runtime.choices[key] != value:
                 raise BestOfError(
-                    f"best_of={cfg.best_of}: trial {trial.number} ran with {key}={value}, this run has "
+                    f"best_of={study_name}: trial {trial.number} ran with {key}={value}, this run has "
                     f"{key}={hydra.runtime.choices[key]}; expected {key}={value} on this command line"
                 )
-            continue
-        OmegaConf.update(cfg, key, value)
+        elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            raise BestOfError(
+                f"best_of={study_name}: trial {trial.number} of study {study_name!r} in {where} has {key}, not a "
+                "key of this run's config; expected a study of this app's sweeps (python -m sweeps list)"
+            )
+        else:
+            OmegaConf.update(cfg, key, value)
     kept = sorted(set(recorded) - set(applied))
-    if edited:
-        log.info(
-            "best_of=%s: as trial %d trained, where this run's config has other values: %s",
-            cfg.best_of,
-            trial.number,
-            ", ".join(f"{k}={applied[k]!r} (not {v!r})" for k, v in edited.items()),
-        )
     log.info(
         "best_of=%s: trial %d of %s (value %.4f) gives %s%s",
-        cfg.best_of,
+        study_name,
         trial.number,
         where,
         trial.value,
         applied,
         f"; kept from the command line: {kept}" if kept else "",
     )
-    _save_source(
-        {"study": cfg.best_of, "storage": where, "trial": trial.number, "value": trial.value, "applied": applied, "kept_from_command_line": kept}
-    )
-
-
-def _save_source(source: dict[str, Any]) -> None:
-    """Beside Hydra's config.yaml (saved before best_of changed it): where the
-    parameters came from and what they were."""
-    hydra = HydraConfig.get()
+    source = {"study": study_name, "storage": where, "trial": trial.number, "value": trial.value, "applied": applied}
     if hydra.output_subdir is not None:
         directory = Path(hydra.runtime.output_dir) / hydra.output_subdir
         directory.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(source), directory / "best_of.yaml")
+        OmegaConf.save(OmegaConf.create({**source, "kept_from_command_line": kept}), directory / "best_of.yaml")
+    return study, trial
+
+
+def as_typed(value: Any) -> Any:
+    """A fixed value as the stock sweeper records it ("3", "0.5") read as Hydra would read the override."""
+    if not isinstance(value, str):
+        return value
+    [override] = OverridesParser.create().parse_overrides([f"key={value}"])
+    return override.value()

@@ -1,41 +1,25 @@
-"""`python -m sweeps`: list studies, show the best trial, export its parameters."""
+"""`python -m sweeps`: list studies, show the best trial, print the trials, export the best parameters.
+
+Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
+else sqlite:///sweeps/optuna.db.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import re
-import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
 from omegaconf import OmegaConf
-from optuna.trial import FrozenTrial
 
-from ds.config import register_configs
-from ds.errors import first_line
+from sweeps.best_of import as_typed
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import (
-    SEARCHPATH_ATTR,
-    TRAINED_PARAMS_ATTR,
-    StudyError,
-    best_params,
-    best_trial,
-    describe_states,
-    describe_trial,
-    load_study,
-)
+from sweeps.study import StudyError, best_params, best_trials, describe_states, describe_trial, load_study
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-REPO_PARAMS_DIR = CONF_DIR / "params"
-# A name `python main.py params=<name>` selects: no path, no dot, no quoting.
+# A name Hydra selects as a config group option: no path, no dot, no quoting.
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -52,10 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         where = mask_url(url)
         if args.command == "list":
             list_studies(storage, where)
-        elif args.command == "show":
-            show(load_study(args.study, storage, where), storage, where)
+            return 0
+        study = load_study(args.study, storage, where)
+        if args.command == "show":
+            show(study, storage, where)
+        elif args.command == "trials":
+            for trial in study.get_trials(deepcopy=False):
+                print(describe_trial(trial))
         else:
-            export(load_study(args.study, storage, where), storage, where, args.name, Path(args.params_dir))
+            export(study, storage, where, args.group, args.name, Path(args.dir) if args.dir else None)
     except (StorageError, StudyError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -63,138 +52,91 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def list_studies(storage: optuna.storages.BaseStorage, where: str) -> None:
-    summaries = optuna.get_all_study_summaries(storage)
-    if not summaries:
+    names = optuna.study.get_all_study_names(storage)
+    if not names:
         print(f"no studies in {where}")
         return
     print(f"studies in {where}:")
-    for summary in summaries:
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        best = f"{summary.best_trial.value:.4f}" if summary.best_trial else "-"
-        print(f"  {summary.study_name}: {describe_states(study)}; best value {best}")
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        best = f"{study.best_value:.4f}" if complete and len(study.directions) == 1 else "-"
+        print(f"  {name}: {describe_states(study)}; best value {best}")
 
 
 def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) -> None:
-    best = best_trial(study, storage, where)
     print(f"study {study.study_name} in {where}")
-    print(f"best: {describe_trial(best)}")
-    for key, value in best_params(best).items():
-        print(f"  {key}={value}")
+    for best in best_trials(study, storage, where):
+        print(f"best: {describe_trial(best)}")
+        for key, value in best_params(best).items():
+            print(f"  {key}={value}")
 
 
 def export(
-    study: optuna.Study, storage: optuna.storages.BaseStorage, where: str, name: str | None, params_dir: Path
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    where: str,
+    group: str | None,
+    name: str | None,
+    directory: Path | None,
 ) -> Path:
-    """Write the best trial's `params.*` values as a config of the `params` group."""
-    best = best_trial(study, storage, where)
+    """Write the best trial's values under `group` (the common first part of their keys
+    by default, e.g. params for params.lr) as an option of that config group."""
+    [best] = best_trials(study, storage, where)[:1]
+    values = {k.lstrip("+"): as_typed(v) for k, v in best_params(best).items()}
+    prefixes = {k.split(".", 1)[0] for k in values if "." in k}
+    group = group or (prefixes.pop() if len(prefixes) == 1 else None)
+    if group is None:
+        raise ExportError(
+            f"the best trial's keys ({', '.join(values)}) share no config group; expected --group NAME, the group "
+            "whose keys to export"
+        )
+    grouped = {k.removeprefix(f"{group}."): v for k, v in values.items() if k.startswith(f"{group}.")}
+    if not grouped:
+        raise ExportError(f"the best trial has no key under {group}. ({', '.join(values)}); expected another --group")
     name = name or f"best_{study.study_name}".replace("-", "_")
     if not CONFIG_NAME.fullmatch(name):
         raise ExportError(
-            f"config name {name!r} cannot be selected with params=<name>; expected letters, digits, '_' or '-' (--name ...)"
+            f"config name {name!r} cannot be selected with {group}=<name>; expected letters, digits, '_' or '-' (--name)"
         )
-    if params_dir.exists() and not params_dir.is_dir():
-        raise ExportError(f"--params-dir {params_dir} is a file; expected a directory (default: {REPO_PARAMS_DIR})")
-    target = params_dir / f"{name}.yaml"
+    directory = directory or Path("conf") / group
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"--dir {directory} is a file; expected a directory (default: conf/{group})")
+    target = directory / f"{name}.yaml"
     if target.exists():
         raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
-    params = best_params(best)
-    values = trained_params(best)
-    # A config-group choice (`params=tuned`) is what the exported config replaces.
-    others = [f"{k}={v}" for k, v in params.items() if not k.startswith("params.") and not (CONF_DIR / k).is_dir()]
-    command = " ".join(["python", "main.py", *_search_path_override(params_dir), f"params={name}", *others])
+    others = [f"{k}={v}" for k, v in values.items() if not k.startswith(f"{group}.")]
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
-        f"# test accuracy {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
-        f"# Use it with: {command}",
-        OmegaConf.to_yaml(OmegaConf.create(values)).rstrip(),
+        f"# value {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
+        f"# Select it with {group}={name}" + (f" (the trial also had {' '.join(others)})" if others else ""),
+        OmegaConf.to_yaml(OmegaConf.create(grouped)).rstrip(),
     ]
     try:
-        params_dir.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         target.write_text("\n".join(lines) + "\n")
     except OSError as e:
-        raise ExportError(f"cannot write {target} ({e.strerror}); expected a writable --params-dir") from None
-    if params_dir.resolve() == REPO_PARAMS_DIR or params_dir.name == "params":
-        print(f"wrote {target}; train with it: {command}")
-    else:
-        print(
-            f"wrote {target}; Hydra finds params configs in conf/params/ or in a folder named params/ on "
-            f"hydra.searchpath: move it to conf/params/, then train with it: {command}"
-        )
-    if others:
-        print(f"note: the best trial also set {' '.join(others)}, which a params config cannot hold; pass it as above")
+        raise ExportError(f"cannot write {target} ({e.strerror}); expected a writable --dir") from None
+    print(f"wrote {target}; select it with {group}={name}" + (f" {' '.join(others)}" if others else ""))
     return target
-
-
-def trained_params(trial: FrozenTrial) -> dict[str, Any]:
-    """Every `params.*` value `trial` trained with, so that the export also
-    holds what the sweep neither sampled nor fixed: as the trial's task
-    recorded them or, for a trial without that record (from an earlier
-    version of this project), its recorded values over its params config,
-    composed from the files as they are now."""
-    if TRAINED_PARAMS_ATTR in trial.user_attrs:
-        return dict(trial.user_attrs[TRAINED_PARAMS_ATTR])
-    recorded = best_params(trial)
-    group = recorded.get("params")
-    overrides = [*trial.user_attrs.get(SEARCHPATH_ATTR, []), *([f"params={group}"] if group else [])]
-    register_configs()
-    try:
-        with _own_hydra():
-            values = OmegaConf.to_container(compose(config_name="config", overrides=overrides).params)
-    except HydraException as e:
-        raise ExportError(
-            f"trial {trial.number} trained on params={group or 'default'}, which Hydra cannot compose from here "
-            f"({first_line(e)}); expected that params config in {REPO_PARAMS_DIR}"
-            + "".join(f" or as the sweep found it ({o})" for o in overrides if o.startswith("hydra.searchpath"))
-        ) from None
-    unknown = [k for k in recorded if k.startswith("params.") and k.removeprefix("params.") not in values]
-    if unknown:
-        raise ExportError(
-            f"trial {trial.number} has {', '.join(unknown)}, not a key of the params config; expected a study "
-            "of this project's sweeps"
-        )
-    values.update({k.removeprefix("params."): v for k, v in recorded.items() if k.startswith("params.")})
-    return values
-
-
-@contextmanager
-def _own_hydra() -> Iterator[None]:
-    """Hydra set up on conf/ for composing, also when the caller runs inside
-    another Hydra app (whose set-up comes back afterwards)."""
-    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR)):
-            yield
-    finally:
-        if outer is not None:
-            GlobalHydra.instance().initialize(outer)
-
-
-def _search_path_override(params_dir: Path) -> list[str]:
-    """What makes Hydra find a `params` config written to `params_dir`, beside conf/params."""
-    if params_dir.resolve() == REPO_PARAMS_DIR or params_dir.name != "params":
-        return []
-    return [shlex.quote(f"hydra.searchpath=[file://{params_dir.parent.resolve()}]")]
 
 
 def _parser() -> argparse.ArgumentParser:
     # --storage before or after the command: `--storage X list` and `list --storage X`.
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument(
-        "--storage",
-        default=argparse.SUPPRESS,
-        help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
+        "--storage", default=argparse.SUPPRESS, help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})"
     )
     parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__, parents=[storage])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
-    show_cmd = commands.add_parser("show", parents=[storage], help="a study's best trial and its parameters")
-    show_cmd.add_argument("study")
+    for command, text in (("show", "a study's best trial and its parameters"), ("trials", "every trial, one line each")):
+        commands.add_parser(command, parents=[storage], help=text).add_argument("study")
     export_cmd = commands.add_parser(
-        "export", parents=[storage], help="write the best parameters to conf/params/<name>.yaml"
+        "export", parents=[storage], help="write the best parameters as a config group option (conf/<group>/<name>.yaml)"
     )
     export_cmd.add_argument("study")
-    export_cmd.add_argument("--name", help="config name (default: best_<study>)")
-    export_cmd.add_argument("--params-dir", default=str(REPO_PARAMS_DIR), help="default: %(default)s")
+    export_cmd.add_argument("--group", help="the config group (default: the common first part of the keys)")
+    export_cmd.add_argument("--name", help="the option's name (default: best_<study>)")
+    export_cmd.add_argument("--dir", help="where to write it (default: conf/<group>)")
     return parser
-

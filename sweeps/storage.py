@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,7 +16,6 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-from ds.errors import first_line
 
 DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
@@ -32,6 +32,12 @@ os.register_at_fork(after_in_child=_open.clear)
 
 class StorageError(ValueError):
     """A storage URL that cannot be used."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (not a library's multi-line dump), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def default_storage() -> str:
@@ -168,15 +174,7 @@ def open_storage(
         )
     engine_kwargs = {}
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        if must_exist and not Path(parsed.database).is_file():
-            raise StorageError(f"storage {mask_url(url)}: there is no SQLite file {parsed.database}; no sweep has run there yet")
-        try:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(
-                f"storage {mask_url(url)}: cannot create the folder of SQLite file {parsed.database} ({e.strerror}); "
-                "expected a path in a folder that exists or can be created"
-            ) from None
+        check_sqlite_study_file(url, Path(parsed.database), must_exist=must_exist)
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     try:
@@ -192,6 +190,82 @@ def open_storage(
         raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
     _open[key] = storage
     return storage
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -> None:
+    """Refuse, before anything is written, a SQLite file that is not an Optuna study database.
+
+    Optuna's RDBStorage creates its tables in whatever file it is given, so a
+    typo in the URL would write a study into another application's database;
+    a damaged or read-only file fails later with a misleading message. A
+    missing file is fine (it becomes a new study database) unless `must_exist`.
+    """
+    where = mask_url(url)
+    if not path.exists():
+        if must_exist:
+            raise StorageError(f"storage {where}: there is no SQLite file {path}; no sweep has run there yet")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"storage {where}: cannot create the folder of SQLite file {path} ({e.strerror}); "
+                "expected a path in a folder that exists or can be created"
+            ) from None
+        return
+    if not path.is_file():
+        raise StorageError(f"storage {where}: {path} is not a file; expected a SQLite study file")
+    if path.stat().st_size == 0:
+        return  # an empty file is an empty SQLite database
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StorageError(
+            f"storage {where}: {path} is not a SQLite database (damaged, or another kind of file); "
+            "nothing was written to it. Expected an Optuna study file, or a new path"
+        )
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise StorageError(
+            f"storage {where}: {path} cannot be read as a SQLite database ({e}); it may be damaged. "
+            "Nothing was written to it; expected an Optuna study file, or a new path"
+        ) from None
+    if check != "ok":
+        raise StorageError(
+            f"storage {where}: {path} is a damaged SQLite database (integrity check: {check}); nothing "
+            "was written to it. Expected an intact Optuna study file (restore a copy), or a new path"
+        )
+    if tables and not OPTUNA_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(
+            f"storage {where}: {path} is a SQLite database of another application (tables: {shown}), "
+            "not an Optuna study file; nothing was written to it. Expected a study file, or a new path"
+        )
+    if not must_exist and not _writable(path):
+        raise StorageError(
+            f"storage {where}: {path} is read-only (it, or its folder where SQLite keeps its journal, "
+            "refuses writes); a sweep records every trial there. Expected a writable study file"
+        )
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite could write `path` and its journal beside it: only trying tells a
+    read-only mount from a writable one (permission bits do not bind root)."""
+    try:
+        with path.open("r+b"):
+            pass
+        probe = path.parent / f".{path.name}.write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:

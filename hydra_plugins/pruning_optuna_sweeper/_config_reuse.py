@@ -2,18 +2,19 @@
 
 Hydra recomposes the whole config (defaults tree, schemas, hydra's own
 groups) for every job a launcher starts: about 125 ms a trial here, more than
-a one-epoch trial on the sample takes to train. Trials of a sweep differ only
-in the values of the same keys: when a trial's overrides that are not plain
-values (config groups such as `params=tuned`, `+`/`~`, hydra.* keys) are the
-same as those of the last composition, and its plain values set the same keys,
-the trial's config is a copy of that composition with Hydra's own override
-step applied to the plain values. Anything else is composed by Hydra as usual.
-The composition is kept pickled: unpickling is the copy, several times
-faster than `copy.deepcopy` on an OmegaConf config, with the same nodes and flags.
+a one-epoch trial on a small dataset takes to train. Trials of a sweep differ
+only in the values of the same keys: when a trial's overrides that are not
+plain values (config groups, `~` deletions, `+` additions of new keys) are the
+same as those of the last composition, and its plain values set the same
+keys, the trial's config is a copy of that composition with the values set
+by `OmegaConf.update`, as Hydra's own override step does. Anything else is
+composed by Hydra as usual; tests/test_config_reuse.py compares the two.
 
-A launcher that runs trials in worker processes (joblib) pickles the loader
-with every job; each worker unpickles it to one loader per sweep, so a
-worker composes once and reuses that for the later trials it runs.
+The composition is kept pickled: unpickling is the copy, several times faster
+than `copy.deepcopy` on an OmegaConf config, with the same nodes and flags. A
+launcher that runs trials in worker processes (joblib) pickles the loader
+with every job; each worker unpickles it to one loader per sweep, so a worker
+composes once and reuses that for the later trials it runs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import pickle
 import uuid
 from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import Container, DictConfig, OmegaConf, read_write
+
+# Hydra keys a sweep sets per trial that are plain values of the job's config.
+_PER_TRIAL_HYDRA_KEYS = ("hydra.job.env_set.",)
 
 
 class ReusingConfigLoader:
@@ -62,8 +65,11 @@ class ReusingConfigLoader:
             return config
         config = pickle.loads(self._base_pickle)
         with read_write(config):
-            ConfigLoaderImpl._apply_overrides_to_config(plain, config)
-            config.hydra.overrides.task = [o.input_line for o in parsed]
+            for override in plain:
+                OmegaConf.update(config, override.key_or_group, override.value(), merge=True, force_add=True)
+            hydra = [o.input_line for o in parsed if o.key_or_group.startswith("hydra.")]
+            config.hydra.overrides.hydra = [*master_config.hydra.overrides.hydra, *hydra]
+            config.hydra.overrides.task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra.")]
         return config
 
 
@@ -95,15 +101,13 @@ def _pickled(config: DictConfig) -> bytes | None:
 
 
 def _is_plain_value(override: Override, config: DictConfig) -> bool:
+    """A value for a leaf the composition already has: setting it is all Hydra would do."""
     key = override.key_or_group
-    if (
-        override.is_delete()
-        or override.is_add()
-        or override.is_force_add()
-        or override.package is not None
-        or key == "hydra"
-        or key.startswith("hydra.")
-    ):
+    if override.is_delete() or override.is_add() or override.package is not None:
+        return False
+    if key.startswith(_PER_TRIAL_HYDRA_KEYS):
+        return True
+    if key == "hydra" or key.startswith("hydra."):
         return False
     node = OmegaConf.select(config, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False)
     return node is not _ABSENT and not isinstance(node, Container)

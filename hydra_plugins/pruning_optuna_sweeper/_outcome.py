@@ -1,4 +1,4 @@
-"""What a launched trial's JobReturn records in the study: its value, PRUNED, or FAIL with a reason.
+"""What a launched trial's JobReturn records in the study: its values, PRUNED, or FAIL with a reason.
 
 Another worker may have finished the trial first (it found this process's
 heartbeat stale and failed it, queuing a retry): then the study keeps that,
@@ -7,6 +7,8 @@ and this process's result is dropped with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from typing import Any
@@ -15,6 +17,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.storage import first_line
 from sweeps.study import FAIL_REASON_ATTR
 
 log = logging.getLogger(__name__)
@@ -23,20 +26,24 @@ log = logging.getLogger(__name__)
 def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
     """The trial as stored, and whether this outcome is the one recorded."""
     if ret.status == JobStatus.COMPLETED:
-        try:
-            value = float(ret.return_value)
-        except (TypeError, ValueError):
-            value = math.nan
-        if math.isfinite(value):
-            return _record(study, trial, values=value)
-        reason = f"the task returned {ret.return_value!r}, not a finite float"
+        values, reason = _values(ret.return_value, len(study.directions))
+        if values is not None:
+            if trial.user_attrs.get(FAIL_REASON_ATTR):  # a retry: its first run's reason no longer holds
+                _set_fail_reason(trial, None)
+            return _tell(study, trial, values=values)
     else:
-        error = ret._return_value
-        if isinstance(error, optuna.TrialPruned):
-            return _record(study, trial, state=TrialState.PRUNED)
-        reason = f"{type(error).__name__}: {error}"
+        try:
+            # A failed job's return_value raises the task's exception, after writing a line to
+            # stderr that the trial's own line below says better.
+            with contextlib.redirect_stderr(io.StringIO()):
+                ret.return_value
+            reason = "the job failed"
+        except optuna.TrialPruned:
+            return _tell(study, trial, state=TrialState.PRUNED)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {first_line(error)}"
     reason_set = _set_fail_reason(trial, reason)
-    return _record(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
+    return _tell(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
 
 
 def fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> FrozenTrial:
@@ -45,7 +52,21 @@ def fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> FrozenT
     return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
+def _values(returned: Any, n_objectives: int) -> tuple[list[float] | None, str]:
+    """The task's return value as the study's values, or None and why not."""
+    try:
+        values = [float(returned)] if n_objectives == 1 else [float(v) for v in returned]
+    except (TypeError, ValueError):
+        expected = "a float" if n_objectives == 1 else f"a sequence of {n_objectives} floats"
+        return None, f"the task returned {returned!r}, expected {expected}"
+    if len(values) != n_objectives:
+        return None, f"the task returned {len(values)} values for {n_objectives} objectives"
+    if not all(math.isfinite(v) for v in values):
+        return None, f"the task returned {returned!r}, not finite"
+    return values, ""
+
+
+def _set_fail_reason(trial: optuna.Trial, reason: str | None) -> bool:
     """Whether it was set: not if another worker has finished the trial already."""
     try:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
@@ -54,18 +75,15 @@ def _set_fail_reason(trial: optuna.Trial, reason: str) -> bool:
     return True
 
 
-def _record(
-    study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
-) -> tuple[FrozenTrial, bool]:
+def _tell(study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any) -> tuple[FrozenTrial, bool]:
     try:
         frozen = study.tell(trial, skip_if_finished=True, **outcome)
     except RuntimeError as e:
-        # The grid sampler calls study.stop() once its grid is covered,
-        # which Optuna allows only inside study.optimize; the outcome is
-        # stored before that (and n_trials is capped at the grid's size).
+        # The grid sampler calls study.stop() once its grid is covered, which
+        # Optuna allows only inside study.optimize; the outcome is stored first.
         if "Study.stop" not in str(e):
             raise
-        frozen = trial.storage.get_trial(trial._trial_id)
+        frozen = study.get_trials(deepcopy=False)[trial.number]
     recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)
     if not recorded:
         log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name)

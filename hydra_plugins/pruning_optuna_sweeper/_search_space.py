@@ -1,14 +1,23 @@
-"""The sweep's search space: parsed with the stock plugin, checked before any trial."""
+"""The sweep's search space: the stock syntax parsed into Optuna distributions, checked before any trial.
+
+`key=choice(...)`, `range(...)`, `interval(...)` (`int(...)`, `tag(log, ...)`,
+`shuffle(...)`) become distributions as in the stock hydra-optuna-sweeper; any
+other override is a fixed value passed to every trial, and `~key` deletions
+are passed through.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from omegaconf import Container, DictConfig, OmegaConf, open_dict, read_write
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -17,8 +26,7 @@ from optuna.distributions import (
     check_distribution_compatibility,
 )
 
-from ds.config import ConfigError, validate
-from ds.errors import first_line
+from sweeps.storage import first_line
 
 from ._config_reuse import copy_config
 
@@ -30,98 +38,109 @@ class SearchSpaceError(ValueError):
 @dataclass
 class SearchSpace:
     distributions: dict[str, BaseDistribution]
-    fixed: dict[str, Any]  # parameters given one value: passed to every trial
-    fixed_overrides: list[str]  # deletions (~key) passed through as they are
-    fixed_training: dict[str, Any]  # what of `fixed` shapes the model: best_of applies it again
+    fixed: dict[str, str]  # one value for every trial, as the override wrote it
+    fixed_overrides: list[str]  # deletions (~key), passed through as they are
 
 
-def parse_search_space(
-    declared: DictConfig | None,
-    arguments: list[str],
-    task_config: DictConfig,
-    group_options: Callable[[str], list[str]],
-) -> SearchSpace:
-    """The sweeper's `params` plus the command line's overrides, validated.
-
-    Every key must exist in the training config, every range must hold more
-    than one value, and every value a range can reach must pass the training
-    config's own validation (so `params.lr: interval(-1, 1)` fails here, not
-    in trial 7). A config group (a name `group_options` lists options for)
-    takes one option for the whole sweep (`params=tuned`), which Hydra
-    composes for every trial; ranges go over its values.
-    """
-    # As in Hydra, the last of a key's overrides wins, value or range; the
-    # command line's replaces the sweeper config's, and a range a sweeper
-    # config file sets to null (`params.lr: null`) is dropped.
+def parse_search_space(declared: DictConfig | None, arguments: list[str]) -> SearchSpace:
+    """`hydra.sweeper.params` and the command line's overrides, the command line's winning per key."""
     given = {argument.split("=", 1)[0].strip(): argument for argument in arguments}
     declared_entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given and v is not None]
-    entries = declared_entries + list(given.values())
-    for entry in entries:  # one at a time, to name the entry that is wrong
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    deletions: list[str] = []
+    parser = OverridesParser.create()
+    for entry in declared_entries + list(given.values()):
         try:
-            create_params_from_overrides([entry])
+            [override] = parser.parse_overrides([entry])
+            if override.is_delete():
+                deletions.append(entry)
+            elif override.is_sweep_override():
+                distributions[override.get_key_element()] = distribution_of(override)
+            else:
+                fixed[override.get_key_element()] = override.get_value_element_as_str()
         except Exception as e:
             raise SearchSpaceError(
-                f"cannot sweep '{entry}': {str(e).rstrip('.')}; expected key=value, choice(...), range(...) or interval(...) "
-                "with low < high (see the README's Sweeps section)"
+                f"cannot sweep '{entry}': {str(e).rstrip('.')}; expected key=value, choice(...), range(...) "
+                "or interval(...) with low < high"
             ) from None
-    distributions, fixed, fixed_overrides = create_params_from_overrides(entries)
-    for name in [*distributions, *fixed]:
-        if name.startswith("+"):
-            bare = name.lstrip("+")
-            raise SearchSpaceError(
-                f"the sweep has '{name}', an override that adds or forces a key; the study would record it "
-                f"apart from '{bare}' and best_of could not apply it. Expected '{bare}=...' for a key of the "
-                "training config (a sweep's values and ranges replace the config's, no prefix needed)"
-            )
-    if fixed.get("best_of") not in (None, "null", ""):
-        raise SearchSpaceError(
-            f"the sweep has best_of={fixed['best_of']}, which trains once with a study's best parameters; "
-            "expected no best_of in a sweep (run `python main.py best_of=<study>` after it)"
-        )
-    for name in sorted(set(fixed) & _SET_BY_THE_SWEEP - {"storage", "best_of"}):
-        raise SearchSpaceError(
-            f"the sweep has {name}={fixed[name]}, which the sweep sets for each trial itself (a trial's "
-            "run is <study>/<start>/trial-NNNN under paths.log); expected no value for it in a sweep"
-        )
-    for name in distributions:
-        if name in _SET_BY_THE_SWEEP or _is_operational(name):
-            what = (
-                "which selects the data (a study holds trials of one dataset)"
-                if name == "paths.data" or name.startswith("data.")
-                else "which says where and how the sweep runs"
-            )
-            raise SearchSpaceError(
-                f"the sweep has a range for '{name}', {what}; expected one value for it ({name}=...), and "
-                "ranges only over what is trained"
-            )
-    groups = {name for name in [*distributions, *fixed] if group_options(name)}
-    for name in groups & set(distributions):
-        options = group_options(name)
-        chosen = OmegaConf.select(task_config, "hydra.runtime.choices", default={}).get(name) or options[0]
-        raise SearchSpaceError(
-            f"the sweep has a range over config group '{name}' (options: {', '.join(options)}), which this "
-            f"sweeper does not search; expected one option for the whole sweep ({name}={chosen}) and "
-            "ranges over its values"
-        )
-    values = {name: value for name, value in fixed.items() if name not in groups}
+    return SearchSpace(distributions, fixed, deletions)
 
-    for name in [*distributions, *values]:
-        if OmegaConf.select(task_config, name, default=_ABSENT) is _ABSENT:
+
+def distribution_of(override: Override) -> BaseDistribution:
+    """The Optuna distribution of a sweep override, as the stock plugin reads it."""
+    if override.is_choice_sweep():
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    value = override.value()
+    if override.is_interval_sweep():
+        log = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(int(value.start), int(value.end), log=log)
+        return FloatDistribution(value.start, value.end, log=log)
+    if override.is_range_sweep():
+        if value.step == 0:
+            raise ValueError("a range needs a nonzero step")
+        values = list(override.sweep_iterator(transformer=Transformer.encode))
+        if not values:
+            raise ValueError("a range must hold at least one value")
+        if value.shuffle or value.transformers:
+            return CategoricalDistribution(values)
+        low, high, step = min(values), max(values), abs(value.step)
+        if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+            return IntDistribution(low, high, step=step)
+        if all(Decimal(str(float(v))) == Decimal(str(v)) for v in (low, high, step)):
+            if step >= max(math.ulp(low), math.ulp(high)) or low == high:
+                return FloatDistribution(float(low), float(high), step=float(step))
+        return CategoricalDistribution(values)
+    raise SearchSpaceError(f"{override.input_line}: this sweep override is not supported")
+
+
+def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
+    """The points of a discrete distribution, for the grid sampler."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return list(range(distribution.low, distribution.high + 1, distribution.step))
+    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
+        count = round((distribution.high - distribution.low) / distribution.step) + 1
+        return [distribution.low + i * distribution.step for i in range(count)]
+    raise SearchSpaceError(
+        f"the grid sampler needs a finite grid, but the sweep's range for {name} is a continuous interval; "
+        "expected choice(...) or range(...) for it, or a value"
+    )
+
+
+def check_search_space(
+    space: SearchSpace,
+    task_config: DictConfig,
+    is_group: Callable[[str], bool],
+    check_trial_config: Callable[[DictConfig], None] | None,
+) -> None:
+    """Refuse keys the task's config does not have, ranges of one value, and, with an
+    app's `check_trial_config` hook, ranges reaching a value the task would refuse."""
+    for name in [*space.distributions, *space.fixed]:
+        if name.startswith("+") or is_group(name):
+            continue  # adds a key, or selects a config group option: Hydra checks it per trial
+        if OmegaConf.select(task_config, name, default=_ABSENT, throw_on_missing=False) is _ABSENT:
             raise SearchSpaceError(
-                f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a "
-                "key of the training config; expected one of its keys, e.g. params.lr, params.batch_size, "
-                "params.epoch_count"
+                f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a key "
+                f"of the task's config; expected one of its keys, or '+{name}=...' to add it"
             )
-    # The command line's plain values are in the composed config: a bad one is
-    # reported as itself, not as the fault of every range checked with it.
-    validate(task_config)
-    typed = {name: _check_value(task_config, name, value, None) for name, value in values.items()}
-    for name, distribution in distributions.items():
-        for value in _reachable_extremes(name, distribution):
-            _check_value(task_config, name, value, distribution)
-    # As the training config holds them (16, not the command line's '16'), for best_of and its log.
-    fixed_training = {k: typed.get(k, v) for k, v in fixed.items() if not _is_operational(k)}
-    return SearchSpace(distributions, fixed, fixed_overrides, fixed_training)
+    for name, distribution in space.distributions.items():
+        extremes = _extremes(name, distribution)
+        if check_trial_config is None or name.startswith("+") or is_group(name):
+            continue
+        for value in extremes:
+            trial_config = copy_config(task_config)
+            try:
+                with read_write(trial_config), open_dict(trial_config):
+                    OmegaConf.update(trial_config, name, value, merge=True)
+                check_trial_config(trial_config)
+            except Exception as e:
+                raise SearchSpaceError(
+                    f"the search space of '{name}' can reach {value!r}, which the task's config rejects: "
+                    f"{first_line(e)}"
+                ) from None
 
 
 def check_against_study(space: SearchSpace, study: optuna.Study, where: str) -> None:
@@ -146,27 +165,16 @@ def check_against_study(space: SearchSpace, study: optuna.Study, where: str) -> 
             ) from None
 
 
-# Settings that say where and how a run happens, not what it trains.
-_OPERATIONAL_KEYS = {"storage", "progress", "run_name", "best_of", "threads"}
-# Keys the sweep itself sets or reads to find its study: never swept.
-_SET_BY_THE_SWEEP = {"storage", "run_name", "best_of", "sweep", "sweep.study_name", "sweep.trial_number"}
-_OPERATIONAL_PREFIXES = ("paths.", "data.", "sweep.", "hydra.")
-
-
-def _is_operational(key: str) -> bool:
-    key = key.lstrip("+~")
-    return key in _OPERATIONAL_KEYS or key.startswith(_OPERATIONAL_PREFIXES)
-
-
 _ABSENT = object()
 
 
-def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
+def _extremes(name: str, distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, CategoricalDistribution):
         if len({(type(c), c) for c in distribution.choices}) < 2:  # True == 1, yet they differ here
             raise SearchSpaceError(
-                f"the search space of '{name}' holds a single value, choice({', '.join(map(repr, distribution.choices))}); "
-                f"expected two or more choices, or a fixed value instead of a range ({name}={distribution.choices[0]})"
+                f"the search space of '{name}' holds a single value, "
+                f"choice({', '.join(map(repr, distribution.choices))}); expected two or more choices, "
+                f"or a fixed value instead of a range ({name}={distribution.choices[0]})"
             )
         return list(distribution.choices)
     if isinstance(distribution, (FloatDistribution, IntDistribution)):
@@ -177,26 +185,3 @@ def _reachable_extremes(name: str, distribution: BaseDistribution) -> list[Any]:
             )
         return [distribution.low, distribution.high]
     return []
-
-
-def _check_value(task_config: DictConfig, name: str, value: Any, distribution: BaseDistribution | None) -> Any:
-    """The value as the trial's config would hold it, if the training config accepts it."""
-    trial_config = copy_config(task_config)
-    try:
-        with read_write(trial_config), open_dict(trial_config):
-            OmegaConf.update(trial_config, name, value, force_add=True)
-        validate(trial_config)
-        held = OmegaConf.select(trial_config, name, throw_on_resolution_failure=False)
-        if isinstance(held, Container):
-            return OmegaConf.to_container(held)
-        return value if held is None else held
-    except ConfigError as e:
-        where = f"can reach {value!r}" if distribution is not None else f"fixes it to {value!r}"
-        raise SearchSpaceError(f"the search space of '{name}' {where}, which the training config rejects: {e}") from None
-    except Exception as e:
-        hint = ""
-        if isinstance(distribution, FloatDistribution) and isinstance(OmegaConf.select(task_config, name), int):
-            hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
-        raise SearchSpaceError(
-            f"the search space of '{name}' {value!r} does not fit the training config: {first_line(e)}{hint}"
-        ) from None  # first_line: not OmegaConf's key dump

@@ -1,40 +1,66 @@
-"""The hydra.sweeper settings: checked, and sampler or pruner built, before any trial."""
+"""The hydra.sweeper settings: checked, and the sampler and pruner built and rehearsed, before any trial."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from omegaconf import DictConfig
+import optuna
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from sweeps.storage import mask_url
 
 T = TypeVar("T")
+DIRECTIONS = ("minimize", "maximize")
+# What hydra.sweeper.sampler may build: Optuna's samplers (the stock plugin's NSGA-II is a factory there).
+SAMPLER_WHITELIST = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+PRUNER_WHITELIST = "optuna.pruners.*"
+REHEARSED_TRIALS = 4
+REHEARSED_STEPS = 3
 
 
 class SweepSettingsError(ValueError):
     """A hydra.sweeper setting out of its range."""
 
 
+def directions(setting: Any) -> list[str]:
+    """`direction` as a list of minimize/maximize: a string, the stock Direction enum, or a list of them."""
+    given = list(setting) if isinstance(setting, (list, tuple, ListConfig)) else [setting]
+    names = [d.name if isinstance(d, Enum) else str(d).lower() for d in given]
+    bad = [n for n in names if n not in DIRECTIONS]
+    if not names or bad:
+        raise SweepSettingsError(
+            f"invalid hydra.sweeper settings: direction={OmegaConf.to_container(setting) if isinstance(setting, ListConfig) else setting!r}: "
+            "expected minimize or maximize, or a list of them for several objectives."
+        )
+    return names
+
+
+def jobs(setting: Any, n_trials: int) -> int:
+    """`n_jobs` as a number: `auto` is the cores this process may use, at most n_trials."""
+    if setting == "auto":
+        return max(1, min(len(os.sched_getaffinity(0)), n_trials))
+    return int(setting)
+
+
 def check_settings(s: DictConfig) -> None:
     """Raise SweepSettingsError naming every setting out of its range."""
     problems = []
-    if s.direction not in ("maximize", "minimize"):
-        problems.append(f"direction={s.direction!r}: expected maximize or minimize")
     if s.n_trials < 1:
         problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
-    if s.n_jobs < 1:
-        problems.append(f"n_jobs={s.n_jobs}: expected an integer >= 1")
+    if not (s.n_jobs == "auto" or isinstance(s.n_jobs, int) and s.n_jobs >= 1):
+        problems.append(f"n_jobs={s.n_jobs!r}: expected an integer >= 1, or auto (the cores available)")
     if not 0.0 <= s.max_failure_rate <= 1.0:
         problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
     if s.total_trials is not None and s.total_trials < 1:
         problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
-    if s.storage is None:
-        problems.append("storage=null: expected a SQLAlchemy URL; trials report to the study from their own processes")
     if s.heartbeat_interval is not None and s.heartbeat_interval < 1:
         problems.append(f"heartbeat_interval={s.heartbeat_interval}: expected whole seconds >= 1, or null")
     if s.heartbeat_interval is not None and (s.grace_period is None or s.grace_period <= s.heartbeat_interval):
@@ -42,17 +68,23 @@ def check_settings(s: DictConfig) -> None:
             f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
             "or a running trial is declared dead between two heartbeats"
         )
-    if s.total_trials is not None and s.heartbeat_interval is None:
+    if s.total_trials is not None and (s.heartbeat_interval is None or s.storage is None):
         problems.append(
-            "total_trials with heartbeat_interval=null: expected heartbeats, or a dead worker's trial "
-            "would hold its place in the budget forever"
+            "total_trials needs a database storage with heartbeats: expected heartbeat_interval set, or a dead "
+            "worker's trial would hold its place in the budget forever"
         )
+    if s.max_retry < 0:
+        problems.append(f"max_retry={s.max_retry}: expected an integer >= 0")
+    if s.mode not in ("auto", "batch", "async"):
+        problems.append(f"mode={s.mode!r}: expected auto, batch or async")
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
 
 
-def check_trials_reach(storage: str, *, chdir: bool) -> None:
+def check_trials_reach(storage: str | None, *, chdir: bool) -> None:
     """Refuse a SQLite storage that trials would open as another database than the sweep's."""
+    if storage is None:
+        return
     try:
         parsed = make_url(storage)
     except ArgumentError:
@@ -63,7 +95,7 @@ def check_trials_reach(storage: str, *, chdir: bool) -> None:
     if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
         raise SweepSettingsError(
             f"storage={mask_url(storage)} is an in-memory SQLite database, which every trial would open "
-            "empty and report nothing to; expected a file, e.g. storage=sqlite:///sweeps/optuna.db"
+            "empty; expected a file (sqlite:///path/optuna.db), or storage=null for an in-memory study"
         )
     if chdir and not Path(database).is_absolute():
         raise SweepSettingsError(
@@ -73,12 +105,13 @@ def check_trials_reach(storage: str, *, chdir: bool) -> None:
         )
 
 
-def built(setting: str, build: Callable[[], T]) -> T:
-    """`build()`, with a bad sampler or pruner setting reported as the user's error."""
+def build(setting: str, config: Any, **kwargs: Any) -> Any:
+    """Instantiate hydra.sweeper.<setting> (sampler or pruner); a bad one is the user's error."""
+    from hydra.utils import instantiate
+
+    whitelist = SAMPLER_WHITELIST if setting == "sampler" else PRUNER_WHITELIST
     try:
-        return build()
-    except SweepSettingsError:
-        raise
+        return instantiate(config, **kwargs, _execution_whitelist_=whitelist)
     except Exception as error:
         text = str(error.__cause__ or error)
         refused = _NOT_WHITELISTED.search(text)
@@ -93,8 +126,59 @@ def built(setting: str, build: Callable[[], T]) -> T:
         reason = " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=")))
         raise SweepSettingsError(
             f"hydra.sweeper.{setting} cannot be used: {reason.rstrip('.') or type(error).__name__}; expected "
-            f"settings its class accepts (hydra.sweeper.{setting}._target_ names it; see the README's Sweeps section)"
+            f"settings its class accepts (hydra.sweeper.{setting}._target_ names it)"
         ) from None
+
+
+def rehearse(
+    make_sampler: Callable[[], optuna.samplers.BaseSampler],
+    pruner: optuna.pruners.BasePruner,
+    distributions: dict[str, optuna.distributions.BaseDistribution],
+    n_objectives: int,
+    sampler_startup_trials: int,
+) -> None:
+    """Sample, report, prune and tell a few in-memory trials, as a sweep does.
+
+    Some settings pass the constructors and fail only in use: a sampler whose
+    package is missing (`cmaes`), Hyperband with `reduction_factor=1`. They
+    are reported here, before anything is loaded or recorded.
+    """
+    optuna_logger = logging.getLogger("optuna")
+    level = optuna_logger.level
+    optuna_logger.setLevel(logging.WARNING)  # no "Trial finished" lines for trials that are not the sweep's
+    try:
+        study = optuna.create_study(
+            sampler=make_sampler(), pruner=pruner if n_objectives == 1 else None, directions=["minimize"] * n_objectives
+        )
+        for n in range(max(REHEARSED_TRIALS, sampler_startup_trials + 2)):
+            trial = _using("sampler", lambda: study.ask(distributions))
+            for step in range(1, REHEARSED_STEPS + 1 if n_objectives == 1 else 1):
+                trial.report(0.5 + 0.1 * n + 0.01 * step, step=step)
+                if _using("pruner", trial.should_prune):
+                    break
+            try:
+                study.tell(trial, [0.5 + 0.1 * n] * n_objectives)
+            except RuntimeError as e:
+                if "Study.stop" in str(e):  # the grid sampler, once its grid is covered
+                    return
+                raise _rehearsal_error("sampler", e) from e
+    finally:
+        optuna_logger.setLevel(level)
+
+
+def _using(setting: str, action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except Exception as e:
+        raise _rehearsal_error(setting, e) from e
+
+
+def _rehearsal_error(setting: str, cause: Exception) -> SweepSettingsError:
+    package = "; a sampler's own package, such as cmaes for CmaEsSampler, must be installed" if setting == "sampler" else ""
+    return SweepSettingsError(
+        f"hydra.sweeper.{setting} fails in use, rehearsed on a few in-memory trials: {type(cause).__name__}: "
+        f"{cause}; expected settings its class can run with (hydra.sweeper.{setting}._target_ names it{package})"
+    )
 
 
 _EXAMPLE = {"sampler": "random", "pruner": "hyperband"}

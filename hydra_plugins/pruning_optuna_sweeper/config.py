@@ -1,8 +1,7 @@
-"""Schema of the pruning Optuna sweeper and its `pruner` config group.
+"""The sweeper's schema: every key of the stock hydra-optuna-sweeper, with its
+stock default, plus pruning, budgets, heartbeats, artifacts and app hooks.
 
-The keys are the stock hydra-optuna-sweeper's (whose sampler group,
-`hydra/sweeper/sampler`, is reused as it is) plus `pruner`, `total_trials`
-and the heartbeat settings.
+The stock plugin's sampler group (`hydra/sweeper/sampler`) is reused as it is.
 """
 
 from dataclasses import dataclass, field
@@ -13,41 +12,27 @@ from omegaconf import MISSING
 
 
 @dataclass
-class PrunerConfig:
-    _target_: str = MISSING
-
-
-@dataclass
-class MedianPrunerConfig(PrunerConfig):
-    """https://optuna.readthedocs.io/en/stable/reference/generated/optuna.pruners.MedianPruner.html"""
+class MedianPrunerConfig:
+    """optuna.pruners.MedianPruner, with Optuna's defaults."""
 
     _target_: str = "optuna.pruners.MedianPruner"
-    # The pruner's warm-up: complete trials before any pruning, so that the
-    # median compares with several whole curves.
     n_startup_trials: int = 5
-    # Steps are epochs, counted from 1: after that warm-up, a trial may stop
-    # after any epoch but its last. Both chosen by comparing settings over
-    # TPE seeds 0-4 (README, Performance): five startup trials kept the best
-    # accuracy where three lost it, and an epoch of warm-up cost savings.
-    n_warmup_steps: int = 1
+    n_warmup_steps: int = 0
     interval_steps: int = 1
     n_min_trials: int = 1
 
 
 @dataclass
 class PercentilePrunerConfig(MedianPrunerConfig):
-    """https://optuna.readthedocs.io/en/stable/reference/generated/optuna.pruners.PercentilePruner.html"""
+    """optuna.pruners.PercentilePruner: the median's settings, keeping the top `percentile` percent."""
 
     _target_: str = "optuna.pruners.PercentilePruner"
-    # The median's settings, but trials whose best accuracy so far is outside
-    # the top `percentile` percent of the completed trials' accuracies at that
-    # epoch are pruned (50 would be the median).
-    percentile: float = 45.0
+    percentile: float = 25.0
 
 
 @dataclass
-class HyperbandPrunerConfig(PrunerConfig):
-    """https://optuna.readthedocs.io/en/stable/reference/generated/optuna.pruners.HyperbandPruner.html"""
+class HyperbandPrunerConfig:
+    """optuna.pruners.HyperbandPruner; `max_resource: auto` is pinned once for the whole study."""
 
     _target_: str = "optuna.pruners.HyperbandPruner"
     min_resource: int = 1
@@ -56,7 +41,7 @@ class HyperbandPrunerConfig(PrunerConfig):
 
 
 @dataclass
-class NopPrunerConfig(PrunerConfig):
+class NopPrunerConfig:
     _target_: str = "optuna.pruners.NopPruner"
 
 
@@ -65,31 +50,53 @@ class PruningOptunaSweeperConf:
     _target_: str = "hydra_plugins.pruning_optuna_sweeper.sweeper.PruningOptunaSweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
+    # The stock plugin's keys, with its defaults.
     sampler: Any = MISSING
-    pruner: Any = MISSING
-    direction: str = "maximize"
-    # Any SQLAlchemy URL (trials report to it from their own processes).
-    storage: str | None = None
-    # None: derived from the model and the dataset, e.g. "linearnet-mnist".
+    # minimize or maximize, or a list of them for several objectives (the task returns a sequence).
+    direction: Any = "minimize"
+    # A SQLAlchemy URL; null keeps the study in memory (trials must run in the sweep's own process).
+    storage: Any = None
     study_name: str | None = None
-    # Trials this command launches (a rerun launches that many more).
     n_trials: int = 20
-    # Trials launched together; with a parallel launcher, they run at once.
-    n_jobs: int = 1
+    # Trials in flight at once, or `auto`: the cores available to the sweep, at most n_trials.
+    n_jobs: Any = 2
     # The share of n_trials that may fail before the sweep stops.
     max_failure_rate: float = 0.0
-    # Stop once the study holds this many COMPLETE or PRUNED trials, counted
-    # across reruns and across every worker on the same storage.
+    params: dict[str, str] | None = None
+    # A function (config, trial) -> None that suggests further parameters.
+    custom_search_space: str | None = None
+
+    # Added by this sweeper.
+    pruner: Any = MISSING
+    # Names of the objectives, shown by optuna-dashboard (e.g. [test_accuracy]).
+    metric_names: list[str] | None = None
+    # Stop once the study holds this many COMPLETE or PRUNED trials, across reruns and workers.
     total_trials: int | None = None
-    # Seconds between a running trial's heartbeats, and without one before
-    # another worker declares the trial failed and retries it. RDB storages only.
+    # Seconds between a running trial's heartbeats, and without one before another
+    # worker fails the trial and queues it again (database storages only; null: off).
     heartbeat_interval: int | None = 10
     grace_period: int | None = 30
-    params: dict[str, str] | None = None
+    # How often a dead worker's trial is queued again.
+    max_retry: int = 1
+    # Where trials store files (optuna.artifacts): auto (beside a SQLite study), a folder, a
+    # `_target_` store config, or null.
+    artifact_store: Any = "auto"
+    # An app's sweeps.hooks.SweepHooks subclass, as a `_target_` config.
+    hooks: Any = None
+    # Batch mode (the stock behaviour: ask n_jobs, launch them together, wait for all) or async
+    # (start a trial as soon as one ends). auto: async with a launcher that runs jobs in other
+    # processes, batch with the basic launcher, which runs them one after another here.
+    mode: str = "auto"
 
 
 def register() -> None:
     cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper", replace=True)
-    for name, node in (("median", MedianPrunerConfig), ("percentile", PercentilePrunerConfig), ("hyperband", HyperbandPrunerConfig), ("none", NopPrunerConfig)):
-        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper", replace=True)
+    cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper")
+    pruners = {
+        "median": MedianPrunerConfig,
+        "percentile": PercentilePrunerConfig,
+        "hyperband": HyperbandPrunerConfig,
+        "none": NopPrunerConfig,
+    }
+    for name, node in pruners.items():
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper")

@@ -29,9 +29,7 @@ class PruningOptunaSweeper(Sweeper):
         from ._sweep import USER_ERRORS, SweepRun
 
         try:
-            self.sweep_run = SweepRun(
-                self.settings, hydra_context=hydra_context, task_function=task_function, config=config
-            )
+            self.sweep_run = SweepRun(self.settings, hydra_context=hydra_context, task_function=task_function, config=config)
         except USER_ERRORS as error:
             sys.exit(f"error: {error}")
 

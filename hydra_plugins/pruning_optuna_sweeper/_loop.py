@@ -1,0 +1,295 @@
+"""Ask, launch, tell: the sweep's trials, one batch at a time or as many as n_jobs in flight.
+
+Batch mode is the stock sweeper's: ask n_jobs trials, launch them, wait for
+all, tell all. Async mode starts a new trial as soon as any running one ends
+(COMPLETE, PRUNED or FAIL): each trial is launched on its own, from a thread
+of this process, through the configured launcher, which runs it elsewhere
+(joblib's workers, a SLURM job). Only this thread asks and tells.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from hydra.core.utils import JobReturn
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sweeps.storage import first_line
+from sweeps.study import FIXED_PARAMS_ATTR, WORKER_ATTR, describe_trial
+from sweeps.trial import TRIAL_ENV, trial_env_value
+
+from . import _budget as budget
+from ._heartbeat import Heartbeats
+from ._outcome import fail_trial, record_outcome
+from ._quoting import hydra_quoted
+from ._search_space import SearchSpace
+
+log = logging.getLogger(__name__)
+BUDGET_POLL_S = 1.0
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SweepAborted(RuntimeError):
+    """Too many trials failed."""
+
+
+class LaunchError(RuntimeError):
+    """The Hydra launcher failed to run a trial (most often its settings)."""
+
+
+@dataclass
+class Plan:
+    """What the loop runs: how many trials, how many at once, and how to launch one."""
+
+    n_trials: int
+    n_jobs: int
+    batch: bool
+    launch: Callable[[list[str], int], JobReturn]  # overrides, job number -> the job's return
+    in_thread: bool  # whether launching can run in a thread (the launcher runs jobs elsewhere)
+    max_failure_rate: float
+    total_trials: int | None
+    extend_search_space: Callable[[optuna.Trial], None] | None
+    reseed_sampler: Callable[[int], optuna.samplers.BaseSampler] | None  # seed -> a sampler like the sweep's
+    sampler_seed: int | None
+    launcher_name: str = "basic"
+    describe: Callable[[optuna.Study], str] = field(default=lambda study: "")
+
+
+class TrialLoop:
+    def __init__(self, study: optuna.Study, storage: BaseStorage, space: SearchSpace, plan: Plan) -> None:
+        self.study = study
+        self.storage = storage
+        self.space = space
+        self.plan = plan
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.heartbeats = Heartbeats(storage)
+        self.results: queue.SimpleQueue[tuple[int, JobReturn | BaseException]] = queue.SimpleQueue()
+        self.in_flight: dict[int, optuna.Trial] = {}
+        self.launched = self.failed = 0
+        self.last_fail_reason = "unknown"
+        self.sampled_before = False
+        self.waiting_logged = False
+
+    def run(self) -> tuple[int, int]:
+        """Launch the plan's trials; the number launched and failed."""
+        with self.heartbeats.running():
+            try:
+                while not self._finished():
+                    self._fill()
+                    if self.in_flight:
+                        self._collect()
+                    elif not self._finished():
+                        time.sleep(BUDGET_POLL_S)  # the budget is held by other workers' running trials
+            except BaseException as error:
+                self._close_in_flight(error)
+                raise
+        return self.launched, self.failed
+
+    def _finished(self) -> bool:
+        if self.in_flight:
+            return False
+        if self.launched >= self.plan.n_trials:
+            return True
+        if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self.study.sampler.is_exhausted(self.study):
+            log.info("The study has run every point of the grid: nothing left to sample.")
+            return True
+        total = self.plan.total_trials
+        if total is not None and budget.finished_count(self.study) >= total:
+            log.info("The study holds %d COMPLETE or PRUNED trials: total_trials=%d reached.", total, total)
+            return True
+        return False
+
+    def _fill(self) -> None:
+        """Ask for and start trials while there is room: a whole batch once the last has ended, or one
+        for each free place in async mode."""
+        if self.plan.batch and self.in_flight:
+            return
+        room = min(self.plan.n_jobs, self.plan.n_trials - self.launched) - len(self.in_flight)
+        asked = []
+        for _ in range(room):
+            optuna.storages.fail_stale_trials(self.study)
+            trial = self._ask()
+            if trial is None:
+                break
+            asked.append(trial)
+            self.in_flight[trial.number] = trial
+            self.launched += 1
+        for trial in asked:
+            self._start(trial)
+
+    def _ask(self) -> optuna.Trial | None:
+        """A new trial with its parameters, or None when the budget has no place for one now."""
+        total = self.plan.total_trials
+        if total is not None and budget.places_taken(self.study) >= total and not budget.waiting_count(self.study):
+            if not self.waiting_logged:
+                log.info("Budget total_trials=%d taken by running trials; waiting for them to end.", total)
+                self.waiting_logged = True
+            return None
+        trial = self.study.ask()
+        trial_id = self._trial_id(trial)
+        self.heartbeats.add(trial_id)  # should this process die now, the trial goes stale and is retried
+        try:
+            trial = self._sample(trial)
+            if total is not None and not budget.admits(self.study, trial.number, total):
+                fail_trial(self.study, trial, f"over budget: total_trials={total} already taken")
+                self.heartbeats.discard(trial_id)
+                return None
+        except BaseException as error:
+            fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+            self.heartbeats.discard(trial_id)
+            raise
+        return trial
+
+    def _sample(self, trial: optuna.Trial) -> optuna.Trial:
+        """Suggest the search space's parameters (a queued retry keeps its own), then the app's extension.
+
+        A seeded sampler draws the same points in every process that starts
+        with it: a rerun would repeat the first run's trials, and workers
+        started together each other's. So unless this process's first trial
+        is the study's first, the sampler is seeded again from the configured
+        seed and that trial's number, which the storage hands out once.
+        """
+        if not self.sampled_before:
+            self.sampled_before = True
+            seed = self.plan.sampler_seed
+            if trial.number and seed is not None and self.plan.reseed_sampler is not None:
+                stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
+                self.study.sampler = self.plan.reseed_sampler(stream_seed)
+                trial = optuna.Trial(self.study, self._trial_id(trial))
+                log.info("The study already had trials: sampler seeded with %d (seed %d, trial %d).", stream_seed, seed, trial.number)
+        for name, distribution in self.space.distributions.items():
+            _suggest(trial, name, distribution)
+        for name, value in self.space.fixed.items():
+            trial.set_user_attr(name, value)  # as the stock sweeper records them
+        if self.space.fixed:
+            trial.set_user_attr(FIXED_PARAMS_ATTR, self.space.fixed)
+        if self.plan.extend_search_space is not None:
+            self.plan.extend_search_space(trial)
+        overlap = set(trial.params) & set(self.space.fixed)
+        if overlap:
+            raise ValueError(f"parameters both fixed and searched: {sorted(overlap)}")
+        trial.set_user_attr(WORKER_ATTR, WORKER)
+        return trial
+
+    def _start(self, trial: optuna.Trial) -> None:
+        overrides = [
+            *(f"{name}={value}" for name, value in {**trial.params, **self.space.fixed}.items()),
+            *self.space.fixed_overrides,
+            f"++hydra.job.env_set.{TRIAL_ENV}={hydra_quoted(trial_env_value(self.study.study_name, trial.number))}",
+        ]
+
+        def launch() -> None:
+            try:
+                self.results.put((trial.number, self.plan.launch(overrides, trial.number)))
+            except BaseException as error:
+                self.results.put((trial.number, error))
+
+        if self.plan.in_thread:
+            threading.Thread(target=launch, name=f"trial-{trial.number}", daemon=True).start()
+        else:
+            # The basic launcher runs the job here; an interrupt must unwind this thread, so it is not caught.
+            self.results.put((trial.number, self.plan.launch(overrides, trial.number)))
+
+    def _collect(self) -> None:
+        """Wait for trials to end and record them: the whole batch, or the next one to end."""
+        ended = []
+        while not ended or (self.plan.batch and len(ended) < len(self.in_flight)):
+            try:
+                ended.append(self.results.get(timeout=1.0))  # the timeout lets Ctrl-C through
+            except queue.Empty:
+                continue
+        order = {number: i for i, number in enumerate(self.in_flight)}
+        for number, outcome in sorted(ended, key=lambda e: order[e[0]] if self.plan.batch else 0):
+            trial = self.in_flight[number]
+            if isinstance(outcome, BaseException):
+                raise LaunchError(
+                    f"hydra/launcher={self.plan.launcher_name} failed to run trial {number}: "
+                    f"{type(outcome).__name__}: {first_line(outcome)}; expected launcher settings its plugin "
+                    "accepts (hydra.launcher.*), and a writable hydra.sweep.dir"
+                ) from outcome
+            frozen, recorded = record_outcome(self.study, trial, outcome)
+            del self.in_flight[number]
+            self.heartbeats.discard(self._trial_id(trial))
+            if recorded and frozen.state == TrialState.FAIL:
+                self.failed += 1
+                self.last_fail_reason = frozen.user_attrs.get("fail_reason") or "unknown"
+            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
+        allowed = math.floor(self.plan.max_failure_rate * self.plan.n_trials)
+        if self.failed > allowed:
+            raise SweepAborted(
+                f"{self.failed} of {self.launched} trials failed, more than max_failure_rate="
+                f"{self.plan.max_failure_rate} of n_trials={self.plan.n_trials} allows ({allowed}); "
+                f"last reason: {self.last_fail_reason.rstrip('.')}. Completed trials stay in the study."
+            )
+
+    def _close_in_flight(self, error: BaseException) -> None:
+        """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an
+        interrupt, queue them again and stop the jobs still running."""
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"{type(error).__name__}: {first_line(error)}"
+        unfinished = [t for t in self.in_flight.values() if not self._state(t).is_finished()]
+        requeue = RetryHeartbeatStaleTrialCallback()
+        queued = []
+        for trial in unfinished:
+            frozen = fail_trial(self.study, trial, reason)
+            if interrupted and frozen.state == TrialState.FAIL:
+                requeue(self.study, frozen)
+                queued.append(trial.number)
+        if interrupted and self.plan.in_thread:
+            _stop_child_processes()
+        marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
+        if interrupted:
+            log.warning(
+                "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
+                marked,
+                ", ".join(f"trial {n}" for n in queued) or "none",
+            )
+        elif unfinished:
+            log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
+
+    def _trial_id(self, trial: optuna.Trial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
+    def _state(self, trial: optuna.Trial) -> TrialState:
+        return self.storage.get_trial(self._trial_id(trial)).state
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """What `study.ask(distributions)` does, through the public suggest API."""
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"{name}: unsupported distribution {distribution!r}")
+
+
+def _stop_child_processes() -> None:
+    """End the worker processes this sweep started (a joblib pool): their trials are closed."""
+    children = set()
+    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                children.update(int(pid) for pid in f.read().split())
+        except OSError:
+            continue
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass

@@ -1,0 +1,218 @@
+"""The task's side of a sweep: report a value per step, learn whether to stop.
+
+A task run by the pruning Optuna sweeper finds its trial through the job's
+own Hydra config: the sweeper sets the environment variable `TRIAL_ENV`
+(through `hydra.job.env_set`, so any launcher carries it) to the study and
+trial number, and `hydra.sweeper` holds the storage URL and the pruner. The
+trial is reached through the storage, not process memory, so this works in
+a joblib worker, a SLURM job or the sweep's own process alike. Outside a
+sweep, `current_trial()` returns a stand-in whose calls do nothing, so the
+same task code runs unchanged on its own.
+
+Example:
+
+    from sweeps import TrialPruned, current_trial
+
+    @hydra.main(config_path="conf", config_name="config")
+    def main(cfg):
+        trial = current_trial()
+        for step in range(cfg.steps):
+            loss = train_one_step()
+            trial.report(loss, step)
+            if trial.should_prune():
+                raise TrialPruned()
+        return loss
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
+# Hyperband's `max_resource: auto`, pinned on the study so every worker counts the same brackets.
+HYPERBAND_RESOURCE_ATTR = "hyperband_max_resource"
+
+# Studies with no storage a task process could open (storage: null), for tasks
+# the basic launcher runs in the sweep's own process.
+_IN_PROCESS_STUDIES: dict[str, tuple[optuna.Study, BaseStorage]] = {}
+
+
+class NoTrial:
+    """What `current_trial()` returns outside a sweep: every call does nothing."""
+
+    number: int | None = None
+    study_name: str | None = None
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        pass
+
+    def upload_artifact(self, path: str | Path) -> str | None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class SweepTrial:
+    """The running trial of a sweep, as its task sees it (a thin optuna.Trial)."""
+
+    def __init__(self, trial: optuna.Trial, artifact_store: Any = None) -> None:
+        self._trial = trial
+        self._artifact_store = artifact_store
+        self.number = trial.number
+        self.study_name = trial.study.study_name
+        # Optuna neither records steps nor prunes in a study of several objectives.
+        self._prunable = len(trial.study.directions) == 1
+
+    def report(self, value: float, step: int) -> None:
+        """Record `value` at `step` (an epoch, say): the pruner compares trials by these."""
+        if self._prunable:
+            self._trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        """Whether the pruner says to stop now (the task then raises TrialPruned)."""
+        return self._prunable and self._trial.should_prune()
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self._trial.set_user_attr(key, value)
+
+    def upload_artifact(self, path: str | Path) -> str | None:
+        """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id."""
+        if self._artifact_store is None:
+            return None
+        return optuna.artifacts.upload_artifact(
+            study_or_trial=self._trial, file_path=str(path), artifact_store=self._artifact_store
+        )
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def trial_env_value(study_name: str, number: int) -> str:
+    """The value of TRIAL_ENV that names trial `number` of `study_name`."""
+    return json.dumps({"study": study_name, "number": number})
+
+
+def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None:
+    """Let tasks in this process reach `study` when it has no storage they could open."""
+    _IN_PROCESS_STUDIES.clear()
+    _IN_PROCESS_STUDIES[study.study_name] = (study, storage)
+
+
+def current_trial() -> SweepTrial | NoTrial:
+    """The trial this task runs as, or a stand-in that does nothing outside a sweep."""
+    spec = os.environ.get(TRIAL_ENV)
+    if not spec:
+        return NoTrial()
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    named = json.loads(spec)
+    sweeper = HydraConfig.get().sweeper
+    if sweeper.get("storage") is None:
+        if named["study"] not in _IN_PROCESS_STUDIES:
+            return NoTrial()  # an in-memory study that lives in another process
+        study, storage = _IN_PROCESS_STUDIES[named["study"]]
+    else:
+        from sweeps.storage import open_storage
+
+        storage = open_storage(
+            sweeper.storage,
+            heartbeat_interval=sweeper.get("heartbeat_interval"),
+            grace_period=sweeper.get("grace_period"),
+        )
+        pruner = sweeper.get("pruner")
+        pruner_yaml = None if pruner is None else OmegaConf.to_yaml(_pinned(pruner, storage, named["study"]))
+        study = _study(storage, named["study"], pruner_yaml)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(named["study"]), named["number"]
+    )
+    return SweepTrial(optuna.Trial(study, trial_id), artifact_store(sweeper.get("artifact_store"), sweeper.storage))
+
+
+@functools.lru_cache(maxsize=8)
+def _study(storage: BaseStorage, study_name: str, pruner_yaml: str | None) -> optuna.Study:
+    """The study with the sweep's pruner, loaded once per process (trials in one worker share it)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    pruner = None
+    if pruner_yaml is not None:
+        pruner = instantiate(OmegaConf.create(pruner_yaml), _execution_whitelist_="optuna.pruners.*")
+    return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+
+
+def _pinned(pruner: Any, storage: BaseStorage, study_name: str) -> Any:
+    """The pruner config with Hyperband's `max_resource: auto` pinned for the whole study.
+
+    Left on auto, Hyperband takes it from the completed trials a process
+    sees when it first prunes, so workers and reruns could count different
+    brackets and put one trial in different ones. The first trial that
+    finds completed trials records Optuna's own choice (their last step + 1)
+    on the study, and every later trial uses it.
+    """
+    from omegaconf import OmegaConf
+
+    if OmegaConf.select(pruner, "max_resource", default=None) != "auto":
+        return pruner
+    study_id = storage.get_study_id_from_name(study_name)
+    pinned = storage.get_study_user_attrs(study_id).get(HYPERBAND_RESOURCE_ATTR)
+    if pinned is None:
+        steps = [
+            t.last_step
+            for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.last_step is not None
+        ]
+        if not steps:
+            return pruner
+        pinned = max(steps) + 1
+        storage.set_study_user_attr(study_id, HYPERBAND_RESOURCE_ATTR, pinned)
+    return OmegaConf.merge(pruner, {"max_resource": pinned})
+
+
+def artifact_store(setting: Any, storage_url: str | None) -> Any:
+    """The artifact store `hydra.sweeper.artifact_store` names.
+
+    `auto`: a FileSystemArtifactStore in `<study file>-artifacts/` beside a
+    SQLite study file (none for other storages); a path: a
+    FileSystemArtifactStore there; a `_target_` config: that store; null: none.
+    """
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        if setting != "auto":
+            return _filesystem_store(Path(setting))
+        database = _sqlite_file(storage_url)
+        return None if database is None else _filesystem_store(database.with_name(f"{database.stem}-artifacts"))
+    from hydra.utils import instantiate
+
+    return instantiate(setting)
+
+
+def _filesystem_store(path: Path) -> optuna.artifacts.FileSystemArtifactStore:
+    path.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(path))
+
+
+def _sqlite_file(url: str | None) -> Path | None:
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
