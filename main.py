@@ -6,6 +6,7 @@
     python main.py best_of=linearnet-mnist  # once more with a study's best
 """
 
+import re
 import sys
 import warnings
 
@@ -47,8 +48,11 @@ def main(cfg: DictConfig) -> float:
             import dataclasses
 
             apply_best(cfg, cfg.best_of, cfg.storage, identity=dataclasses.asdict(load_data(cfg).identity))
-        if trial:
-            OmegaConf.update(cfg, "run_name", f"{trial.study_name}/trial-{trial.number:04d}")
+        if trial:  # runs/<study>/trial-NNNN, the study's name made safe as one folder name
+            study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"
+            OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
+            # What best_of and export apply: every params value, not only the swept ones.
+            trial.set_user_attr("config", {"params": OmegaConf.to_container(cfg.params, resolve=True)})
         return run(cfg, on_epoch=[lambda m: report(trial, m)] if trial else [])
     except USER_ERRORS as error:
         if trial:

@@ -29,6 +29,28 @@ class LinearNetHooks(SweepHooks):
     def study_name(self, config: DictConfig, identity: dict[str, Any] | None) -> str:
         return f"linearnet-{identity['name']}"
 
+    def check_search_space(self, ranges: dict[str, Any], fixed: dict[str, str]) -> None:
+        for key in [*ranges, *fixed]:
+            if key.startswith("+"):
+                bare = key.lstrip("+")
+                raise ValueError(
+                    f"the sweep has '{key}', an override that adds or forces a key; the study would record it apart "
+                    f"from '{bare}' and best_of could not apply it. Expected '{bare}=...' for a key of the training config"
+                )
+        for key in ("best_of", "run_name"):
+            if fixed.get(key) not in (None, "null"):
+                what = "trains once with a study's best parameters" if key == "best_of" else "the sweep sets for each trial"
+                raise ValueError(f"the sweep has {key}={fixed[key]}, which {what}; expected no {key} in a sweep")
+        for key in ranges:
+            if key.startswith(("paths.", "data.")) or key in ("threads", "progress", "storage", "run_name", "best_of"):
+                what = "selects the data (a study holds trials of one dataset)" if key.startswith(DATA_KEYS) else (
+                    "says where and how a trial runs"
+                )
+                raise ValueError(
+                    f"the sweep has a range for '{key}', which {what}; expected one value for it ({key}=...), "
+                    "and ranges only over what is trained"
+                )
+
     def check_trial_config(self, config: DictConfig) -> None:
         validate(config)
 

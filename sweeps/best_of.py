@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.storage import mask_url, open_storage
-from sweeps.study import best_params, best_trials, check_identity, load_study
+from sweeps.study import FIXED_PARAMS_ATTR, best_trials, check_identity, load_study, trained_values
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -49,14 +49,32 @@ def apply_best(
     check_identity(study, identity, where, user="run")
     hydra = HydraConfig.get()
     given = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
-    recorded = {k.lstrip("+"): as_typed(v) for k, v in best_params(trial).items()}
-    applied = {k: v for k, v in recorded.items() if k not in given or k in hydra.runtime.choices}
+    recorded = trained_values(trial)
+    # The command line wins: `params=other` covers every params.* value, unless it is the
+    # choice the best trial ran with (`params=tuned`), which best_of needs there.
+    choices = hydra.runtime.choices
+    covering = {g for g in given if not (g in choices and recorded.get(g) == choices[g])}
+    applied = {k: v for k, v in recorded.items() if not any(k == g or k.startswith(f"{g}.") for g in covering)}
+    # What only the task's record gives, where this run's config differs: said, not silently replaced.
+    swept = {k.lstrip("+") for k in {**trial.params, **trial.user_attrs.get(FIXED_PARAMS_ATTR, {})}}
+    edited = {
+        k: current
+        for k, v in applied.items()
+        if k not in swept and k not in choices and (current := OmegaConf.select(cfg, k, default=_ABSENT)) not in (_ABSENT, v)
+    }
+    if edited:
+        log.info(
+            "best_of=%s: as trial %d trained, where this run's config has other values: %s",
+            study_name,
+            trial.number,
+            ", ".join(f"{k}={applied[k]!r} (not {v!r})" for k, v in edited.items()),
+        )
     for key, value in applied.items():
-        if key in hydra.runtime.choices:  # a config group, composed before the task could choose it
-            if hydra.runtime.choices[key] != value:
+        if key in choices:  # a config group, composed before the task could choose it
+            if choices[key] != value:
                 raise BestOfError(
                     f"best_of={study_name}: trial {trial.number} ran with {key}={value}, this run has "
-                    f"{key}={hydra.runtime.choices[key]}; expected {key}={value} on this command line"
+                    f"{key}={choices[key]}; expected {key}={value} on this command line"
                 )
         elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
             raise BestOfError(
@@ -65,7 +83,8 @@ def apply_best(
             )
         else:
             OmegaConf.update(cfg, key, value)
-    kept = sorted(set(recorded) - set(applied))
+    # Said where the command line changed what the trial had, not where it repeats it.
+    kept = sorted(k for k in set(recorded) - set(applied) if OmegaConf.select(cfg, k, default=_ABSENT) != recorded[k])
     log.info(
         "best_of=%s: trial %d of %s (value %.4f) gives %s%s",
         study_name,
@@ -82,10 +101,3 @@ def apply_best(
         OmegaConf.save(OmegaConf.create({**source, "kept_from_command_line": kept}), directory / "best_of.yaml")
     return study, trial
 
-
-def as_typed(value: Any) -> Any:
-    """A fixed value as the stock sweeper records it ("3", "0.5") read as Hydra would read the override."""
-    if not isinstance(value, str):
-        return value
-    [override] = OverridesParser.create().parse_overrides([f"key={value}"])
-    return override.value()

@@ -15,9 +15,8 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-from sweeps.best_of import as_typed
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import StudyError, best_params, best_trials, describe_states, describe_trial, load_study
+from sweeps.study import StudyError, best_params, best_trials, describe_states, describe_trial, load_study, trained_values
 
 # A name Hydra selects as a config group option: no path, no dot, no quoting.
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -83,7 +82,7 @@ def export(
     """Write the best trial's values under `group` (the common first part of their keys
     by default, e.g. params for params.lr) as an option of that config group."""
     [best] = best_trials(study, storage, where)[:1]
-    values = {k.lstrip("+"): as_typed(v) for k, v in best_params(best).items()}
+    values = trained_values(best)
     prefixes = {k.split(".", 1)[0] for k in values if "." in k}
     group = group or (prefixes.pop() if len(prefixes) == 1 else None)
     if group is None:
@@ -105,7 +104,7 @@ def export(
     target = directory / f"{name}.yaml"
     if target.exists():
         raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
-    others = [f"{k}={v}" for k, v in values.items() if not k.startswith(f"{group}.")]
+    others = [f"{k}={v}" for k, v in values.items() if not k.startswith(f"{group}.") and k != group]
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# value {best.value:.4f}, exported {datetime.date.today().isoformat()}.",

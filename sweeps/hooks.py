@@ -34,6 +34,10 @@ class SweepHooks:
         """The study's name when `hydra.sweeper.study_name` is null (Optuna then makes one up)."""
         return None
 
+    def check_search_space(self, ranges: dict[str, optuna.distributions.BaseDistribution], fixed: dict[str, str]) -> None:
+        """Raise ValueError for a range or a fixed value the app's sweeps must not have (a range over
+        where or on what data a trial runs, a key the sweep sets itself)."""
+
     def check_trial_config(self, config: DictConfig) -> None:
         """Raise ValueError when `config`, a trial's composed config, is one the task would refuse.
 
@@ -45,3 +49,8 @@ class SweepHooks:
     def best_command(self, study: optuna.Study, best: optuna.trial.FrozenTrial, config: DictConfig) -> str | None:
         """A shell command that trains with the best trial's parameters, shown when the sweep ends."""
         return None
+
+
+def overridden(hooks: SweepHooks, name: str) -> bool:
+    """Whether the app's hooks define `name` (else the sweeper skips the work it needs)."""
+    return getattr(type(hooks), name) is not getattr(SweepHooks, name)

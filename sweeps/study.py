@@ -16,6 +16,12 @@ IDENTITY_ATTR = "identity"
 # Every value the sweep fixed for a trial ({key: value as written}); the stock sweeper
 # also sets each as a user attr of its own, which is kept for compatibility.
 FIXED_PARAMS_ATTR = "fixed_params"
+# What a task recorded it trained with (a nested dict of config values): best_of and export
+# prefer it to the sampled and fixed values alone, which miss what neither set.
+CONFIG_ATTR = "config"
+# The trial an interrupted trial's retry runs again (a dead worker's retries are Optuna's:
+# RetryHeartbeatStaleTrialCallback.retried_trial_number).
+RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
 
@@ -102,3 +108,31 @@ def best_params(trial: FrozenTrial) -> dict[str, Any]:
     """The values that reproduce `trial`: sampled, and fixed by its sweep (recorded as user attrs)."""
     fixed = trial.user_attrs.get(FIXED_PARAMS_ATTR, {})
     return {**fixed, **trial.params}
+
+
+def trained_values(trial: FrozenTrial) -> dict[str, Any]:
+    """Every value `trial` ran with that is known, as dotted keys without `+`: what its task
+    recorded (CONFIG_ATTR), then what the sweep fixed and sampled."""
+    fixed = {k: as_typed(v) for k, v in trial.user_attrs.get(FIXED_PARAMS_ATTR, {}).items()}
+    values = {**_dotted(trial.user_attrs.get(CONFIG_ATTR, {})), **fixed, **trial.params}
+    return {k.lstrip("+"): v for k, v in values.items()}
+
+
+def as_typed(value: Any) -> Any:
+    """A fixed value as the stock sweeper records it ("3", "0.5"), read as Hydra reads the override."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not isinstance(value, str):
+        return value
+    [override] = OverridesParser.create().parse_overrides([f"key={value}"])
+    return override.value()
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -20,11 +20,14 @@ def sqlite_url(workdir: Path) -> str:
     return f"sqlite:///{workdir / 'study.db'}"
 
 
-def sweep_args(workdir: Path, *extra: str, n_trials: int = 3) -> list[str]:
-    """A small sweep on the bundled sample into `workdir`'s own SQLite study."""
+def sweep_args(workdir: Path, *extra: str, n_trials: int = 3, parallel: bool = False) -> list[str]:
+    """A small sweep on the bundled sample into `workdir`'s own SQLite study: one trial at a
+    time in the sweep's own process (reproducible, and no worker to start), or the app's
+    default, as many at once as there are cores (`parallel`)."""
     return [
         "-m",
         "hydra/sweeper=optuna",
+        *([] if parallel else ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]),
         f"hydra.sweeper.n_trials={n_trials}",
         f"storage={sqlite_url(workdir)}",
         *offline_args(workdir),
@@ -32,8 +35,8 @@ def sweep_args(workdir: Path, *extra: str, n_trials: int = 3) -> list[str]:
     ]
 
 
-def run_sweep(workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300):
-    return run_main(sweep_args(workdir, *extra, n_trials=n_trials), workdir, timeout=timeout)
+def run_sweep(workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300, parallel: bool = False):
+    return run_main(sweep_args(workdir, *extra, n_trials=n_trials, parallel=parallel), workdir, timeout=timeout)
 
 
 def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
@@ -41,9 +44,8 @@ def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
 
 
 def trial_run_dir(workdir: Path, study: optuna.Study, number: int) -> Path:
-    """A trial's TensorBoard run: runs/<study>/<start of its first trial>/trial-NNNN."""
-    started = min(t.datetime_start for t in study.get_trials() if t.datetime_start)
-    return workdir / "runs" / study.study_name / f"{started:%Y-%m-%d_%H-%M-%S}" / f"trial-{number:04d}"
+    """A trial's TensorBoard run: runs/<study>/trial-NNNN."""
+    return workdir / "runs" / study.study_name / f"trial-{number:04d}"
 
 
 def states(study: optuna.Study) -> list[TrialState]:

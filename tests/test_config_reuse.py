@@ -16,17 +16,18 @@ from omegaconf import OmegaConf
 from ds.config import register_configs
 from hydra_plugins.pruning_optuna_sweeper import sweeper as _registers_sweeper_configs  # noqa: F401
 from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader, copy_config
+from hydra_plugins.pruning_optuna_sweeper._quoting import hydra_quoted
+from sweeps.trial import TRIAL_ENV, trial_env_value
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def trial(n: int, lr: float, batch_size: int) -> list[str]:
+    """A trial's overrides as the sweeper writes them."""
     return [
         f"params.lr={lr}",
         f"params.batch_size={batch_size}",
-        "sweep.study_name='linearnet-mnist'",
-        f"sweep.trial_number={n}",
-        f"run_name='linearnet-mnist/trial-{n:04d}'",
+        f"++hydra.job.env_set.{TRIAL_ENV}={hydra_quoted(trial_env_value('linearnet-mnist', n))}",
     ]
 
 
@@ -51,8 +52,8 @@ def test_reused_composition_equals_hydras_for_plain_values() -> None:
     assert reusing._base_pickle is not None, "the second trial must take the reuse path"
     assert as_data(second) == as_data(expected)
     assert second.params.lr == 0.002 and second.params.batch_size == 256
-    assert first.params.lr == 0.01 and first.sweep.trial_number == 0  # copies, not shared
-    assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)
+    assert first.params.lr == 0.01 and '"number": 0' in first.hydra.job.env_set[TRIAL_ENV]  # copies, not shared
+    assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)[:2]
 
 
 def test_a_trial_with_the_same_group_choice_reuses_it_and_another_choice_is_composed() -> None:

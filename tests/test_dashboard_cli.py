@@ -22,13 +22,11 @@ from typing import Any
 
 import optuna
 import pytest
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeps.cli import main as cli_main
-from sweeps.study import FIXED_PARAMS_ATTR, SEARCHPATH_ATTR, TRAINED_PARAMS_ATTR
+from sweeps.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -293,7 +291,7 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     best = load(tmp_path).best_trial
     lr, epochs = best.params["params.lr"], best.params["params.epoch_count"]
     assert set(best.params) == {"params.lr", "params.epoch_count"}  # batch_size was pinned on the command line
-    assert best.user_attrs["trained_params"] == {"lr": lr, "batch_size": 64, "epoch_count": epochs}  # by its task
+    assert best.user_attrs["config"] == {"params": {"lr": lr, "batch_size": 64, "epoch_count": epochs}}  # by its task
     storage = ["--storage", sqlite_url(tmp_path)]
 
     shown = run_cli("show", STUDY, *storage, cwd=tmp_path)  # --storage after the command works too
@@ -303,55 +301,36 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert f"  params.epoch_count={epochs}\n" in shown.stdout
     assert "  params.batch_size=64\n" in shown.stdout
 
-    params_dir = tmp_path / "conf" / "params"
-    exported = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
+    params_dir = tmp_path / "elsewhere" / "params"
+    exported = run_cli(*storage, "export", STUDY, "--name", "best_x", "--dir", str(params_dir), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     target = params_dir / "best_x.yaml"
-    assert f"wrote {target}" in exported.stdout
+    assert f"wrote {target}; select it with params=best_x" in exported.stdout
     written = OmegaConf.to_container(OmegaConf.load(target))
     assert written == {"lr": lr, "batch_size": 64, "epoch_count": epochs}
     assert type(written["lr"]) is float and type(written["batch_size"]) is int and type(written["epoch_count"]) is int
 
-    [printed] = re.findall(r"train with it: python main.py (.*)", exported.stdout)
-    assert f"# Use it with: python main.py {printed}\n" in target.read_text()
-    trained = run_main([*shlex.split(printed), *offline_args(tmp_path)], tmp_path)
+    trained = run_main(["params=best_x", f"hydra.searchpath=[file://{params_dir.parent}]", *offline_args(tmp_path)], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert f"params: lr={lr:g} batch_size=64 epoch_count={epochs}" in trained.stdout
     lines = epoch_lines(trained.stdout)
     assert [(e, n) for e, n, _, _ in lines] == [(e, epochs) for e in range(1, epochs + 1)]
     assert math.isclose(lines[-1][2], best.value, abs_tol=5e-5)  # the same run as the best trial
 
-    # A sweep on the exported config: its closing hint carries the search path that finds it.
-    on_export = run_main(
-        [*sweep_args(tmp_path, "hydra.sweeper.study_name=on-export", "params.epoch_count=1", n_trials=1), *shlex.split(printed)],
-        tmp_path,
-    )
-    assert on_export.returncode == 0, on_export.stderr
-    hint = best_of_hint(on_export)
-    assert "hydra.searchpath=" in hint and "params=best_x" in hint
-    hinted = run_main([*shlex.split(hint), "progress=false"], tmp_path)
-    assert hinted.returncode == 0, hinted.stderr
-    assert "best_of=on-export: trial 0" in hinted.stdout
-    # A later sweep of that study without the search path: the hint still has the best trial's.
-    hopeless = ["hydra.sweeper.study_name=on-export", "params.lr=0.00001", "params.epoch_count=1", "params.batch_size=512"]
-    later = run_main(sweep_args(tmp_path, *hopeless, n_trials=1), tmp_path)
-    assert later.returncode == 0, later.stderr
-    assert best_of_hint(later) == hint
-
     before = target.read_bytes()
-    again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--params-dir", str(params_dir), cwd=tmp_path)
+    again = run_cli(*storage, "export", STUDY, "--name", "best_x", "--dir", str(params_dir), cwd=tmp_path)
     assert again.returncode != 0
     assert f"error: {target} exists; expected a new config name: choose another --name" in again.stderr
     assert "Traceback" not in again.stderr
     assert target.read_bytes() == before
 
-    escaping = run_cli(*storage, "export", STUDY, "--name", "../escaped", "--params-dir", str(params_dir), cwd=tmp_path)
-    onto_file = run_cli(*storage, "export", STUDY, "--name", "other", "--params-dir", str(target), cwd=tmp_path)
+    escaping = run_cli(*storage, "export", STUDY, "--name", "../escaped", "--dir", str(params_dir), cwd=tmp_path)
+    onto_file = run_cli(*storage, "export", STUDY, "--name", "other", "--dir", str(target), cwd=tmp_path)
     assert escaping.returncode != 0 and onto_file.returncode != 0
     assert "error: config name '../escaped' cannot be selected with params=<name>" in escaping.stderr
-    assert f"error: --params-dir {target} is a file; expected a directory" in onto_file.stderr
+    assert f"error: --dir {target} is a file; expected a directory" in onto_file.stderr
     assert "Traceback" not in escaping.stderr + onto_file.stderr
-    assert sorted(p.name for p in tmp_path.rglob("*.yaml") if "conf" in p.parts) == ["best_x.yaml"]
+    assert sorted(p.name for p in tmp_path.rglob("*.yaml") if "elsewhere" in p.parts) == ["best_x.yaml"]
 
     missing = run_cli(*storage, "show", "nope", cwd=tmp_path)
     assert missing.returncode != 0
@@ -376,7 +355,7 @@ def test_a_raw_at_sign_in_a_password_is_refused_unprinted(tmp_path: Path) -> Non
     assert "cret" not in result.stdout + result.stderr
 
 
-def test_a_study_of_several_objectives_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_study_of_several_objectives_is_shown_and_refused_where_one_best_is_needed(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     study = optuna.create_study(study_name="two-goals", storage=url, directions=["maximize", "minimize"])
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=[0.9, 1.0]))
@@ -384,10 +363,13 @@ def test_a_study_of_several_objectives_is_refused_with_a_clear_error(tmp_path: P
     best_of = run_main([*offline_args(tmp_path), "best_of=two-goals", f"storage={url}"], tmp_path)
     swept = run_main(sweep_args(tmp_path, "hydra.sweeper.study_name=two-goals", n_trials=1), tmp_path)
 
-    for result in (shown, best_of, swept):
-        assert result.returncode != 0
-        assert "study 'two-goals' in sqlite:///" in result.stderr and "has 2 objectives (maximize, minimize)" in result.stderr
-        assert "Traceback" not in result.stderr
+    assert shown.returncode == 0 and "best: trial   0 COMPLETE value=0.9000 1.0000" in shown.stdout
+    assert best_of.returncode != 0 and "study 'two-goals' in sqlite:///" in best_of.stderr
+    assert "has 2 objectives, so no single best trial" in best_of.stderr
+    assert swept.returncode != 0
+    assert "direction=maximize, but study 'two-goals' in sqlite:///" in swept.stderr
+    assert "was created to ['maximize', 'minimize']" in swept.stderr
+    assert "Traceback" not in best_of.stderr + swept.stderr
     assert len(optuna.load_study(study_name="two-goals", storage=url).trials) == 1
 
 
@@ -403,56 +385,30 @@ def test_reading_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path:
 
 
 def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
-    # Swept on a chosen params config: the exported one replaces it, so the printed command leaves it out.
     swept = run_sweep(tmp_path, "params=default", "model.hidden=choice(16, 32)", "params.epoch_count=1", n_trials=2)
     assert swept.returncode == 0, swept.stderr
     hidden = load(tmp_path).best_trial.params["model.hidden"]
+    export = ["--storage", sqlite_url(tmp_path), "export", STUDY, "--name", "bx", "--dir", str(tmp_path / "p")]
 
-    exported = run_cli(
-        "--storage", sqlite_url(tmp_path), "export", STUDY, "--name", "bx", "--params-dir", str(tmp_path / "p"), cwd=tmp_path
-    )
+    ambiguous = run_cli(*export, cwd=tmp_path)
+    exported = run_cli(*export, "--group", "params", cwd=tmp_path)
 
+    assert ambiguous.returncode != 0 and "share no config group; expected --group NAME" in ambiguous.stderr
     assert exported.returncode == 0, exported.stderr
-    assert "Hydra finds params configs in conf/params/ or in a folder named params/ on hydra.searchpath" in exported.stdout
-    assert f"python main.py params=bx model.hidden={hidden}" in exported.stdout
-    assert f"the best trial also set model.hidden={hidden}" in exported.stdout
+    assert f"select it with params=bx model.hidden={hidden}" in exported.stdout
     assert "params=default" not in exported.stdout
 
 
-def test_export_holds_the_values_the_best_trial_s_params_config_gave_it(tmp_path: Path) -> None:
-    # A trial of an earlier version, which did not record its trained params: it searched
-    # only lr on params=mine, found through hydra.searchpath, so the sweeper recorded the
-    # sampled lr, the group choice and the search path, not mine's other values.
-    (tmp_path / "sp" / "params").mkdir(parents=True)
-    (tmp_path / "sp" / "params" / "mine.yaml").write_text("lr: 0.5\nbatch_size: 32\nepoch_count: 2\n")
-    study = optuna.create_study(study_name="on-mine", storage=sqlite_url(tmp_path), direction="maximize")
-    trial = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
-    trial.set_user_attr(FIXED_PARAMS_ATTR, {"params": "mine"})
-    trial.set_user_attr(SEARCHPATH_ATTR, [f"hydra.searchpath=[file://{tmp_path / 'sp'}]"])
-    study.tell(trial, 0.9)
-    export = ["--storage", sqlite_url(tmp_path), "export", "on-mine", "--params-dir", str(tmp_path / "out" / "params")]
+def test_export_of_another_app_s_study_writes_its_group(tmp_path: Path) -> None:
+    """A study this app never made: the keys' common group is exported, the task's record preferred."""
+    study = optuna.create_study(study_name="other-app", storage=sqlite_url(tmp_path))
+    trial = study.ask({"opt.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    trial.set_user_attr(FIXED_PARAMS_ATTR, {"opt.momentum": "0.9"})
+    trial.set_user_attr(CONFIG_ATTR, {"opt": {"lr": 0.5, "momentum": 0.0, "nesterov": True}})
+    study.tell(trial, 0.1)
 
-    # Also from code that runs inside another Hydra app, whose set-up is left as it was.
-    with initialize_config_dir(config_dir=str(tmp_path / "sp")):
-        outer = GlobalHydra.instance().hydra
-        exported = run_cli(*export, "--name", "mine_best", cwd=tmp_path)
-        assert GlobalHydra.instance().hydra is outer
+    exported = run_cli("--storage", sqlite_url(tmp_path), "export", "other-app", "--dir", str(tmp_path / "opt"), cwd=tmp_path)
 
     assert exported.returncode == 0, exported.stderr
-    written = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "params" / "mine_best.yaml"))
-    assert written == {"lr": trial.params["params.lr"], "batch_size": 32, "epoch_count": 2}
-
-    (tmp_path / "sp" / "params" / "mine.yaml").unlink()
-    lost = run_cli(*export, "--name", "other", cwd=tmp_path)
-    assert lost.returncode != 0
-    assert "error: trial 0 trained on params=mine, which Hydra cannot compose from here (" in lost.stderr
-    assert not (tmp_path / "out" / "params" / "other.yaml").exists()
-
-    # A trial that recorded what it trained with is exported from that record, whatever the files say now.
-    recorded = study.ask({"params.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
-    recorded.set_user_attr(FIXED_PARAMS_ATTR, {"params": "mine"})
-    recorded.set_user_attr(TRAINED_PARAMS_ATTR, {"lr": recorded.params["params.lr"], "batch_size": 256, "epoch_count": 4})
-    study.tell(recorded, 0.95)
-    assert run_cli(*export, "--name", "recorded", cwd=tmp_path).returncode == 0
-    written = OmegaConf.to_container(OmegaConf.load(tmp_path / "out" / "params" / "recorded.yaml"))
-    assert written == {"lr": recorded.params["params.lr"], "batch_size": 256, "epoch_count": 4}
+    written = OmegaConf.to_container(OmegaConf.load(tmp_path / "opt" / "best_other_app.yaml"))
+    assert written == {"lr": trial.params["opt.lr"], "momentum": 0.9, "nesterov": True}

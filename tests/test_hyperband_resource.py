@@ -1,4 +1,4 @@
-"""Hyperband's maximum resource comes from the study, the same in every process and rerun."""
+"""Hyperband's `max_resource: auto` is pinned once on the study, the same in every process and rerun."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from omegaconf import OmegaConf
 from optuna.storages import RDBStorage
 
 from hydra_plugins.pruning_optuna_sweeper.config import HyperbandPrunerConfig, MedianPrunerConfig
-from sweeps.reporter import build_pruner, pinned_max_resource
-from sweeps.study import HYPERBAND_RESOURCE_ATTR
+from sweeps.trial import HYPERBAND_RESOURCE_ATTR, _pinned
 
 HYPERBAND = OmegaConf.structured(HyperbandPrunerConfig)
 STUDY = "hyperband"
@@ -25,47 +23,31 @@ def storage(tmp_path: Path) -> RDBStorage:
     return storage
 
 
-def pin(storage: RDBStorage, pruner: DictConfig = HYPERBAND, epoch_count: int = 4, **distributions: BaseDistribution) -> DictConfig:
-    """The pruner config that the task of a trial newly asked with `distributions` builds."""
+def complete(storage: RDBStorage, steps: int) -> None:
     study = optuna.load_study(study_name=STUDY, storage=storage)
-    trial = study.ask({"params.lr": FloatDistribution(1e-4, 1e-1, log=True), **distributions})
-    study_id = storage.get_study_id_from_name(STUDY)
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-    return pinned_max_resource(pruner, storage, study_id, trial_id, epoch_count)
+    trial = study.ask()
+    for step in range(1, steps + 1):
+        trial.report(0.5, step)
+    study.tell(trial, 0.5)
 
 
 def recorded(storage: RDBStorage) -> int | None:
     return optuna.load_study(study_name=STUDY, storage=storage).user_attrs.get(HYPERBAND_RESOURCE_ATTR)
 
 
-@pytest.mark.parametrize(
-    ("distributions", "expected"),
-    [
-        ({"params.epoch_count": IntDistribution(1, 10)}, 10),
-        ({"params.epoch_count": CategoricalDistribution([3, 12, 6])}, 12),
-        ({}, 4),  # epoch_count not searched: the trial's own, which every trial of the run shares
-    ],
-)
-def test_auto_becomes_the_most_epochs_a_trial_can_train(storage: RDBStorage, distributions: dict, expected: int) -> None:
-    pinned = pin(storage, **distributions)
-
-    assert pinned.max_resource == expected
-    assert HYPERBAND.max_resource == "auto"  # the sweeper's own config is left as it is
-    assert isinstance(build_pruner(pinned), optuna.pruners.HyperbandPruner)
-    assert recorded(storage) == expected
-
-
-def test_a_rerun_with_a_wider_range_keeps_the_study_s_value(storage: RDBStorage) -> None:
-    assert pin(storage, **{"params.epoch_count": IntDistribution(1, 3)}).max_resource == 3
-
-    assert pin(storage, **{"params.epoch_count": IntDistribution(1, 9)}).max_resource == 3
-    assert pin(storage, epoch_count=20).max_resource == 3
+def test_auto_stays_auto_until_a_trial_completes_then_is_pinned_for_good(storage: RDBStorage) -> None:
+    assert _pinned(HYPERBAND, storage, STUDY).max_resource == "auto" and recorded(storage) is None
+    complete(storage, steps=3)
+    complete(storage, steps=5)
+    assert _pinned(HYPERBAND, storage, STUDY).max_resource == 6  # Optuna's own choice: the last step + 1
+    complete(storage, steps=9)  # a later, longer trial (a rerun with a wider range) changes nothing
+    assert _pinned(HYPERBAND, storage, STUDY).max_resource == 6 and recorded(storage) == 6
+    pruner = optuna.pruners.HyperbandPruner(**{k: v for k, v in _pinned(HYPERBAND, storage, STUDY).items() if k != "_target_"})
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
 
 
 def test_a_chosen_max_resource_and_other_pruners_are_left_alone(storage: RDBStorage) -> None:
-    chosen = OmegaConf.merge(HYPERBAND, {"max_resource": 30})
+    complete(storage, steps=3)
+    assert _pinned(OmegaConf.merge(HYPERBAND, {"max_resource": 20}), storage, STUDY).max_resource == 20
     median = OmegaConf.structured(MedianPrunerConfig)
-
-    assert pin(storage, chosen, **{"params.epoch_count": IntDistribution(1, 10)}).max_resource == 30
-    assert pin(storage, median) == median
-    assert recorded(storage) is None
+    assert _pinned(median, storage, STUDY) == median and recorded(storage) is None

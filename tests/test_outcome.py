@@ -40,8 +40,8 @@ def asked(storage: str) -> tuple[optuna.Study, optuna.Trial]:
         (job_return(JobStatus.COMPLETED, 0.91), TrialState.COMPLETE, 0.91, None),
         (job_return(JobStatus.FAILED, optuna.TrialPruned("pruned after epoch 1")), TrialState.PRUNED, None, None),
         (job_return(JobStatus.FAILED, RuntimeError("boom")), TrialState.FAIL, None, "RuntimeError: boom"),
-        (job_return(JobStatus.COMPLETED, float("nan")), TrialState.FAIL, None, "the task returned nan, not a finite float"),
-        (job_return(JobStatus.COMPLETED, None), TrialState.FAIL, None, "the task returned None, not a finite float"),
+        (job_return(JobStatus.COMPLETED, float("nan")), TrialState.FAIL, None, "the task returned nan, not finite"),
+        (job_return(JobStatus.COMPLETED, None), TrialState.FAIL, None, "the task returned None, expected a float"),
     ],
 )
 def test_each_outcome_is_recorded(storage: str, ret: JobReturn, state: TrialState, value, reason) -> None:

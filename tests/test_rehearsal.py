@@ -8,19 +8,13 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hydra_plugins.pruning_optuna_sweeper._rehearsal import RehearsalError, rehearse
-from hydra_plugins.pruning_optuna_sweeper._search_space import SearchSpace
+from hydra_plugins.pruning_optuna_sweeper._settings import SweepSettingsError, rehearse
 
-SPACE = SearchSpace(
-    distributions={
-        "params.lr": FloatDistribution(1e-4, 1e-1, log=True),
-        "params.batch_size": CategoricalDistribution((32, 64, 128, 256, 512)),
-        "params.epoch_count": IntDistribution(1, 10),
-    },
-    fixed={},
-    fixed_overrides=[],
-    fixed_training={},
-)
+SPACE = {
+    "params.lr": FloatDistribution(1e-4, 1e-1, log=True),
+    "params.batch_size": CategoricalDistribution((32, 64, 128, 256, 512)),
+    "params.epoch_count": IntDistribution(1, 10),
+}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cmaes") is not None, reason="needs a sampler whose package is missing")
@@ -30,13 +24,15 @@ def test_a_sampler_failing_after_its_random_start_is_caught_past_that_start() ->
     def make_sampler() -> optuna.samplers.BaseSampler:
         return optuna.samplers.CmaEsSampler(n_startup_trials=8, seed=0)
 
-    rehearse(make_sampler, optuna.pruners.NopPruner, SPACE)  # four trials: still random, no error
-    with pytest.raises(RehearsalError, match="No module named 'cmaes'") as caught:
-        rehearse(make_sampler, optuna.pruners.NopPruner, SPACE, sampler_startup_trials=8)
-    assert caught.value.setting == "sampler"
+    rehearse(make_sampler, optuna.pruners.NopPruner(), SPACE, 1, 0)  # four trials: still random, no error
+    with pytest.raises(SweepSettingsError, match="hydra.sweeper.sampler fails in use.*No module named 'cmaes'"):
+        rehearse(make_sampler, optuna.pruners.NopPruner(), SPACE, 1, sampler_startup_trials=8)
 
 
 def test_a_pruner_failing_in_use_is_named() -> None:
-    with pytest.raises(RehearsalError, match="ZeroDivisionError") as caught:
-        rehearse(optuna.samplers.RandomSampler, lambda: optuna.pruners.HyperbandPruner(reduction_factor=1), SPACE)
-    assert caught.value.setting == "pruner"
+    with pytest.raises(SweepSettingsError, match="hydra.sweeper.pruner fails in use.*ZeroDivisionError"):
+        rehearse(optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner(reduction_factor=1), SPACE, 1, 0)
+
+
+def test_a_multi_objective_sampler_is_rehearsed_without_steps() -> None:
+    rehearse(optuna.samplers.NSGAIISampler, optuna.pruners.MedianPruner(), SPACE, 2, 0)

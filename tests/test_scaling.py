@@ -22,6 +22,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
@@ -43,6 +44,9 @@ class Worker:
         args = [
             "-m",
             "hydra/sweeper=optuna",
+            # One trial at a time in each sweep process: several processes on one study.
+            "hydra/launcher=basic",
+            "hydra.sweeper.n_jobs=1",
             f"hydra.sweeper.n_trials={n_trials}",
             *offline_args(workdir),
             *extra,
@@ -100,9 +104,13 @@ def pid_of(trial: FrozenTrial) -> int | None:
     return int(worker.rsplit(":", 1)[1]) if worker else None
 
 
+def retry_of(trial: FrozenTrial) -> int | None:
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
 def summary(trials: list[FrozenTrial]) -> str:
     return "\n".join(
-        f"  #{t.number} {t.state.name} worker={t.user_attrs.get('worker')} retry_of={t.user_attrs.get('retry_of')} "
+        f"  #{t.number} {t.state.name} worker={t.user_attrs.get('worker')} retry_of={retry_of(t)} "
         f"steps={sorted(t.intermediate_values)} reason={t.user_attrs.get('fail_reason')}"
         for t in trials
     )
@@ -147,9 +155,10 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     assert counted_by <= {w.pid for w in started}, detail
     # Each launched trial has its own job folder there, named by its number.
     launched = {t.number for t in trials if t.state in COUNTED}
-    assert {p.name for p in shared.glob("trial-*")} == {f"trial-{n:04d}" for n in launched}, detail
+    assert {p.name for p in shared.iterdir() if p.is_dir()} == {str(n) for n in launched}, detail
     for n in launched:
-        assert f"sweep.trial_number={n}" in OmegaConf.load(shared / f"trial-{n:04d}" / ".hydra" / "overrides.yaml")
+        env = OmegaConf.load(shared / str(n) / ".hydra" / "hydra.yaml").hydra.job.env_set
+        assert f'"number": {n}' in env.PRUNING_OPTUNA_TRIAL
     assert len(counted_by) > 1, detail
     for w in started:
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]
@@ -211,11 +220,11 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: P
     detail = summary(trials) + "\n" + logs
     (dead,) = killed
     assert by_number[dead.number].state == TrialState.FAIL, detail
-    retries = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    retries = [t for t in trials if retry_of(t) == dead.number]
     assert len(retries) == 1 and retries[0].state in COUNTED, detail
     assert retries[0].params == dead.params, detail
     assert pid_of(retries[0]) in {w.pid for w in others}, detail
-    recovered = f"trial {dead.number} of {dead.user_attrs['worker']} stopped sending heartbeats: marked FAIL, queued again"
+    recovered = f"trial {dead.number} of {dead.user_attrs['worker']} stopped sending heartbeats: marked FAIL and queued again"
     assert any(recovered in w.output() for w in others), detail
     assert len([t for t in trials if t.state in COUNTED]) == budget, detail
     assert not [t for t in trials if t.state == TrialState.RUNNING], detail
@@ -251,13 +260,13 @@ def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(tmp
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name=study.study_name, storage=sqlite_url(tmp_path)).get_trials()
     assert trials[0].state == TrialState.FAIL, summary(trials)
-    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    [retry] = [t for t in trials if retry_of(t) == 0]
     assert retry.state == TrialState.COMPLETE, summary(trials)
     if sampled:
         assert retry.params == trials[0].params
     else:  # it died before any parameter was sampled: the retry samples them
         assert set(retry.params) == {"params.lr"}
-    assert "trial 0 of elsewhere:1 stopped sending heartbeats: marked FAIL, queued again" in result.stdout + result.stderr
+    assert "trial 0 of elsewhere:1 stopped sending heartbeats: marked FAIL and queued again" in result.stdout + result.stderr
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2, summary(trials)
     assert TrialState.RUNNING not in [t.state for t in trials]
 

@@ -1,4 +1,4 @@
-"""Ctrl-C while a sweep records what the first Ctrl-C interrupted: real signals to this process."""
+"""Ctrl-C and SIGTERM during a sweep: real signals to this process."""
 
 from __future__ import annotations
 
@@ -7,34 +7,44 @@ import signal
 
 import pytest
 
-from hydra_plugins.pruning_optuna_sweeper._signals import Terminated, interrupts_held, sigterm_as_interrupt
+from hydra_plugins.pruning_optuna_sweeper._signals import Terminated, first_interrupt_unwinds
 
 
 @pytest.fixture(autouse=True)
-def _ctrl_c_raises():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+def _handlers_restored():
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    signal.signal(signal.SIGINT, previous)
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
-def test_a_second_interrupt_is_held_until_the_block_ends() -> None:
-    with sigterm_as_interrupt():
-        with interrupts_held() as received:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGTERM)
-            marked = True  # the work of the block goes on
-        assert marked and received == [signal.SIGINT, signal.SIGTERM]
-        # Afterwards both unwind again.
-        with pytest.raises(Terminated):
-            os.kill(os.getpid(), signal.SIGTERM)
+def test_the_first_interrupt_unwinds_and_later_ones_are_only_noted() -> None:
+    """A triple Ctrl-C: one KeyboardInterrupt, however soon the others come, and none while exiting."""
     with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+        with first_interrupt_unwinds() as received:
+            os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)  # while marking trials, summarising, exiting: no raise
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert received == [signal.SIGINT, signal.SIGINT, signal.SIGTERM]
+
+
+def test_sigterm_unwinds_as_terminated_and_a_clean_block_restores_the_handlers() -> None:
+    with pytest.raises(Terminated):
+        with first_interrupt_unwinds():
+            os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a new process, say
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with first_interrupt_unwinds():
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_an_ignored_signal_stays_ignored() -> None:
-    """SIGINT in a script's background job: not turned into a held one."""
+    """SIGINT in a script's background job."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with interrupts_held() as received:
+    with first_interrupt_unwinds() as received:
         os.kill(os.getpid(), signal.SIGINT)
     assert received == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
@@ -42,7 +52,8 @@ def test_an_ignored_signal_stays_ignored() -> None:
 def test_a_worker_forked_during_the_sweep_is_ended_by_sigterm_as_before() -> None:
     """joblib's multiprocessing pool forks its workers and ends them with
     SIGTERM: the sweep's handler must not raise (and print a traceback) there."""
-    with sigterm_as_interrupt():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with first_interrupt_unwinds():
         pid = os.fork()
         if pid == 0:  # the worker: leave without pytest's teardown whatever happens
             try:

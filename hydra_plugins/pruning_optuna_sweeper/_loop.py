@@ -25,11 +25,11 @@ import numpy as np
 import optuna
 from hydra.core.utils import JobReturn
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from sweeps.storage import first_line
-from sweeps.study import FIXED_PARAMS_ATTR, WORKER_ATTR, describe_trial
+from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
 from sweeps.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
@@ -40,6 +40,8 @@ from ._search_space import SearchSpace
 
 log = logging.getLogger(__name__)
 BUDGET_POLL_S = 1.0
+# The system attr where Optuna's enqueue_trial keeps a queued trial's parameters.
+OPTUNA_QUEUED_PARAMS = "fixed_params"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -173,15 +175,24 @@ class TrialLoop:
                 log.info("The study already had trials: sampler seeded with %d (seed %d, trial %d).", stream_seed, seed, trial.number)
         for name, distribution in self.space.distributions.items():
             _suggest(trial, name, distribution)
+        # A queued retry keeps the values it was queued with where this sweep has a range for them.
+        queued = self.storage.get_trial(self._trial_id(trial)).system_attrs.get(OPTUNA_QUEUED_PARAMS, {})
+        dropped = sorted(set(queued) - set(self.space.distributions))
+        if dropped:
+            log.warning(
+                "trial %d was queued with %s, which this sweep has no range for: it runs with this command's values",
+                trial.number,
+                ", ".join(dropped),
+            )
         for name, value in self.space.fixed.items():
             trial.set_user_attr(name, value)  # as the stock sweeper records them
-        if self.space.fixed:
+        if self.space.fixed or FIXED_PARAMS_ATTR in trial.user_attrs:  # a retry's are its first run's
             trial.set_user_attr(FIXED_PARAMS_ATTR, self.space.fixed)
         if self.plan.extend_search_space is not None:
             self.plan.extend_search_space(trial)
-        overlap = set(trial.params) & set(self.space.fixed)
-        if overlap:
-            raise ValueError(f"parameters both fixed and searched: {sorted(overlap)}")
+            overlap = set(trial.params) & set(self.space.fixed)
+            if overlap:
+                raise ValueError(f"custom_search_space suggests parameters the sweep fixes: {sorted(overlap)}")
         trial.set_user_attr(WORKER_ATTR, WORKER)
         return trial
 
@@ -226,7 +237,7 @@ class TrialLoop:
             self.heartbeats.discard(self._trial_id(trial))
             if recorded and frozen.state == TrialState.FAIL:
                 self.failed += 1
-                self.last_fail_reason = frozen.user_attrs.get("fail_reason") or "unknown"
+                self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
             log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
         allowed = math.floor(self.plan.max_failure_rate * self.plan.n_trials)
         if self.failed > allowed:
@@ -242,12 +253,14 @@ class TrialLoop:
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"{type(error).__name__}: {first_line(error)}"
         unfinished = [t for t in self.in_flight.values() if not self._state(t).is_finished()]
-        requeue = RetryHeartbeatStaleTrialCallback()
         queued = []
         for trial in unfinished:
             frozen = fail_trial(self.study, trial, reason)
             if interrupted and frozen.state == TrialState.FAIL:
-                requeue(self.study, frozen)
+                # The same parameters once more; an interrupt is not the trial's fault, so it
+                # is queued whatever its retries so far.
+                attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON_ATTR}
+                self.study.enqueue_trial(frozen.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number})
                 queued.append(trial.number)
         if interrupted and self.plan.in_thread:
             _stop_child_processes()

@@ -26,6 +26,7 @@ from optuna.distributions import (
     check_distribution_compatibility,
 )
 
+from sweeps.hooks import SweepHooks, overridden
 from sweeps.storage import first_line
 
 from ._config_reuse import copy_config
@@ -113,14 +114,31 @@ def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
 def check_search_space(
     space: SearchSpace,
     task_config: DictConfig,
-    is_group: Callable[[str], bool],
-    check_trial_config: Callable[[DictConfig], None] | None,
+    group_options: Callable[[str], list[str]],
+    hooks: SweepHooks,
 ) -> None:
-    """Refuse keys the task's config does not have, ranges of one value, and, with an
-    app's `check_trial_config` hook, ranges reaching a value the task would refuse."""
+    """Refuse keys the task's config does not have, ranges of one value, and what an
+    app's hooks refuse: a key it must not vary, a range reaching a value its task would refuse."""
+    try:
+        hooks.check_search_space(space.distributions, space.fixed)
+    except ValueError as e:
+        raise SearchSpaceError(str(e)) from None
+    check_trial_config = hooks.check_trial_config if overridden(hooks, "check_trial_config") else None
+    is_group = lambda key: bool(group_options(key))  # noqa: E731
     for name in [*space.distributions, *space.fixed]:
-        if name.startswith("+") or is_group(name):
-            continue  # adds a key, or selects a config group option: Hydra checks it per trial
+        if is_group(name):
+            options = group_options(name)
+            dist = space.distributions.get(name)
+            chosen = list(dist.choices) if isinstance(dist, CategoricalDistribution) else [space.fixed.get(name)]
+            unknown = [str(c) for c in chosen if str(c) not in options]
+            if dist is not None and not isinstance(dist, CategoricalDistribution) or unknown:
+                raise SearchSpaceError(
+                    f"the sweep has {name}={', '.join(unknown) or dist}, but config group '{name}' has the options "
+                    f"{', '.join(options)}; expected one of them, or choice(...) of them"
+                )
+            continue
+        if name.startswith("+"):
+            continue  # adds a key: Hydra checks it per trial
         if OmegaConf.select(task_config, name, default=_ABSENT, throw_on_missing=False) is _ABSENT:
             raise SearchSpaceError(
                 f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a key "
@@ -137,9 +155,13 @@ def check_search_space(
                     OmegaConf.update(trial_config, name, value, merge=True)
                 check_trial_config(trial_config)
             except Exception as e:
+                hint = ""
+                held = OmegaConf.select(task_config, name, default=None)
+                if isinstance(distribution, FloatDistribution) and isinstance(held, int) and not isinstance(held, bool):
+                    hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
                 raise SearchSpaceError(
                     f"the search space of '{name}' can reach {value!r}, which the task's config rejects: "
-                    f"{first_line(e)}"
+                    f"{first_line(e)}{hint}"
                 ) from None
 
 

@@ -80,14 +80,14 @@ class SweepRun:
                 "hydra/launcher=basic runs them one after another in the sweep's own; expected "
                 "hydra/launcher=joblib (or a cluster launcher), mode=batch, or n_jobs=1"
             )
-        self.hooks: SweepHooks = instantiate(s.hooks) if s.hooks else SweepHooks()
+        # The hooks class is what the app's own sweeper config names.
+        self.hooks: SweepHooks = instantiate(s.hooks, _execution_whitelist_=[s.hooks._target_]) if s.hooks else SweepHooks()
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         s = self.settings
         space = parse_search_space(s.params, arguments)
-        hooks_check = self.hooks.check_trial_config if _overrides(self.hooks, "check_trial_config") else None
-        check_search_space(space, self.config, lambda key: bool(self.group_options(key)), hooks_check)
+        check_search_space(space, self.config, self.group_options, self.hooks)
         sampler = self._sampler(space)
         pruner = build("pruner", s.pruner)
         multi = len(self.directions) > 1
@@ -205,9 +205,5 @@ class SweepRun:
         target = self.settings.custom_search_space
         if not target:
             return None
-        extend = instantiate({"_target_": target, "_partial_": True})
+        extend = instantiate({"_target_": target, "_partial_": True}, _execution_whitelist_=[target])
         return lambda trial: extend(self.config, trial)
-
-
-def _overrides(hooks: SweepHooks, name: str) -> bool:
-    return getattr(type(hooks), name) is not getattr(SweepHooks, name)
