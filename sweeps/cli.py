@@ -1,4 +1,5 @@
-"""`python -m sweeps`: list studies, show the best trial, print the trials, export the best parameters.
+"""`python -m sweeps`: list studies, show the best trial, print the trials, recover dead workers'
+trials, export the best parameters.
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
 else sqlite:///sweeps/optuna.db.
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "trials":
             for trial in study.get_trials(deepcopy=False):
                 print(describe_trial(trial))
+        elif args.command == "recover":
+            recover(url, args.study, args.grace_period)
         else:
             export(study, storage, where, args.group, args.name, Path(args.dir) if args.dir else None)
     except (StorageError, StudyError, ExportError) as error:
@@ -71,6 +74,24 @@ def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) 
             print(f"  {key}={value}")
 
 
+def recover(url: str, study_name: str, grace_period: int) -> None:
+    """Fail the study's RUNNING trials whose worker stopped sending heartbeats more than
+    `grace_period` seconds ago, and queue each again once (Optuna's own stale-trial check and
+    RetryHeartbeatStaleTrialCallback, as a sweep runs them before each trial)."""
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    storage = open_storage(url, heartbeat_interval=1, grace_period=grace_period, stale_trial_callback=retry)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    for number in sorted(running - still):
+        print(f"trial {number}: no heartbeat for over {grace_period} s; marked FAIL and queued again")
+    for number in sorted(still):
+        print(f"trial {number}: still RUNNING (its worker beats, or it has no heartbeats to judge by)")
+    if not running:
+        print(f"study {study_name}: no RUNNING trial")
+
+
 def export(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
@@ -79,16 +100,16 @@ def export(
     name: str | None,
     directory: Path | None,
 ) -> Path:
-    """Write the best trial's values under `group` (the common first part of their keys
-    by default, e.g. params for params.lr) as an option of that config group."""
+    """Write the best trial's values under `group` (by default the common first part of the
+    searched keys, e.g. params for params.lr) as an option of that config group."""
     [best] = best_trials(study, storage, where)[:1]
     values = trained_values(best)
-    prefixes = {k.split(".", 1)[0] for k in values if "." in k}
+    prefixes = {k.lstrip("+").split(".", 1)[0] for k in best.params if "." in k}
     group = group or (prefixes.pop() if len(prefixes) == 1 else None)
     if group is None:
         raise ExportError(
-            f"the best trial's keys ({', '.join(values)}) share no config group; expected --group NAME, the group "
-            "whose keys to export"
+            f"the best trial's searched keys ({', '.join(best.params) or 'none'}) share no config group; expected "
+            "--group NAME, the group whose keys to export"
         )
     grouped = {k.removeprefix(f"{group}."): v for k, v in values.items() if k.startswith(f"{group}.")}
     if not grouped:
@@ -104,7 +125,8 @@ def export(
     target = directory / f"{name}.yaml"
     if target.exists():
         raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
-    others = [f"{k}={v}" for k, v in values.items() if not k.startswith(f"{group}.") and k != group]
+    # What else the sweep searched, which a command selecting the option must still give.
+    others = [f"{k}={v}" for k, v in best.params.items() if not k.startswith(f"{group}.") and k != group]
     lines = [
         f"# Best trial {best.number} of study {study.study_name} in {where}:",
         f"# value {best.value:.4f}, exported {datetime.date.today().isoformat()}.",
@@ -131,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
     for command, text in (("show", "a study's best trial and its parameters"), ("trials", "every trial, one line each")):
         commands.add_parser(command, parents=[storage], help=text).add_argument("study")
+    recover_cmd = commands.add_parser(
+        "recover", parents=[storage], help="fail and queue again the RUNNING trials of dead workers"
+    )
+    recover_cmd.add_argument("study")
+    recover_cmd.add_argument("--grace-period", type=int, default=30, help="seconds without a heartbeat (default: %(default)s)")
     export_cmd = commands.add_parser(
         "export", parents=[storage], help="write the best parameters as a config group option (conf/<group>/<name>.yaml)"
     )

@@ -40,6 +40,14 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def root_cause(error: BaseException) -> BaseException:
+    """The error at the bottom of `error`'s chain: the driver's "database or disk is full", not
+    Optuna's "An exception is raised during the commit" around it."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def default_storage() -> str:
     return os.environ.get("SWEEP_STORAGE", DEFAULT_STORAGE)
 

@@ -58,11 +58,11 @@ def _shown(identity: dict[str, Any]) -> str:
 def describe_trial(t: FrozenTrial) -> str:
     """One line: number, state, value (the last reported for a pruned trial), parameters, duration."""
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
-    if t.values is not None:
-        value = " ".join(f"{v:.4f}" for v in t.values)
-    elif t.state == TrialState.PRUNED and t.intermediate_values:
+    if t.state == TrialState.PRUNED and t.intermediate_values:
         step = max(t.intermediate_values)
         value = f"{t.intermediate_values[step]:.4f} at step {step}"
+    elif t.values is not None:
+        value = " ".join(f"{v:.4f}" for v in t.values)
     else:
         value = "-"
     seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ class NoTrial:
 class SweepTrial:
     """The running trial of a sweep, as its task sees it (a thin optuna.Trial)."""
 
-    def __init__(self, trial: optuna.Trial, artifact_store: Any = None) -> None:
+    def __init__(self, trial: optuna.Trial, artifact_store: Callable[[], Any] | None = None) -> None:
         self._trial = trial
         self._artifact_store = artifact_store
         self.number = trial.number
@@ -91,11 +92,10 @@ class SweepTrial:
 
     def upload_artifact(self, path: str | Path) -> str | None:
         """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id."""
-        if self._artifact_store is None:
+        store = None if self._artifact_store is None else self._artifact_store()
+        if store is None:
             return None
-        return optuna.artifacts.upload_artifact(
-            study_or_trial=self._trial, file_path=str(path), artifact_store=self._artifact_store
-        )
+        return optuna.artifacts.upload_artifact(study_or_trial=self._trial, file_path=str(path), artifact_store=store)
 
     def __bool__(self) -> bool:
         return True
@@ -140,7 +140,8 @@ def current_trial() -> SweepTrial | NoTrial:
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(named["study"]), named["number"]
     )
-    return SweepTrial(optuna.Trial(study, trial_id), artifact_store(sweeper.get("artifact_store"), sweeper.storage))
+    store = functools.partial(artifact_store, sweeper.get("artifact_store"), sweeper.storage)
+    return SweepTrial(optuna.Trial(study, trial_id), store)
 
 
 @functools.lru_cache(maxsize=8)

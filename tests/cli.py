@@ -44,3 +44,21 @@ def run_main(args: list[str], workdir: Path, timeout: float = 300, **env: str) -
 
 def epoch_lines(output: str) -> list[tuple[int, int, float, float]]:
     return [(int(e), int(n), float(test), float(train)) for e, n, test, train in EPOCH_LINE.findall(output)]
+
+
+EXAMPLE = ROOT / "examples" / "descent"
+
+
+def copy_example(parent: Path) -> Path:
+    """examples/descent in a folder of its own, where only installed packages are importable."""
+    import shutil
+
+    folder = parent / "descent"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", "multirun", "outputs"))
+    return folder
+
+
+def run_example(app: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`python <args>` in the example app's folder, with neither this repository nor a storage in the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWEEP_STORAGE")}
+    return subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout)

@@ -28,7 +28,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from sweeps.storage import first_line
+from sweeps.storage import first_line, root_cause
 from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
 from sweeps.trial import TRIAL_ENV, trial_env_value
 
@@ -85,6 +85,7 @@ class TrialLoop:
         self.last_fail_reason = "unknown"
         self.sampled_before = False
         self.waiting_logged = False
+        self.unmarked: list[int] = []  # trials this process could not close (the storage refused)
 
     def run(self) -> tuple[int, int]:
         """Launch the plan's trials; the number launched and failed."""
@@ -251,27 +252,38 @@ class TrialLoop:
         """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an
         interrupt, queue them again and stop the jobs still running."""
         interrupted = isinstance(error, KeyboardInterrupt)
-        reason = "interrupted" if interrupted else f"{type(error).__name__}: {first_line(error)}"
-        unfinished = [t for t in self.in_flight.values() if not self._state(t).is_finished()]
-        queued = []
-        for trial in unfinished:
-            frozen = fail_trial(self.study, trial, reason)
-            if interrupted and frozen.state == TrialState.FAIL:
-                # The same parameters once more; an interrupt is not the trial's fault, so it
-                # is queued whatever its retries so far.
-                attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON_ATTR}
-                self.study.enqueue_trial(frozen.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number})
-                queued.append(trial.number)
+        cause = root_cause(error)
+        reason = "interrupted" if interrupted else f"{type(cause).__name__}: {first_line(cause)}"
+        queued, unfinished = [], []
+        if not interrupted:
+            _make_room(self.storage)
+        for trial in self.in_flight.values():
+            try:
+                if self._state(trial).is_finished():
+                    continue
+                unfinished.append(trial)
+                frozen = fail_trial(self.study, trial, reason)
+                if interrupted and frozen.state == TrialState.FAIL:
+                    # The same parameters once more; an interrupt is not the trial's fault, so it
+                    # is queued whatever its retries so far.
+                    attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON_ATTR}
+                    self.study.enqueue_trial(frozen.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number})
+                    queued.append(trial.number)
+            except Exception:  # the storage refuses writes (a full disk): said by the caller
+                self.unmarked.append(trial.number)
+        unfinished = [t for t in unfinished if t.number not in self.unmarked]
         if interrupted and self.plan.in_thread:
             _stop_child_processes()
         marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
+        if not unfinished and not interrupted:
+            return
         if interrupted:
             log.warning(
                 "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
                 marked,
                 ", ".join(f"trial {n}" for n in queued) or "none",
             )
-        elif unfinished:
+        else:
             log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
 
     def _trial_id(self, trial: optuna.Trial) -> int:
@@ -306,3 +318,17 @@ def _stop_child_processes() -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+
+
+def _make_room(storage: BaseStorage) -> None:
+    """After a failed write, give a SQLite study back the space its write-ahead log holds
+    (a full disk): the log's pages are copied into the database and the log truncated,
+    so that closing the trials in flight, a few small writes, can still succeed."""
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except Exception:
+        pass  # nothing more to try: the caller says which trials stay RUNNING

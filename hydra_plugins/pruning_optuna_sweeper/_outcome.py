@@ -17,7 +17,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import first_line
+from sweeps.storage import first_line, root_cause
 from sweeps.study import FAIL_REASON_ATTR
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
         except optuna.TrialPruned:
             return _tell(study, trial, state=TrialState.PRUNED)
         except Exception as error:
-            reason = f"{type(error).__name__}: {first_line(error)}"
+            cause = root_cause(error) if isinstance(error, optuna.exceptions.StorageInternalError) else error
+            reason = f"{type(cause).__name__}: {first_line(cause)}"
     reason_set = _set_fail_reason(trial, reason)
     return _tell(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
 

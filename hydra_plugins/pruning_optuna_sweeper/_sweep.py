@@ -22,16 +22,23 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.hooks import SweepHooks
-from sweeps.storage import StorageError, mask_url, open_storage
+from sweeps.storage import StorageError, first_line, mask_url, open_storage, root_cause
 from sweeps.study import IDENTITY_ATTR, IdentityMismatchError, StudyError, check_identity
 from sweeps.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
 from ._loop import LaunchError, Plan, SweepAborted, TrialLoop
-from ._search_space import SearchSpace, SearchSpaceError, check_against_study, check_search_space, grid_choices
-from ._search_space import parse_search_space
+from ._search_space import (
+    SearchSpace,
+    SearchSpaceError,
+    check_against_study,
+    check_search_space,
+    grid_choices,
+    parse_search_space,
+)
 from ._settings import SweepSettingsError, build, check_settings, check_trials_reach, directions, jobs, rehearse
 from ._signals import first_interrupt_unwinds
 from ._summary import best_so_far, summarise
@@ -152,8 +159,12 @@ class SweepRun:
             launcher_name=self.launcher_name,
             describe=best_so_far,
         )
-        with first_interrupt_unwinds():
-            launched, failed = TrialLoop(study, storage, space, plan).run()
+        loop = TrialLoop(study, storage, space, plan)
+        try:
+            with first_interrupt_unwinds():
+                launched, failed = loop.run()
+        except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
+            raise _storage_failure(error, where, study.study_name, loop.unmarked, s.grace_period) from None
         best_command = None
         if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) and not multi:
             best_command = self.hooks.best_command(study, study.best_trial, self.config)
@@ -207,3 +218,21 @@ class SweepRun:
             return None
         extend = instantiate({"_target_": target, "_partial_": True}, _execution_whitelist_=[target])
         return lambda trial: extend(self.config, trial)
+
+
+def _storage_failure(error: BaseException, where: str, study: str, unmarked: list[int], grace: int | None) -> StorageError:
+    """The storage refused a write mid-sweep: its own reason, and what became of the trials in flight."""
+    cause = root_cause(error)
+    left = ""
+    if unmarked:
+        names = ", ".join(f"trial {n}" for n in unmarked)
+        stale = f" after grace_period={grace} s without heartbeats" if grace else ""
+        left = (
+            f" {names} could not be marked FAIL: a later sweep or `python -m sweeps recover {study}` fails "
+            f"{'it' if len(unmarked) == 1 else 'them'}{stale}, once the storage takes writes again."
+        )
+    return StorageError(
+        f"storage {where} refused a write during the sweep: {type(cause).__name__}: {first_line(cause)} "
+        f"(a full disk, or a database made read-only or damaged meanwhile); the trials recorded before "
+        f"stay in the study.{left}"
+    )

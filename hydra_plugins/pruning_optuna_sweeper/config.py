@@ -90,8 +90,12 @@ class PruningOptunaSweeperConf:
 
 
 def register() -> None:
+    """Store the schema and the pruner group; again in a launcher's worker, which also receives
+    the sweep's ConfigStore with the jobs, so an existing entry is replaced."""
     cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper")
+    cs.store(
+        group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper", replace=True
+    )
     pruners = {
         "median": MedianPrunerConfig,
         "percentile": PercentilePrunerConfig,
@@ -99,4 +103,4 @@ def register() -> None:
         "none": NopPrunerConfig,
     }
     for name, node in pruners.items():
-        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper")
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper", replace=True)
