@@ -4,8 +4,10 @@
 missing ones from mirrors, and otherwise falls back to the small sample bundled
 in data/sample/ (loudly). Every file is verified by the SHA-256 of its
 decompressed content. Parsed arrays are cached in process memory (a sweep loads
-once) and, optionally, on disk as .npy files (later processes skip gunzip,
-parse and hashing).
+once) and, optionally, on disk as .npy files (later processes skip gunzip and
+parsing). A disk entry records the SHA-256 of each array's bytes when it is
+written and is checked against them (and the labels against 0..9) when read:
+an altered entry is rebuilt from the files, never used.
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ class _CacheEntry:
 _LOCK = threading.Lock()
 _MEMORY_CACHE: dict[tuple, _CacheEntry] = {}
 _MEMORY_CACHE_LIMIT = 4
-_DISK_FORMAT = 1
+_DISK_FORMAT = 2  # 2: meta.json records each array's SHA-256
 
 
 def _load_entry(
@@ -368,13 +370,41 @@ def _read_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str) -> MnistArray
             got = arrays[name]
             if got.dtype != np.uint8 or got.shape != want:
                 raise ValueError(f"{name}.npy is {got.dtype} {got.shape}, expected uint8 {want}")
+        _check_contents(arrays, meta["sha256"])
         return _freeze(**arrays, identity=identity)
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
-        logger.warning("ignoring unreadable cache entry %s (%s); rebuilding it", entry, exc)
+        logger.warning("ignoring cache entry %s (%s); rebuilding it", entry, exc)
         return None
 
 
 _ARRAY_SHAPES = {"train_x": (PIXELS,), "train_y": (), "test_x": (PIXELS,), "test_y": ()}
+N_CLASSES = 10
+
+
+def _array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes in memory order: about 25 ms for full MNIST's 55 MB
+    (hashlib's SHA-256 uses the CPU's SHA instructions; faster here than BLAKE2b)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def _check_contents(arrays: dict[str, np.ndarray], recorded: dict[str, str]) -> None:
+    """Raise ValueError unless every array still has the bytes it was written with.
+
+    The hashes catch any edit of an .npy file (a shifted label, a changed
+    pixel); the label range is checked too, so that an entry rewritten with
+    consistent hashes still cannot feed the model a label it has no class for.
+    """
+    for name, array in arrays.items():
+        actual = _array_sha256(array)
+        if actual != recorded[name]:
+            raise ValueError(
+                f"{name}.npy was altered since it was written: its SHA-256 is {actual[:16]}..., "
+                f"recorded {recorded[name][:16]}..."
+            )
+    for name in ("train_y", "test_y"):
+        top = int(arrays[name].max(initial=0))
+        if top >= N_CLASSES:
+            raise ValueError(f"{name}.npy holds label {top}, expected labels 0..{N_CLASSES - 1}")
 
 
 def _write_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str, arrays: MnistArrays) -> None:
@@ -385,7 +415,12 @@ def _write_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str, arrays: Mnis
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{entry.name}.", suffix=".tmp"))
         for name in _ARRAY_SHAPES:
             np.save(tmp / f"{name}.npy", getattr(arrays, name), allow_pickle=False)
-        meta = {"format": _DISK_FORMAT, "key": key, "identity": asdict(arrays.identity)}
+        meta = {
+            "format": _DISK_FORMAT,
+            "key": key,
+            "identity": asdict(arrays.identity),
+            "sha256": {name: _array_sha256(getattr(arrays, name)) for name in _ARRAY_SHAPES},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700; a shared cache is for every user
         # A directory cannot be renamed over a non-empty one: drop the stale or
