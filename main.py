@@ -8,14 +8,16 @@
 
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
-from ds.errors import NonFiniteLossError
+from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
 from sweeps.best_of import BestOfError, apply_best_of
 from sweeps.reporter import trial_callbacks
 from sweeps.storage import StorageError, refuse_password_in_overrides
@@ -29,6 +31,8 @@ USER_ERRORS = (
     DatasetMismatchError,
     BestOfError,
     NonFiniteLossError,
+    DeviceError,
+    CheckpointError,
 )
 
 register_configs()
@@ -43,18 +47,27 @@ def say_sample_fallback_once() -> None:
 say_sample_fallback_once()
 
 
+def saved_model_path(cfg: DictConfig) -> Path | None:
+    """A single run keeps its model in its Hydra output folder; a sweep's trial saves none here."""
+    if cfg.sweep.trial_number is not None:
+        return None
+    return Path(HydraConfig.get().runtime.output_dir) / "model.pt"
+
+
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Return the final test accuracy: the value a sweeper maximises."""
+    """Return the final value of the objective (test accuracy by default): what a sweeper maximises."""
     say_sample_fallback_once()  # also in a launcher's worker, where this module's top level did not run
     try:
         if cfg.sweep.trial_number is None:  # a sweep checked its ranges before its trials
             # Before ds.run imports torch and best_of reads data and a study: bad input is reported at once.
             validate(cfg)
-        from ds.run import run
+        from ds.run import evaluate_saved, run
 
+        if cfg.evaluate is not None:
+            return evaluate_saved(cfg)
         apply_best_of(cfg)
-        return run(cfg, on_epoch=trial_callbacks(cfg))
+        return run(cfg, on_epoch=trial_callbacks(cfg), checkpoint=saved_model_path(cfg))
     except USER_ERRORS as error:
         if cfg.sweep.trial_number is not None:
             raise  # the sweeper records the trial as failed, with this reason
