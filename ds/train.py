@@ -113,13 +113,16 @@ class _FastSteps:
 class _AutogradSteps:
     """The general path: autograd and a torch.optim optimizer, any model, any device."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, why_not_fast: str):
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, n_train: int, why_not_fast: str
+    ) -> None:
         self.model, self.optimizer = model, optimizer
         flavour = "fused" if optimizer.defaults.get("fused") else "foreach" if optimizer.defaults.get("foreach") else ""
         name = _class_name(optimizer) + (f" ({flavour})" if flavour else "")
         self.description = f"general (autograd + {name} on {device}; not the fast path: {why_not_fast})"
         self.loss_sum = torch.zeros((), device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.correct = torch.empty(n_train, dtype=torch.bool, device=device)  # per example, summed per epoch
+        self.start = 0
 
     def step(self, x: Tensor, y: Tensor) -> None:
         logits = self.model(x)
@@ -127,14 +130,16 @@ class _AutogradSteps:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            self.loss_sum.add_(loss.detach(), alpha=len(y))
-            self.correct.add_((logits.argmax(dim=1) == y).sum())
+        # argmax and eq record no graph; loss.detach() keeps the sum out of it.
+        end = self.start + len(y)
+        torch.eq(logits.argmax(dim=1), y, out=self.correct[self.start : end])
+        self.loss_sum.add_(loss.detach(), alpha=len(y))
+        self.start = end
 
     def end_epoch(self) -> tuple[float, int]:
-        loss_sum, correct = self.loss_sum.item(), int(self.correct.item())  # the epoch's one sync
+        loss_sum, correct = self.loss_sum.item(), int(self.correct.sum())  # the epoch's one sync
         self.loss_sum.zero_()
-        self.correct.zero_()
+        self.start = 0
         return loss_sum, correct
 
 
@@ -182,7 +187,7 @@ def train(
 
     why_not_fast = fast_path_refusal(model, optimizer, device) if allow_fast_path else "turned off by the caller"
     steps = _FastSteps(model, optimizer, len(labels)) if why_not_fast is None else _AutogradSteps(
-        model, optimizer, device, why_not_fast
+        model, optimizer, device, len(labels), why_not_fast
     )
     log.info("training path: %s", steps.description)
 
