@@ -46,7 +46,9 @@ class Checkpoint:
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as e:
-            raise CheckpointError(f"its weights do not fit the model its config describes ({first_line(e)})") from None
+            raise CheckpointError(
+                f"its weights do not fit the model its config describes ({first_line(e)})"
+            ) from None
         return model.eval()
 
 
@@ -97,12 +99,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except FileNotFoundError:
         raise CheckpointError(f"{where}: no such file; expected the path of a model.pt a run wrote") from None
     except Exception as e:  # torch.load raises many types for a file that is not its own
-        raise CheckpointError(f"{where}: not a model file torch can read ({first_line(e)}); expected a model.pt a run wrote") from None
+        raise CheckpointError(
+            f"{where}: not a model file torch can read ({first_line(e)}); expected a model.pt a run wrote"
+        ) from None
     keys = ("format", "state_dict", "config", "metrics", "data")
     if not isinstance(payload, dict) or any(k not in payload for k in keys):
-        raise CheckpointError(f"{where}: a torch file, but not a model.pt of this project (it lacks {', '.join(keys)})")
+        raise CheckpointError(
+            f"{where}: a torch file, but not a model.pt of this project (it lacks {', '.join(keys)})"
+        )
     if payload["format"] != FORMAT:
-        raise CheckpointError(f"{where}: written in format {payload['format']!r}; this version reads format {FORMAT}")
+        raise CheckpointError(
+            f"{where}: written in format {payload['format']!r}; this version reads format {FORMAT}"
+        )
     try:
         data = DatasetIdentity(**payload["data"])
     except TypeError as e:

@@ -281,12 +281,15 @@ def _check_model(problems: list[str], m: Any) -> None:
 def _check_optimizer(problems: list[str], o: Any) -> None:
     if not _check_target(problems, o, "optimizer", OPTIMIZER_SCHEMAS):
         return
-    _check(problems, o._partial_ is True, "optimizer._partial_", o._partial_, "true (the parameters and lr come at build time)")
+    partial = o._partial_ is True
+    _check(problems, partial, "optimizer._partial_", o._partial_, "true (the parameters and lr come at build time)")
     decay = o.weight_decay
     _check(problems, math.isfinite(decay) and decay >= 0, "optimizer.weight_decay", decay, "a finite number >= 0")
     if o._target_ == "torch.optim.SGD":
-        _check(problems, math.isfinite(o.momentum) and o.momentum >= 0, "optimizer.momentum", o.momentum, "a finite number >= 0")
-        _check(problems, not o.nesterov or o.momentum > 0, "optimizer.nesterov", o.nesterov, "false unless optimizer.momentum > 0")
+        momentum = o.momentum
+        _check(problems, math.isfinite(momentum) and momentum >= 0, "optimizer.momentum", momentum, "a finite number >= 0")
+        nesterov_ok = not o.nesterov or momentum > 0
+        _check(problems, nesterov_ok, "optimizer.nesterov", o.nesterov, "false unless optimizer.momentum > 0")
         return
     betas = list(o.betas)
     _check(

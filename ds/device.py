@@ -31,5 +31,7 @@ def resolve_device(name: str) -> torch.device:
                 f"(cuda:0 to cuda:{count - 1}); expected one of them, or device=cuda for the first"
             )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"device={name!r}: Apple's MPS is not available on this machine; expected device=cpu or auto")
+        raise DeviceError(
+            f"device={name!r}: Apple's MPS is not available on this machine; expected device=cpu or device=auto"
+        )
     return torch.device(name)

@@ -76,7 +76,7 @@ def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = (), checkpoint: Pat
                         "batch_size": p.batch_size,
                         "epoch_count": p.epoch_count,
                         "model": model_name(cfg),
-                        "hidden": cfg.model.hidden if isinstance(cfg.model.hidden, int) else str(list(cfg.model.hidden)),
+                        "hidden": hidden if isinstance(hidden := cfg.model.hidden, int) else str(list(hidden)),
                         "optimizer": optimizer_name(cfg),
                         "seed": cfg.seed,
                         "data": data.identity.name,

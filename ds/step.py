@@ -92,7 +92,13 @@ class FlatAdam:
     """
 
     def __init__(
-        self, flat: Tensor, grad: Tensor, lr: float, betas: tuple[float, float], eps: float, use_kernel: bool | None = None
+        self,
+        flat: Tensor,
+        grad: Tensor,
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        use_kernel: bool | None = None,
     ) -> None:
         self.flat, self.grad = flat, grad
         self.exp_avg = torch.zeros_like(flat)

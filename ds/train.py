@@ -114,10 +114,15 @@ class _AutogradSteps:
     """The general path: autograd and a torch.optim optimizer, any model, any device."""
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, n_train: int, why_not_fast: str
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        n_train: int,
+        why_not_fast: str,
     ) -> None:
         self.model, self.optimizer = model, optimizer
-        flavour = "fused" if optimizer.defaults.get("fused") else "foreach" if optimizer.defaults.get("foreach") else ""
+        flavour = next((k for k in ("fused", "foreach") if optimizer.defaults.get(k)), "")
         name = _class_name(optimizer) + (f" ({flavour})" if flavour else "")
         self.description = f"general (autograd + {name} on {device}; not the fast path: {why_not_fast})"
         self.loss_sum = torch.zeros((), device=device)
