@@ -1,10 +1,18 @@
 """Speed figures for the README, measured side by side in one run.
 
     python benchmarks/bench.py [--data ../shared/data/mnist] [--only epoch,load,threads,sweep,parallel] [--seeds 0,1,2]
+                               [--device auto] [--previous REV]
 
-- epoch:    seconds per epoch of our loader and loop vs a tutorial-style
-            reference (per-sample Dataset normalising in __getitem__, a
-            DataLoader, the same LinearNet, Adam and batch size 128);
+- epoch:    seconds per epoch, batch 128, 1 thread, on --device, side by
+            side: the default run (LinearNet + Adam: the fast path on a
+            CPU), the general path on the same model (autograd +
+            torch.optim.Adam, fused and foreach), model=mlp [256, 128]
+            through the general path, and a tutorial-style reference for
+            each model (per-sample Dataset normalising in __getitem__, a
+            DataLoader, Adam);
+- previous: the default epoch of this tree vs the tree at --previous (a
+            git revision, default the merge-base with main), each in its
+            own process, alternating;
 - load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
 - threads:  our epoch with 1 and 2 torch threads;
 - sweep:    the default 20-trial sweep with the median pruner and without,
@@ -26,6 +34,9 @@ Every ratio compares figures taken in this run, on this machine.
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
+import os
 import random
 import re
 import statistics
@@ -45,7 +56,8 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from ds.data import MNIST_MEAN, MNIST_STD, clear_memory_cache, load_mnist  # noqa: E402
-from ds.model import LinearNet  # noqa: E402
+from ds.device import resolve_device  # noqa: E402
+from ds.model import MLP, LinearNet  # noqa: E402
 from ds.train import train  # noqa: E402
 
 DEFAULT_PRUNER = "median, 5 startup trials, no epoch warm-up (default)"
@@ -75,9 +87,9 @@ class TutorialMNIST(Dataset):
         return (x - MNIST_MEAN) / MNIST_STD, int(self.labels[i])
 
 
-def reference_epoch(loader: DataLoader, seed: int = 0) -> float:
+def reference_epoch(loader: DataLoader, make_model: Callable[[], nn.Module] = LinearNet, seed: int = 0) -> float:
     torch.manual_seed(seed)
-    model = LinearNet()
+    model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
@@ -92,26 +104,101 @@ def reference_epoch(loader: DataLoader, seed: int = 0) -> float:
     return time.perf_counter() - started
 
 
-def our_epoch(data) -> float:
-    return train(data, lr=1e-3, batch_size=128, epoch_count=1, hidden=32, seed=0)[0].seconds
+def our_epoch(data, make_model: Callable[[], nn.Module] = LinearNet, device: str = "cpu", **adam) -> float:
+    """One epoch of ds.train.train; with `adam` settings (fused=..., foreach=...) the general path."""
+    torch.manual_seed(0)
+    optimizer = functools.partial(torch.optim.Adam, lr=1e-3, **adam)
+    history = train(
+        data, make_model(), optimizer, batch_size=128, epoch_count=1, seed=0, device=device, allow_fast_path=not adam
+    )
+    return history[0].seconds
 
 
-def bench_epoch(data_dir: Path, cache: Path, repeats: int = 5) -> None:
+def bench_epoch(data_dir: Path, cache: Path, device: str, repeats: int = 5) -> None:
     torch.set_num_threads(1)
+    logging.getLogger("ds.train").setLevel(logging.WARNING)  # the path line, once per epoch run
     data = load_mnist(data_dir, cache)
     arrays = data.arrays
     loader = DataLoader(TutorialMNIST(arrays.train_x, arrays.train_y), batch_size=128, shuffle=True)
-    our_epoch(data)  # warm-up: first-call imports and allocations
-    ours, reference = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine
-        ours.append(our_epoch(data))
-        reference.append(reference_epoch(loader))
-    print(f"epoch (full MNIST, batch 128, 1 thread, {repeats} each, interleaved):")
+    mlp = functools.partial(MLP, [256, 128])
+    on = str(resolve_device(device))
+    runs: dict[str, Callable[[], float]] = {
+        "default (LinearNet + Adam)": lambda: our_epoch(data, device=on),
+        "general, LinearNet, fused Adam": lambda: our_epoch(data, device=on, fused=True),
+        "general, LinearNet, foreach Adam": lambda: our_epoch(data, device=on, foreach=True),
+        "tutorial, LinearNet": lambda: reference_epoch(loader),
+        "general, mlp [256, 128], fused Adam": lambda: our_epoch(data, mlp, device=on, fused=on in ("cpu", "cuda")),
+        "tutorial, mlp [256, 128]": lambda: reference_epoch(loader, mlp),
+    }
+    for run in runs.values():  # warm-up: first-call imports and allocations
+        run()
+    seconds: dict[str, list[float]] = {label: [] for label in runs}
+    for _ in range(repeats):  # interleaved, so every row sees the same machine
+        for label, run in runs.items():
+            seconds[label].append(run())
+    print(f"epoch (full MNIST, batch 128, 1 thread, device {on} (the tutorial rows: cpu), {repeats} each, interleaved):")
     # Noise on a shared machine only ever adds time: the fastest of several
     # runs is the steadiest figure; the median shows what a busy machine gives.
-    for label, pick in (("fastest", min), ("median", statistics.median)):
-        o, r = pick(ours), pick(reference)
-        print(f"  {label:8s} ours {o:.3f} s   reference {r:.3f} s   ours is {r / o:.1f}x faster")
+    for label in seconds:
+        print(f"  {label:38s} fastest {min(seconds[label]):.3f} s   median {statistics.median(seconds[label]):.3f} s")
+    ratios = (
+        ("default vs tutorial, LinearNet", "default (LinearNet + Adam)", "tutorial, LinearNet"),
+        ("general (fused) vs tutorial, LinearNet", "general, LinearNet, fused Adam", "tutorial, LinearNet"),
+        ("general (foreach) vs tutorial, LinearNet", "general, LinearNet, foreach Adam", "tutorial, LinearNet"),
+        ("default vs general (fused), LinearNet", "default (LinearNet + Adam)", "general, LinearNet, fused Adam"),
+        ("general vs tutorial, mlp [256, 128]", "general, mlp [256, 128], fused Adam", "tutorial, mlp [256, 128]"),
+    )
+    for label, ours, theirs in ratios:
+        fastest = min(seconds[theirs]) / min(seconds[ours])
+        median = statistics.median(seconds[theirs]) / statistics.median(seconds[ours])
+        print(f"  {label:42s} {fastest:5.1f}x faster (fastest)   {median:5.1f}x (median)")
+
+
+# The default epoch in a tree of either API (train(data, lr=..., hidden=...) before model groups).
+_TREE_EPOCH = """
+import inspect, sys, time
+from functools import partial
+import torch
+torch.set_num_threads(1)
+from ds.data import load_mnist
+from ds.model import LinearNet
+from ds.train import train
+data = load_mnist(sys.argv[1], sys.argv[2])
+def epoch():
+    torch.manual_seed(0)
+    if "hidden" in inspect.signature(train).parameters:
+        return train(data, lr=1e-3, batch_size=128, epoch_count=1, hidden=32, seed=0)[0].seconds
+    return train(data, LinearNet(32), partial(torch.optim.Adam, lr=1e-3), batch_size=128, epoch_count=1, seed=0)[0].seconds
+epoch()
+print(min(epoch() for _ in range(3)))
+"""
+
+
+def bench_previous(data_dir: Path, workdir: Path, revision: str | None, rounds: int = 4) -> None:
+    """This tree's default epoch vs another revision's, each process the fastest of 3 epochs."""
+    if revision is None:
+        revision = subprocess.run(
+            ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    previous = workdir / "previous"
+    previous.mkdir()
+    archive = subprocess.run(["git", "archive", revision, "ds"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(previous)], input=archive, check=True)
+    trees = {"this tree": ROOT, f"previous ({revision[:10]})": previous}
+    seconds: dict[str, list[float]] = {label: [] for label in trees}
+    for _ in range(rounds):
+        for label, tree in trees.items():
+            result = subprocess.run(
+                [sys.executable, "-c", _TREE_EPOCH, str(data_dir), str(workdir / f"cache-{tree.name}")],
+                cwd=tree, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(tree)},
+            )
+            seconds[label].append(float(result.stdout.strip().splitlines()[-1]))
+    print(f"default epoch, this tree vs the previous code (cpu, 1 thread, {rounds} processes each, alternating):")
+    for label, values in seconds.items():
+        print(f"  {label:24s} fastest {min(values):.3f} s   median {statistics.median(values):.3f} s")
+    this, before = seconds["this tree"], seconds[f"previous ({revision[:10]})"]
+    print(f"  this tree takes {min(this) / min(before):.2f}x the previous time (fastest), "
+          f"{statistics.median(this) / statistics.median(before):.2f}x (median)")
 
 
 def bench_load(data_dir: Path) -> None:
@@ -384,6 +471,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of the full MNIST set")
     parser.add_argument("--only", default="load,epoch,threads,overhead,sweep,parallel")
     parser.add_argument("--seeds", default="0,1,2", help="TPE seeds of the sweep and pruners parts (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="the epoch part's device (default: %(default)s)")
+    parser.add_argument("--previous", default=None, help="the previous part's git revision (default: merge-base with main)")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: --data {args.data} is not a directory; expected the full MNIST set")
@@ -397,7 +486,9 @@ def main() -> None:
         if "load" in parts:
             bench_load(args.data)
         if "epoch" in parts:
-            bench_epoch(args.data, cache)
+            bench_epoch(args.data, cache, args.device)
+        if "previous" in parts:
+            bench_previous(args.data, workdir, args.previous)
         if "threads" in parts:
             bench_threads(args.data, cache)
         if "overhead" in parts:

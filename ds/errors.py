@@ -12,3 +12,11 @@ def first_line(error: BaseException) -> str:
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run diverged."""
+
+
+class DeviceError(ValueError):
+    """The configured device does not exist on this machine."""
+
+
+class CheckpointError(ValueError):
+    """A saved model cannot be read, built or evaluated on this data."""

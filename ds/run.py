@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from ds.build import build_model, optimizer_factory
+from ds.checkpoint import load_checkpoint, save_checkpoint
 from ds.config import validate
-from ds.data import MnistData, load_mnist
+from ds.data import MNIST_SAMPLE, MnistData, load_mnist, normalise_images, validation_split
+from ds.device import resolve_device
+from ds.errors import CheckpointError
 from ds.tracking import RunTracker, fresh_run_dir
-from ds.train import EpochCallback, EpochMetrics, train
+from ds.train import EpochCallback, EpochMetrics, evaluate, train
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +33,38 @@ def load_data(cfg: DictConfig) -> MnistData:
     )
 
 
-def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
-    """Train once as `cfg` says and return the final test accuracy."""
+def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = (), checkpoint: Path | None = None) -> float:
+    """Train once as `cfg` says and return the final value of its objective.
+
+    With `checkpoint`, the model is saved there (ds/checkpoint.py) after its last
+    epoch, also one stopped early (a sweep's pruned trial keeps the model it reached);
+    a run whose loss diverged saves nothing.
+    """
     validate(cfg)
+    device = resolve_device(cfg.device)  # before the data: a missing GPU is reported at once
     torch.set_num_threads(cfg.threads)
     data = load_data(cfg)
     p = cfg.params
-    log.info("data: %s; params: lr=%g batch_size=%d epoch_count=%d", data.identity, p.lr, p.batch_size, p.epoch_count)
+    log.info(
+        "data: %s; params: lr=%g batch_size=%d epoch_count=%d; device: %s",
+        data.identity, p.lr, p.batch_size, p.epoch_count, device,
+    )
 
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model)
     log_dir = fresh_run_dir(Path(cfg.paths.log) / cfg.run_name)
     reached: list[EpochMetrics] = []
     with RunTracker(log_dir) as tracker:
         try:
             train(
                 data,
-                lr=p.lr,
+                model,
+                optimizer_factory(cfg.optimizer, lr=p.lr),
                 batch_size=p.batch_size,
                 epoch_count=p.epoch_count,
-                hidden=cfg.model.hidden,
                 seed=cfg.seed,
+                device=device,
+                objective=cfg.objective,
                 progress=cfg.progress,
                 on_epoch=[reached.append, lambda m: log.info(m.summary()), tracker.log_epoch, *on_epoch],
             )
@@ -59,17 +77,71 @@ def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
                         "lr": p.lr,
                         "batch_size": p.batch_size,
                         "epoch_count": p.epoch_count,
-                        "hidden": cfg.model.hidden,
+                        "model": model_name(cfg),
+                        "hidden": hidden if isinstance(hidden := cfg.model.hidden, int) else str(list(hidden)),
+                        "optimizer": optimizer_name(cfg),
                         "seed": cfg.seed,
                         "data": data.identity.name,
+                        "device": device.type,
+                        "objective": cfg.objective,
                     },
                     {
                         "hparam/test_accuracy": last.test_accuracy,
+                        **({} if last.val_accuracy is None else {"hparam/val_accuracy": last.val_accuracy}),
                         "hparam/train_accuracy": last.train_accuracy,
                         "hparam/epochs_trained": float(last.epoch),
                     },
                 )
                 tracker.log_confusion(last.confusion, last.epoch)
-    accuracy = reached[-1].test_accuracy
-    log.info("final test accuracy %.4f; TensorBoard run: %s", accuracy, log_dir)
+                if checkpoint is not None and math.isfinite(last.train_loss):
+                    save_checkpoint(checkpoint, model, cfg, last.as_dict(), data.identity)
+                    log.info("model saved: %s", checkpoint)
+    last = reached[-1]
+    log.info("final %s %.4f; TensorBoard run: %s", cfg.objective.replace("_", " "), last.objective, log_dir)
+    return last.objective
+
+
+def model_name(cfg: DictConfig) -> str:
+    return str(cfg.model._target_).rsplit(".", 1)[1]
+
+
+def optimizer_name(cfg: DictConfig) -> str:
+    return str(cfg.optimizer._target_).rsplit(".", 1)[1]
+
+
+def evaluate_saved(cfg: DictConfig) -> float:
+    """`python main.py evaluate=<model.pt>`: the saved model's test accuracy on `cfg`'s data, no training.
+
+    The model is built from the file's own config; the data comes from this
+    run's `paths.data` and must be the data the model was trained on.
+    """
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)
+    saved = load_checkpoint(cfg.evaluate)
+    model = saved.build_model()
+    data = load_data(cfg)
+    if data.identity != saved.data:
+        raise CheckpointError(
+            f"evaluate={cfg.evaluate!r} was trained on {saved.data}, but paths.data={cfg.paths.data!r} gives "
+            f"{data.identity}; expected the data it was trained on ({where_trained(saved)})"
+        )
+    model.to(device)
+    accuracy, _ = evaluate(model, data.test_x.to(device), data.test_y.to(device))
+    val = ""
+    if saved.config.get("objective") == "val_accuracy":  # it was trained without these digits
+        held_out = validation_split(len(data.train_y))[1]
+        images = normalise_images(data.train_images.index_select(0, held_out)).to(device)
+        val = f", Val Accuracy: {evaluate(model, images, data.train_y[held_out].to(device))[0]:.4f}"
+    log.info(
+        "%s (%s, %s epochs, on %s): Test Accuracy: %.4f%s",
+        cfg.evaluate, saved.config["model"]["_target_"].rsplit(".", 1)[1], saved.metrics.get("epoch"),
+        data.identity, accuracy, val,
+    )
     return accuracy
+
+
+def where_trained(saved) -> str:
+    if saved.data.name == MNIST_SAMPLE.name:
+        return "the bundled sample: paths.data=data/sample"
+    return f"its run had paths.data={saved.config.get('paths', {}).get('data')!r}"

@@ -1,17 +1,19 @@
-"""LinearNet's Adam training step with hand-derived gradients, no autograd.
+"""The fast path: LinearNet's Adam step with hand-derived gradients, no autograd.
 
 For a 784 -> hidden -> 10 network a step's arithmetic is three small matrix
 products. Autograd's graph and torch.optim's per-step bookkeeping cost more
-than that here (about 0.4 ms a step, half of an epoch), so this module does
-the same step in the fewest tensor operations: the gradients of
-cross-entropy through two linear layers and a ReLU have a closed form, and
-Adam is one call of torch's fused Adam kernel once every parameter lives in
-one flat buffer. tests/test_step.py checks the updates against autograd and
-torch.optim.Adam; benchmarks/bench.py measures the epoch.
+than that here, so this module does the same step in the fewest tensor
+operations: the gradients of cross-entropy through two linear layers and a
+ReLU have a closed form, and Adam updates one flat buffer holding every
+parameter. It is a specialisation: `fast_path_refusal` admits exactly
+LinearNet with plain Adam on a CPU, and everything else trains through
+autograd and torch.optim (ds/train.py). tests/test_step.py checks that both
+paths make the same updates; benchmarks/bench.py measures them.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -19,35 +21,193 @@ from torch import Tensor, nn
 
 from ds.model import LinearNet
 
+log = logging.getLogger(__name__)
+
+# The fast path's gradients assume exactly these modules, in this order.
+LINEARNET_MODULES = (LinearNet, nn.Sequential, nn.Linear, nn.ReLU, nn.Linear)
+# Adam settings the fast path reproduces: anything else in the group needs torch.optim.
+_PLAIN_ADAM = {
+    "weight_decay": 0,
+    "amsgrad": False,
+    "maximize": False,
+    "capturable": False,
+    "differentiable": False,
+    "decoupled_weight_decay": False,
+}
+
+
+def fast_path_refusal(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> str | None:
+    """Why the fast path cannot train `model` with `optimizer` on `device`, or None when it can.
+
+    The whole structure is checked, not a name: the exact module types in
+    order (a LinearNet whose activation was swapped or with an extra layer is
+    refused), biases, float32 parameters that all train, no hooks or
+    instance-level forward; the optimizer must be torch.optim.Adam itself with
+    one group over exactly those parameters and none of the options the fast
+    update lacks (betas and eps are passed through).
+    """
+    if device.type != "cpu":
+        return f"the device is {device}, not a CPU"
+    kinds = tuple(type(m) for m in model.modules())
+    if kinds != LINEARNET_MODULES:
+        return f"the model is {' > '.join(k.__name__ for k in kinds)}, not LinearNet's Linear-ReLU-Linear"
+    first, _, second = model.layers
+    if first.bias is None or second.bias is None or first.out_features != second.in_features:
+        return "LinearNet's layers lack a bias or do not connect"
+    parameters = list(model.parameters())
+    if any(p.dtype != torch.float32 or not p.requires_grad for p in parameters):
+        return "a parameter is not a trainable float32 tensor"
+    if "forward" in vars(model) or any(_has_hooks(m) for m in model.modules()):
+        return "the model has hooks or its own forward, which the fast path would skip"
+    if type(optimizer) is not torch.optim.Adam:
+        return f"the optimizer is {type(optimizer).__qualname__}, not torch.optim.Adam"
+    if len(optimizer.param_groups) != 1:
+        return "the optimizer has more than one parameter group"
+    group = optimizer.param_groups[0]
+    if [id(p) for p in group["params"]] != [id(p) for p in parameters]:
+        return "the optimizer does not train exactly the model's parameters"
+    changed = [f"{k}={group.get(k)!r}" for k, plain in _PLAIN_ADAM.items() if group.get(k, plain) != plain]
+    if changed:
+        return f"Adam has {', '.join(changed)}"
+    if not all(isinstance(v, float) for v in (group["lr"], *group["betas"], group["eps"])):
+        return "Adam's lr, betas or eps are tensors"
+    return None
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return any(
+        getattr(module, name, None)
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    )
+
+
+class FlatAdam:
+    """Adam on one flat float32 buffer and its gradient buffer, as torch.optim.Adam updates it.
+
+    The update is torch's fused Adam kernel (`torch._fused_adam_`, the one
+    `torch.optim.Adam(fused=True)` calls: one operation instead of seven and
+    none of the optimizer's per-step Python) when a probe at first use finds
+    it present and matching torch.optim.Adam; otherwise the same formula in
+    public tensor operations (about 3x slower per step, still exact).
+    """
+
+    def __init__(
+        self,
+        flat: Tensor,
+        grad: Tensor,
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        use_kernel: bool | None = None,
+    ) -> None:
+        self.flat, self.grad = flat, grad
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
+        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
+        self.steps = torch.zeros(())  # a tensor: the fused kernel reads it
+        self.count = 0  # the same, for the public-operation update (no .item())
+        self.use_kernel = fused_adam_kernel_works() if use_kernel is None else use_kernel
+
+    def step(self) -> None:
+        self.count += 1
+        if self.use_kernel:
+            self.steps.add_(1)
+            torch._fused_adam_(
+                [self.flat],
+                [self.grad],
+                [self.exp_avg],
+                [self.exp_avg_sq],
+                [],
+                [self.steps],
+                amsgrad=False,
+                lr=self.lr,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
+            )
+            return
+        # torch.optim.Adam's single-tensor update, in public operations.
+        step = self.count
+        self.exp_avg.lerp_(self.grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1 - self.beta2)
+        bias_correction1 = 1 - self.beta1**step
+        bias_correction2 = 1 - self.beta2**step
+        denominator = (self.exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denominator, value=-self.lr / bias_correction1)
+
+
+_KERNEL_WORKS: bool | None = None
+
+
+def fused_adam_kernel_works() -> bool:
+    """Whether torch's private fused Adam kernel exists here and updates as torch.optim.Adam does.
+
+    Probed once per process: three steps on a 3-element tensor, compared with
+    torch.optim.Adam (its public, single-tensor implementation). A torch
+    without the kernel, with another signature or with other arithmetic gets
+    the public-operation update instead.
+    """
+    global _KERNEL_WORKS
+    if _KERNEL_WORKS is None:
+        _KERNEL_WORKS = _probe_kernel()
+        if not _KERNEL_WORKS:
+            log.info("torch._fused_adam_ is missing or differs from torch.optim.Adam here: "
+                     "the fast path's Adam uses public tensor operations")
+    return _KERNEL_WORKS
+
+
+def _probe_kernel() -> bool:
+    if not callable(getattr(torch, "_fused_adam_", None)):
+        return False
+    start = torch.tensor([0.5, -1.5, 2.0])
+    gradients = ([0.3, -0.2, 1.0], [-0.5, 0.4, 0.1], [0.25, 0.0, -2.0])
+    reference = start.clone().requires_grad_()
+    adam = torch.optim.Adam([reference], lr=0.01, betas=(0.8, 0.99), eps=1e-6, foreach=False, fused=False)
+    ours = FlatAdam(start.clone(), torch.zeros(3), lr=0.01, betas=(0.8, 0.99), eps=1e-6, use_kernel=True)
+    try:
+        for g in gradients:
+            reference.grad = torch.tensor(g)
+            adam.step()
+            ours.grad.copy_(torch.tensor(g))
+            ours.step()
+    except (TypeError, RuntimeError, ValueError):  # another signature or a refused argument
+        return False
+    return torch.allclose(ours.flat, reference.detach(), rtol=1e-6, atol=1e-7)
+
 
 class LinearNetAdam:
     """Trains `model` in place: `step` is loss.backward() plus Adam.step().
 
-    Same update as `torch.optim.Adam(model.parameters(), lr)` on the mean
-    cross-entropy of the batch (no weight decay, no amsgrad).
+    Same update as `torch.optim.Adam(model.parameters(), lr, betas, eps)` on
+    the mean cross-entropy of the batch (no weight decay, no amsgrad). Only
+    for a model `fast_path_refusal` admits.
     """
 
     def __init__(
-        self, model: LinearNet, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self,
+        model: LinearNet,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        use_kernel: bool | None = None,
     ) -> None:
         first, second = model.layers[0], model.layers[2]
         if not (isinstance(first, nn.Linear) and isinstance(second, nn.Linear)):
             raise TypeError("LinearNetAdam needs LinearNet's Linear-ReLU-Linear layers.")
         parameters = [first.weight, first.bias, second.weight, second.bias]
-        self.flat = torch.cat([p.detach().reshape(-1) for p in parameters])
-        self.grad = torch.zeros_like(self.flat)
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
-        values = _views(self.flat, parameters)
+        flat = torch.cat([p.detach().reshape(-1) for p in parameters])
+        grad = torch.zeros_like(flat)
+        values = _views(flat, parameters)
         # The model's parameters become views of the flat buffer, so the model
         # always evaluates the values being trained.
         with torch.no_grad():
             for parameter, view in zip(parameters, values):
                 parameter.data = view
         self.w1, self.b1, self.w2, self.b2 = values
-        self.g_w1, self.g_b1, self.g_w2, self.g_b2 = _views(self.grad, parameters)
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.steps = torch.zeros(())  # a tensor: the fused kernel reads it
+        self.g_w1, self.g_b1, self.g_w2, self.g_b2 = _views(grad, parameters)
+        self.adam = FlatAdam(flat, grad, lr, (float(betas[0]), float(betas[1])), eps, use_kernel)
         self._minus_one = torch.full((0, 1), -1.0)
 
     def step(self, x: Tensor, y: Tensor, true_log_prob: Tensor, correct: Tensor) -> None:
@@ -73,28 +233,7 @@ class LinearNetAdam:
         g_hidden = torch.mm(g_logits, self.w2).mul_(hidden > 0)
         torch.mm(g_hidden.t(), x, out=self.g_w1)
         torch.sum(g_hidden, dim=0, out=self.g_b1)
-        self._adam()
-
-    def _adam(self) -> None:
-        # torch.optim.Adam(fused=True)'s kernel on the one flat buffer: one
-        # operation instead of seven (about 20 us a step instead of 65), without
-        # the optimizer's per-step Python (the public step() takes 110 us).
-        self.steps.add_(1)
-        torch._fused_adam_(
-            [self.flat],
-            [self.grad],
-            [self.exp_avg],
-            [self.exp_avg_sq],
-            [],
-            [self.steps],
-            amsgrad=False,
-            lr=self.lr,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            weight_decay=0.0,
-            eps=self.eps,
-            maximize=False,
-        )
+        self.adam.step()
 
     def _minus_ones(self, n: int) -> Tensor:
         if len(self._minus_one) < n:

@@ -47,6 +47,8 @@ class RunTracker:
         self._writer.add_scalar("loss/train", m.train_loss, m.epoch)
         self._writer.add_scalar("accuracy/train", m.train_accuracy, m.epoch)
         self._writer.add_scalar("accuracy/test", m.test_accuracy, m.epoch)
+        if m.val_accuracy is not None:
+            self._writer.add_scalar("accuracy/val", m.val_accuracy, m.epoch)
         self._writer.add_scalar("time/epoch_seconds", m.seconds, m.epoch)
 
     def log_hparams(self, params: dict[str, HParamValue], metrics: dict[str, float]) -> None:

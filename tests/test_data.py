@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -197,7 +198,7 @@ def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, c
     assert rebuilt.identity == cold.identity
     np.testing.assert_array_equal(rebuilt.train_x, cold.train_x)
     np.testing.assert_array_equal(rebuilt.test_y, cold.test_y)
-    assert any("ignoring unreadable cache entry" in r.getMessage() for r in caplog.records)
+    assert any("ignoring cache entry" in r.getMessage() for r in caplog.records)
     # The entry was rewritten and now loads cleanly from disk.
     caplog.clear()
     clear_memory_cache()
@@ -205,6 +206,63 @@ def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, c
     assert isinstance(again.train_x, np.memmap)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [p.name for p in cache.iterdir()] == [entry.name]
+
+
+def _rewrite(entry: Path, name: str, change) -> np.ndarray:
+    """Save `name`.npy changed by `change` (a function of a writable copy), as an editor would."""
+    array = np.load(entry / f"{name}.npy").copy()
+    change(array)
+    np.save(entry / f"{name}.npy", array)
+    return array
+
+
+def _record_hash(entry: Path, name: str, array: np.ndarray) -> None:
+    """Make meta.json agree with the edited array: only the label range check is left to catch it."""
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["sha256"][name] = hashlib.sha256(array.tobytes()).hexdigest()
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def _shift_labels(entry: Path) -> None:
+    _rewrite(entry, "train_y", lambda y: y.__setitem__(slice(None), np.roll(y, 1)))
+
+
+def _change_pixels(entry: Path) -> None:
+    _rewrite(entry, "test_x", lambda x: x.__setitem__((0, slice(300, 310)), 255 - x[0, 300:310]))
+
+
+def _label_out_of_range(entry: Path) -> None:
+    _record_hash(entry, "test_y", _rewrite(entry, "test_y", lambda y: y.__setitem__(5, 255)))
+
+
+@pytest.mark.parametrize(
+    ("alter", "reason"),
+    [
+        (_shift_labels, "train_y.npy was altered since it was written"),
+        (_change_pixels, "test_x.npy was altered since it was written"),
+        (_label_out_of_range, "test_y.npy holds label 255, expected labels 0..9"),
+    ],
+)
+def test_an_altered_cache_entry_is_detected_and_rebuilt(tmp_path: Path, sample_dir: Path, caplog, alter, reason) -> None:
+    """Arrays that still load but no longer hold the verified data are never trained on."""
+    cache = tmp_path / "cache"
+    cold = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
+    (entry,) = cache.iterdir()
+    alter(entry)
+    clear_memory_cache()
+    caplog.set_level(logging.WARNING, logger="ds.data")
+
+    rebuilt = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
+
+    warnings_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings_logged) == 1 and reason in warnings_logged[0] and "rebuilding it" in warnings_logged[0]
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(getattr(rebuilt, name), getattr(cold, name))
+    caplog.clear()
+    clear_memory_cache()
+    again = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays  # the rebuilt entry is clean
+    assert isinstance(again.train_y, np.memmap) and not caplog.records
+    np.testing.assert_array_equal(again.train_y, cold.train_y)
 
 
 def test_unwritable_cache_dir_is_not_fatal(tmp_path: Path, sample_dir: Path, caplog) -> None:

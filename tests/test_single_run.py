@@ -13,6 +13,12 @@ from tests.cli import SHARED_MNIST, epoch_lines, offline_args, run_main
 from tests.events import hparams, load_events
 
 
+def torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -> None:
     result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "params.lr=0.003", "run_name=first"], tmp_path)
 
@@ -33,8 +39,10 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     assert "hparam/test_accuracy" in events.Tags()["scalars"]
     assert "confusion/test" in events.Tags()["images"]
     assert hparams(events) == {
-        "lr": pytest.approx(0.003), "batch_size": 64, "epoch_count": 2, "hidden": 32, "seed": 0, "data": "mnist-sample"
+        "lr": pytest.approx(0.003), "batch_size": 64, "epoch_count": 2, "model": "LinearNet", "hidden": 32,
+        "optimizer": "Adam", "seed": 0, "data": "mnist-sample", "device": "cpu", "objective": "test_accuracy",
     }
+    assert "training path: fast (LinearNet + Adam on the CPU" in result.stdout
 
 
 def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp_path: Path) -> None:
@@ -62,17 +70,49 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
         ("params.epoch_count=0", "params.epoch_count=0: expected an integer >= 1"),
         ("params.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
         ("params.lrr=0.1", "Could not override 'params.lrr'"),
+        ("device=tpu", "device='tpu': expected auto, cpu, cuda, cuda:N (N a device number) or mps"),
+        ("objective=loss", "objective='loss': expected test_accuracy or val_accuracy"),
+        ("model.activation=tanh", "Key 'activation' not in 'LinearNetConfig'"),  # linearnet has no such key
+        ("model=mlp model.activation=swish", "model.activation='swish': expected relu or tanh or gelu"),
+        ("model=mlp model.hidden=[64,0]", "model.hidden=[64, 0]: expected a non-empty list of integers >= 1"),
+        ("model=mlp model.hidden=64", "Invalid value assigned: int is not a ListConfig"),
+        ("optimizer=sgd optimizer.nesterov=true optimizer.momentum=0", "optimizer.nesterov=True: expected false unless"),
+        ("optimizer=adamw optimizer.betas=[0.9,1.0]", "optimizer.betas=[0.9, 1.0]: expected two numbers, each 0 <= beta < 1"),
+        ("optimizer.lr=0.1", "Key 'lr' not in 'AdamConfig'"),  # the learning rate is params.lr
+        ("model._target_=os.system", "model._target_='os.system': expected one of ds.model.LinearNet, ds.model.MLP"),
+        ("evaluate=/no/such/model.pt", "evaluate='/no/such/model.pt': expected the path of a model.pt file"),
     ],
 )
 def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
     # Python lists every module it imports on stderr: the error comes before torch.
-    result = run_main([*offline_args(tmp_path), override], tmp_path, timeout=120, PYTHONPROFILEIMPORTTIME="1")
+    result = run_main([*offline_args(tmp_path), *override.split()], tmp_path, timeout=120, PYTHONPROFILEIMPORTTIME="1")
 
     assert result.returncode != 0
     assert message in result.stderr
     assert "[Epoch:" not in result.stdout
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
     assert "| ds.config" in result.stderr and not re.search(r"\| +torch$", result.stderr, re.M)
+
+
+@pytest.mark.skipif(torch_has_cuda(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:7"])
+def test_a_gpu_this_machine_lacks_is_refused_before_data_loads(tmp_path: Path, device: str) -> None:
+    result = run_main([*offline_args(tmp_path), f"device={device}"], tmp_path, timeout=120)
+
+    assert result.returncode != 0
+    assert f"error: device='{device}': CUDA is not available on this machine" in result.stderr
+    assert "Traceback" not in result.stderr and "[Epoch:" not in result.stdout
+    assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a missing device"
+
+
+def test_a_val_accuracy_run_logs_it_each_epoch_and_returns_it(tmp_path: Path) -> None:
+    result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "objective=val_accuracy"], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    val = [float(v) for v in re.findall(r"\[Epoch: \d/2\], Test Accuracy: [0-9.]+, Train Accuracy: [0-9.]+, "
+                                        r"Val Accuracy: ([0-9.]+), Train Loss: [0-9.]+, Time: ", result.stdout)]
+    assert len(val) == 2 and val[-1] >= 0.85
+    assert f"final val accuracy {val[-1]:.4f}" in result.stdout
 
 
 def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:

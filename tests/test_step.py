@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,17 @@ from ds.step import LinearNetAdam
 from ds.train import NonFiniteLossError, train
 
 
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["torch-fused-kernel", "public-ops"])
 @pytest.mark.parametrize(("batch_size", "lr", "hidden"), [(96, 1e-3, 32), (300, 3e-2, 7)])
-def test_steps_match_autograd_and_torch_adam(sample_dir: Path, batch_size: int, lr: float, hidden: int) -> None:
+def test_steps_match_autograd_and_torch_adam(
+    sample_dir: Path, batch_size: int, lr: float, hidden: int, use_kernel: bool
+) -> None:
+    """Both Adam updates of the fast path (the private kernel and its public fallback)."""
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     torch.manual_seed(0)
     ours = LinearNet(hidden=hidden)
     reference = copy.deepcopy(ours)
-    step = LinearNetAdam(ours, lr=lr)
+    step = LinearNetAdam(ours, lr=lr, use_kernel=use_kernel)
     adam = torch.optim.Adam(reference.parameters(), lr=lr, foreach=False)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -47,7 +52,11 @@ def test_steps_match_autograd_and_torch_adam(sample_dir: Path, batch_size: int, 
         torch.testing.assert_close(ours(data.test_x), reference(data.test_x), rtol=1e-4, atol=1e-4)
 
 
-def test_a_diverging_run_raises_non_finite_loss(sample_dir: Path) -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_diverging_run_raises_non_finite_loss(sample_dir: Path, fast: bool) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     with pytest.raises(NonFiniteLossError, match=r"the training loss became (nan|inf) in epoch 1 \(lr=1e\+30"):
-        train(data, lr=1e30, batch_size=64, epoch_count=2, hidden=32, seed=0)
+        train(
+            data, LinearNet(32), partial(torch.optim.Adam, lr=1e30), batch_size=64, epoch_count=2, seed=0,
+            allow_fast_path=fast,
+        )
