@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ds.config import Config, ConfigError, validate
-from tests.cli import SHARED_MNIST, epoch_lines, offline_args, run_main
+from tests.cli import SHARED_MNIST, copy_of_the_project, epoch_lines, offline_args, run_main
 from tests.events import hparams, load_events
 
 
@@ -90,6 +90,22 @@ def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert f"paths.data='{not_a_dir}': expected a directory" in result.stderr
+
+
+@pytest.mark.parametrize("data", ["data/sample", "no-mnist-here"])
+def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, data: str) -> None:
+    """The copy's sample lacks a file, chosen (paths.data=data/sample) or fallen back to: no
+    FALLING BACK warning, no traceback."""
+    main = copy_of_the_project(tmp_path / "project")
+    missing = tmp_path / "project" / "data" / "sample" / "t10k-labels-idx1-ubyte.gz"
+    missing.unlink()
+    missing.symlink_to(tmp_path / "gone.gz")
+    result = run_main([f"paths.data={data}", "data.download=false", "progress=false"], tmp_path / "project", main=main)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert f"the bundled sample in {missing.parent} is missing t10k-labels-idx1-ubyte.gz (a symlink to" in result.stderr
+    assert "FALLING BACK" not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
