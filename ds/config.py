@@ -1,11 +1,14 @@
 """The training config's schema (registered with Hydra) and its validation.
 
 The dataclasses make Hydra reject unknown keys and wrong types at start-up;
-`validate` checks the values before any data is loaded.
+`validate` checks the values before any data is loaded, and the keys that
+Hydra lets through: a `+key=...` or `++key=...` override adds a key the
+schema does not have (the run would ignore it), and `~key` removes one.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -103,8 +106,10 @@ def _check(problems: list[str], ok: bool, key: str, value: Any, expected: str) -
 
 
 def validate(cfg: Any) -> None:
-    """Raise ConfigError naming every bad value, before any work starts."""
-    problems: list[str] = []
+    """Raise ConfigError naming every bad key and value, before any work starts."""
+    problems: list[str] = _key_problems(cfg, OmegaConf.structured(Config))
+    if problems:  # the values below may be missing
+        raise ConfigError("invalid config: " + "; ".join(problems) + ".")
     p = cfg.params
     _check(problems, math.isfinite(p.lr) and p.lr > 0, "params.lr", p.lr, "a finite learning rate > 0")
     _check(problems, p.batch_size >= 1, "params.batch_size", p.batch_size, "an integer >= 1")
@@ -144,6 +149,50 @@ def validate(cfg: Any) -> None:
     _check(problems, log_problem is None, "paths.log", str(log), f"a writable directory, or a path where one can be made ({log_problem})")
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
+
+
+def _key_problems(cfg: Any, schema: Any, prefix: str = "") -> list[str]:
+    """Keys of `cfg` the schema lacks, and schema keys `cfg` lacks, with the nearest known keys.
+
+    Hydra's own node (`hydra`, in a sweeper's task config) is not the training config's.
+    """
+    problems = []
+    for key in sorted(set(cfg.keys()) - set(schema.keys()) - ({"hydra"} if not prefix else set())):
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        problems.append(
+            f"{prefix}{key}={value!r}: not a key of the training config (ds/config.py), which the run "
+            f"would ignore; expected a key it has ({_nearest(prefix + str(key), schema, prefix)})"
+        )
+    for key in schema.keys():
+        if key not in cfg:
+            problems.append(f"{prefix}{key} is missing (removed with ~{prefix}{key}?); expected a value for it")
+        elif OmegaConf.is_dict(schema[key]) and OmegaConf.is_dict(cfg[key]):
+            problems.extend(_key_problems(cfg[key], schema[key], f"{prefix}{key}."))
+    return problems
+
+
+def _nearest(key: str, schema: Any, prefix: str) -> str:
+    """The known keys nearest to `key` (by dotted path, or by last name: `lr` -> params.lr), or those
+    beside it when none is near."""
+    known = _leaf_keys(OmegaConf.structured(Config))
+    name = key.rsplit(".", 1)[-1]
+    near = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    near += [k for k in known if difflib.SequenceMatcher(None, name, k.rsplit(".", 1)[-1]).ratio() >= 0.8]
+    near = list(dict.fromkeys(near))[:3]
+    if near:
+        return "nearest: " + ", ".join(near)
+    return "none is near; here: " + ", ".join(prefix + str(k) for k in schema.keys())
+
+
+def _leaf_keys(schema: Any, prefix: str = "") -> list[str]:
+    """Every key that holds a value (`params.lr`, `seed`), dotted."""
+    keys = []
+    for key in schema.keys():
+        if OmegaConf.is_dict(schema[key]):
+            keys.extend(_leaf_keys(schema[key], f"{prefix}{key}."))
+        else:
+            keys.append(prefix + str(key))
+    return keys
 
 
 def _under_a_file(path: Path) -> bool:

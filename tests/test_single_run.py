@@ -62,6 +62,10 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
         ("params.epoch_count=0", "params.epoch_count=0: expected an integer >= 1"),
         ("params.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
         ("params.lrr=0.1", "Could not override 'params.lrr'"),
+        # Hydra's message above suggests +params.lrr=0.1, which adds a key the run would ignore.
+        ("+params.lrr=0.1", "params.lrr=0.1: not a key of the training config (ds/config.py), which the run would "
+         "ignore; expected a key it has (nearest: params.lr)"),
+        ("++foo=1", "foo=1: not a key of the training config"),
     ],
 )
 def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
