@@ -100,6 +100,20 @@ class ConfigError(ValueError):
     """A config value is out of its allowed range."""
 
 
+# torch.manual_seed takes -2**63..2**64-1, and a negative seed wraps to seed + 2**64: one name per seed.
+MAX_SEED = 2**64 - 1
+# A sweep's range reaching 10**6 epochs is a typo, and one such trial would hold a worker for days.
+MAX_EPOCHS = 1000
+# More than any machine's cores; torch's OpenMP fails to make some 16,000 threads (a segfault at 100,000).
+MAX_THREADS = 1024
+# LinearNet's training memory (ds/step.py): per parameter its value, gradient and Adam's two moments;
+# per hidden unit a batch's activations (three float32 values an example) and the whole test split's
+# (two, evaluated in one pass over at most 10,000 examples); a batch is at most full MNIST's 60,000.
+BYTES_PER_PARAMETER = 16
+TEST_EXAMPLES_AT_MOST = 10_000
+TRAIN_EXAMPLES_AT_MOST = 60_000
+
+
 def _check(problems: list[str], ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         problems.append(f"{key}={value!r}: expected {expected}")
@@ -110,12 +124,7 @@ def validate(cfg: Any) -> None:
     problems: list[str] = _key_problems(cfg, OmegaConf.structured(Config))
     if problems:  # the values below may be missing
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
-    p = cfg.params
-    _check(problems, math.isfinite(p.lr) and p.lr > 0, "params.lr", p.lr, "a finite learning rate > 0")
-    _check(problems, p.batch_size >= 1, "params.batch_size", p.batch_size, "an integer >= 1")
-    _check(problems, p.epoch_count >= 1, "params.epoch_count", p.epoch_count, "an integer >= 1")
-    _check(problems, cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "an integer >= 1")
-    _check(problems, cfg.threads >= 1, "threads", cfg.threads, "an integer >= 1")
+    _check_training(problems, cfg)
     _check(problems, cfg.data.timeout_s > 0, "data.timeout_s", cfg.data.timeout_s, "seconds > 0")
     _check(
         problems,
@@ -149,6 +158,59 @@ def validate(cfg: Any) -> None:
     _check(problems, log_problem is None, "paths.log", str(log), f"a writable directory, or a path where one can be made ({log_problem})")
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
+
+
+def _check_training(problems: list[str], cfg: Any) -> None:
+    """The hyperparameters, the model, the seed and the threads: what torch and this machine take."""
+    p, hidden = cfg.params, cfg.model.hidden
+    _check(problems, math.isfinite(p.lr) and p.lr > 0, "params.lr", p.lr, "a finite learning rate > 0")
+    _check(problems, p.batch_size >= 1, "params.batch_size", p.batch_size, "an integer >= 1")
+    epochs = f"an integer in 1..{MAX_EPOCHS}"
+    _check(problems, 1 <= p.epoch_count <= MAX_EPOCHS, "params.epoch_count", p.epoch_count, epochs)
+    _check(problems, hidden >= 1, "model.hidden", hidden, "an integer >= 1")
+    if hidden >= 1 and p.batch_size >= 1:
+        _check_memory(problems, hidden, p.batch_size)
+    seeds = f"an integer in 0..{MAX_SEED} (2**64-1), the seeds torch takes (a negative one is seed + 2**64)"
+    _check(problems, 0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, seeds)
+    threads = f"an integer in 1..{MAX_THREADS}"
+    _check(problems, 1 <= cfg.threads <= MAX_THREADS, "threads", cfg.threads, threads)
+
+
+def training_bytes(hidden: int, batch_size: int) -> int:
+    """About the memory LinearNet's training takes (784 -> hidden -> 10, Adam), in bytes."""
+    parameters = (28 * 28 + 1) * hidden + (hidden + 1) * 10
+    examples = 3 * min(batch_size, TRAIN_EXAMPLES_AT_MOST) + 2 * TEST_EXAMPLES_AT_MOST
+    return BYTES_PER_PARAMETER * parameters + 4 * hidden * examples
+
+
+def memory_limit() -> tuple[int, str]:
+    """The memory this process may use, in bytes, and what sets it: the machine's physical memory,
+    or a smaller limit of its cgroup (a container's)."""
+    limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine's memory"
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return limit
+    return min(limit, (int(cgroup), "this container's memory limit")) if cgroup.isdigit() else limit
+
+
+def _check_memory(problems: list[str], hidden: int, batch_size: int) -> None:
+    """Refuse a model.hidden whose training cannot fit in memory, naming the widest that can."""
+    needed, (limit, what) = training_bytes(hidden, batch_size), memory_limit()
+    if needed <= limit:
+        return
+    fixed = training_bytes(0, batch_size)
+    widest = (limit - fixed) // (training_bytes(1, batch_size) - fixed)  # the bytes grow linearly with it
+    _check(
+        problems, False, "model.hidden", hidden,
+        f"a width whose training fits in memory: it needs about {_gib(needed)} (the parameters, their "
+        f"gradients and Adam's state, and the activations of a batch and of the test split), more than "
+        f"{what}, {_gib(limit)}; at most model.hidden={widest} with params.batch_size={batch_size} here",
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def _key_problems(cfg: Any, schema: Any, prefix: str = "") -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,13 +29,40 @@ def load_data(cfg: DictConfig) -> MnistData:
     )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def warn_about_threads(threads: int) -> None:
+    """More torch threads than cores take turns on them: each epoch gets slower, not faster
+    (200 threads on 2 cores made an epoch of the sample take 40 s instead of 0.03 s)."""
+    cores = usable_cores()
+    if threads > cores:
+        log.warning(
+            "threads=%d is more than the %d cores this process may run on (os.sched_getaffinity): the "
+            "threads take turns, which makes every epoch slower; expected threads=%d or fewer here",
+            threads, cores, cores,
+        )
+
+
 def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
     """Train once as `cfg` says and return the final test accuracy."""
     validate(cfg)
+    warn_about_threads(cfg.threads)
     torch.set_num_threads(cfg.threads)
     data = load_data(cfg)
     p = cfg.params
     log.info("data: %s; params: lr=%g batch_size=%d epoch_count=%d", data.identity, p.lr, p.batch_size, p.epoch_count)
+    if p.batch_size > len(data.train_y):
+        log.warning(
+            "params.batch_size=%d is more than the %d training examples of %s: each epoch is one batch of "
+            "the whole training set, one Adam step an epoch",
+            p.batch_size, len(data.train_y), data.identity.name,
+        )
 
     log_dir = fresh_run_dir(Path(cfg.paths.log) / cfg.run_name)
     reached: list[EpochMetrics] = []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ds.config import ConfigError, register_configs, validate
+from ds.config import MAX_SEED, ConfigError, memory_limit, register_configs, training_bytes, validate
 from tests.cli import ROOT
 
 
@@ -50,3 +50,38 @@ def test_hydra_s_own_keys_and_a_params_group_are_accepted(tmp_path: Path) -> Non
 
     validate(cfg)  # the hydra node, as in a sweeper's task config, is Hydra's
     assert (cfg.params.lr, cfg.params.batch_size, cfg.hydra.job.env_set.MY_VAR) == (0.02, 32, "1")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (f"seed={2**64}", f"seed={2**64}: expected an integer in 0..{2**64 - 1} (2**64-1), the seeds torch takes"),
+        ("seed=-1", "seed=-1: expected an integer in 0..18446744073709551615"),
+        ("params.epoch_count=1001", "params.epoch_count=1001: expected an integer in 1..1000"),
+        ("threads=1025", "threads=1025: expected an integer in 1..1024"),
+        ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory: it needs "
+         "about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a batch and of "
+         "the test split), more than "),
+    ],
+)
+def test_values_beyond_what_torch_or_the_machine_takes_are_refused(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(composed([override]))
+
+
+def test_the_limits_are_torch_s_and_the_machine_s() -> None:
+    import torch
+
+    torch.manual_seed(MAX_SEED)  # the largest seed validate lets through is one torch takes
+    with pytest.raises(ValueError, match="Overflow"):
+        torch.manual_seed(MAX_SEED + 1)
+    for value in ("seed=0", f"seed={MAX_SEED}", "params.epoch_count=1000", "threads=1024"):
+        validate(composed([value]))
+
+    limit, _ = memory_limit()
+    assert training_bytes(32, 64) < 2**30  # the default model: well under a GiB
+    with pytest.raises(ConfigError) as refused:
+        validate(composed(["model.hidden=100000000", "params.batch_size=128"]))
+    widest = int(re.search(r"at most model.hidden=(\d+) with params.batch_size=128 here", str(refused.value))[1])
+    assert training_bytes(widest, 128) <= limit < training_bytes(widest + 1, 128)
+    validate(composed([f"model.hidden={widest}", "params.batch_size=128"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -59,13 +60,16 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
         ("params.lr=-1", "params.lr=-1.0: expected a finite learning rate > 0"),
         ("params.lr=inf", "params.lr=inf: expected a finite learning rate > 0"),
         ("params.batch_size=0", "params.batch_size=0: expected an integer >= 1"),
-        ("params.epoch_count=0", "params.epoch_count=0: expected an integer >= 1"),
+        ("params.epoch_count=0", "params.epoch_count=0: expected an integer in 1..1000"),
         ("params.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
         ("params.lrr=0.1", "Could not override 'params.lrr'"),
         # Hydra's message above suggests +params.lrr=0.1, which adds a key the run would ignore.
         ("+params.lrr=0.1", "params.lrr=0.1: not a key of the training config (ds/config.py), which the run would "
          "ignore; expected a key it has (nearest: params.lr)"),
         ("++foo=1", "foo=1: not a key of the training config"),
+        # Values the schema takes but torch or the machine cannot: an overflow and a 8.7 TB model.
+        ("seed=99999999999999999999", "seed=99999999999999999999: expected an integer in 0..18446744073709551615"),
+        ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory"),
     ],
 )
 def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
@@ -77,6 +81,29 @@ def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, ov
     assert "[Epoch:" not in result.stdout
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
     assert "| ds.config" in result.stderr and not re.search(r"\| +torch$", result.stderr, re.M)
+
+
+def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_path: Path) -> None:
+    sweep = ["-m", "hydra/sweeper=optuna", "params.epoch_count=int(interval(1, 1000000))", f"storage=sqlite:///{tmp_path / 's.db'}"]
+    result = run_main([*offline_args(tmp_path), *sweep], tmp_path, timeout=120)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'params.epoch_count' can reach 1000000, which the training config rejects: invalid config: " \
+        "params.epoch_count=1000000: expected an integer in 1..1000." in result.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_more_threads_than_cores_and_a_batch_beyond_the_data_are_warned_about(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))  # the run's own, inherited
+    args = [*offline_args(tmp_path), f"threads={cores + 1}", "params.batch_size=1000000000", "params.epoch_count=1"]
+    result = run_main(args, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert f"threads={cores + 1} is more than the {cores} cores this process may run on (os.sched_getaffinity): " \
+        f"the threads take turns, which makes every epoch slower; expected threads={cores} or fewer here" in result.stdout
+    assert "params.batch_size=1000000000 is more than the 8000 training examples of mnist-sample: each epoch is " \
+        "one batch of the whole training set, one Adam step an epoch" in result.stdout
+    assert [(e, n) for e, n, _, _ in epoch_lines(result.stdout)] == [(1, 1)]
 
 
 def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
