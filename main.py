@@ -10,9 +10,9 @@ import sys
 import warnings
 
 import hydra
-from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
+from ds.cli import output_dir_problem, parse_command_line
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import NonFiniteLossError
@@ -61,10 +61,21 @@ def main(cfg: DictConfig) -> float:
         sys.exit(f"error: {error}")
 
 
-if __name__ == "__main__":
-    # Before Hydra, which saves a run's overrides and prints a sweep's.
+def check_command_line() -> None:
+    """Before Hydra, which saves a run's overrides and prints a sweep's, and which answers a
+    folder it cannot make with a traceback."""
+    command = parse_command_line(sys.argv[1:])
+    if command is None:
+        return  # Hydra's usage message says what is wrong
     try:
-        refuse_password_in_overrides(get_args_parser().parse_intermixed_args().overrides)
+        refuse_password_in_overrides(command.overrides)
     except StorageError as error:
         sys.exit(f"error: {error}")
+    problem = output_dir_problem(command)
+    if problem is not None:
+        sys.exit(f"error: {problem}.")
+
+
+if __name__ == "__main__":
+    check_command_line()
     main()

@@ -154,7 +154,7 @@ def validate(cfg: Any) -> None:
     # cannot be written is skipped with a warning when loading.
     _check(problems, not _under_a_file(cache), "paths.cache", str(cache), "a directory (it or a folder above it is a file)")
     log = Path(cfg.paths.log)
-    log_problem = _directory_problem(log)
+    log_problem = directory_problem(log)
     _check(problems, log_problem is None, "paths.log", str(log), f"a writable directory, or a path where one can be made ({log_problem})")
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
@@ -263,7 +263,7 @@ def _under_a_file(path: Path) -> bool:
     return existing is not None and not existing.is_dir()
 
 
-def _directory_problem(path: Path) -> str | None:
+def directory_problem(path: Path) -> str | None:
     """Why `path` cannot hold a run's output, or None when it can.
 
     Made here if missing (the run would make it next): only trying tells a

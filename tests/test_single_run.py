@@ -144,6 +144,8 @@ def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, d
     [
         ("paths.log", "expected a writable directory, or a path where one can be made (it or a folder above it is a file)"),
         ("paths.cache", "expected a directory (it or a folder above it is a file)"),
+        ("hydra.run.dir", "expected a writable directory, or a path where one can be made "
+         "(it or a folder above it is a file)"),
     ],
 )
 def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, key: str, expected: str) -> None:
@@ -163,6 +165,33 @@ def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Pat
     assert result.returncode != 0
     assert "paths.log='/proc/no-such-folder': expected a writable directory, or a path where one can be made (cannot make it: " in result.stderr
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["hydra.run.dir=FILE/${now:%H-%M-%S}"], "hydra.run.dir='FILE/${now:%H-%M-%S}': expected a writable "
+         "directory, or a path where one can be made (FILE: it or a folder above it is a file)."),
+        (["-m", "hydra/sweeper=optuna", "hydra.sweep.dir=FILE/sweep"], "hydra.sweep.dir='FILE/sweep': "
+         "expected a writable directory, or a path where one can be made (it or a folder above it is a file)."),
+        (["++hydra.run.dir=/proc/no-such-folder"], "hydra.run.dir='/proc/no-such-folder': expected a "
+         "writable directory, or a path where one can be made (cannot make it: "),
+    ],
+)
+def test_an_output_folder_hydra_cannot_make_is_one_error(tmp_path: Path, args: list[str], expected: str) -> None:
+    """Refused before Hydra starts (Hydra's own mkdir gives a traceback), but only where it would make it."""
+    if "/proc/" in args[-1] and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, a folder that takes no new entries, even from root")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    args = [arg.replace("FILE", str(a_file)) for arg in args]
+    result = run_main([*offline_args(tmp_path), *args], tmp_path, timeout=120)
+    shown = run_main(["--cfg", "job", *(arg for arg in args if arg != "-m")], tmp_path, timeout=120)
+
+    expected = expected.replace("FILE", str(a_file))
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {expected}"), result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert shown.returncode == 0, shown.stderr  # --cfg makes no folder: nothing to refuse
 
 
 def test_help_and_cfg_job_work(tmp_path: Path) -> None:
