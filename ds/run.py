@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -49,8 +49,13 @@ def warn_about_threads(threads: int) -> None:
         )
 
 
-def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
-    """Train once as `cfg` says and return the final test accuracy."""
+def run(
+    cfg: DictConfig, on_epoch: Sequence[EpochCallback] = (), on_log_dir: Callable[[Path], None] | None = None
+) -> float:
+    """Train once as `cfg` says and return the final test accuracy.
+
+    `on_log_dir` hears of the TensorBoard run's folder once it is made (main.py names it when a
+    single run is interrupted)."""
     validate(cfg)
     warn_about_threads(cfg.threads)
     torch.set_num_threads(cfg.threads)
@@ -65,6 +70,8 @@ def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = ()) -> float:
         )
 
     log_dir = fresh_run_dir(Path(cfg.paths.log) / cfg.run_name)
+    if on_log_dir is not None:
+        on_log_dir(log_dir)
     reached: list[EpochMetrics] = []
     with RunTracker(log_dir) as tracker:
         try:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from ds.config import Config, ConfigError, validate
-from tests.cli import SHARED_MNIST, copy_of_the_project, epoch_lines, offline_args, run_main
+from tests.cli import MAIN, SHARED_MNIST, copy_of_the_project, epoch_lines, main_env, offline_args, run_main
 from tests.events import hparams, load_events
 
 
@@ -104,6 +108,45 @@ def test_more_threads_than_cores_and_a_batch_beyond_the_data_are_warned_about(tm
     assert "params.batch_size=1000000000 is more than the 8000 training examples of mnist-sample: each epoch is " \
         "one batch of the whole training set, one Adam step an epoch" in result.stdout
     assert [(e, n) for e, n, _, _ in epoch_lines(result.stdout)] == [(1, 1)]
+
+
+def _ctrl_c_as_from_a_terminal() -> None:
+    """Ctrl-C's default action, which a test run started in the background without job control has ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(("signum", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(tmp_path: Path, signum: int, by: str) -> None:
+    output = tmp_path / "output.txt"
+    args = [*offline_args(tmp_path), "params.epoch_count=1000", "run_name=stopped"]
+    with output.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_ctrl_c_as_from_a_terminal,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not epoch_lines(output.read_text()):  # polled: the first epoch's line, logged and flushed
+            assert run.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        run.send_signal(signum)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+        run.wait(timeout=10)
+    text = output.read_text()
+
+    assert run.returncode == 128 + signum, text  # the shell's convention for a process ended by a signal
+    assert "Traceback" not in text
+    [line] = [line for line in text.splitlines() if "Run interrupted by" in line]
+    done = len(epoch_lines(text))
+    [hydra_folder] = (tmp_path / "outputs").glob("*/*")
+    assert line.endswith(
+        f"Run interrupted by {by} after {done} of 1000 epochs; written: TensorBoard run runs/stopped (those epochs "
+        f"and the hyperparameters), Hydra output folder {hydra_folder.relative_to(tmp_path)} (config and log)."
+    )
+    assert len(load_events(tmp_path / "runs" / "stopped").Scalars("accuracy/test")) == done
+    assert (hydra_folder / ".hydra" / "config.yaml").is_file() and line in (hydra_folder / "main.log").read_text()
 
 
 def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
