@@ -121,7 +121,7 @@ def _check(problems: list[str], ok: bool, key: str, value: Any, expected: str) -
 
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming every bad key and value, before any work starts."""
-    problems: list[str] = _key_problems(cfg, OmegaConf.structured(Config))
+    problems: list[str] = _key_problems(cfg, _schema())
     if problems:  # the values below may be missing
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
     _check_training(problems, cfg)
@@ -213,45 +213,51 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-def _key_problems(cfg: Any, schema: Any, prefix: str = "") -> list[str]:
+def _key_problems(cfg: Any, schema: dict[str, Any], prefix: str = "") -> list[str]:
     """Keys of `cfg` the schema lacks, and schema keys `cfg` lacks, with the nearest known keys.
 
     Hydra's own node (`hydra`, in a sweeper's task config) is not the training config's.
     """
     problems = []
-    for key in sorted(set(cfg.keys()) - set(schema.keys()) - ({"hydra"} if not prefix else set())):
+    keys = set(cfg.keys())  # not `key in cfg`, which resolves the value
+    for key in sorted(keys - set(schema) - ({"hydra"} if not prefix else set())):
         value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         problems.append(
             f"{prefix}{key}={value!r}: not a key of the training config (ds/config.py), which the run "
             f"would ignore; expected a key it has ({_nearest(prefix + str(key), schema, prefix)})"
         )
-    for key in schema.keys():
-        if key not in cfg:
+    for key, node in schema.items():
+        if key not in keys:
             problems.append(f"{prefix}{key} is missing (removed with ~{prefix}{key}?); expected a value for it")
-        elif OmegaConf.is_dict(schema[key]) and OmegaConf.is_dict(cfg[key]):
-            problems.extend(_key_problems(cfg[key], schema[key], f"{prefix}{key}."))
+        elif isinstance(node, dict) and OmegaConf.is_dict(cfg[key]):
+            problems.extend(_key_problems(cfg[key], node, f"{prefix}{key}."))
     return problems
 
 
-def _nearest(key: str, schema: Any, prefix: str) -> str:
+def _schema() -> dict[str, Any]:
+    """The dataclasses' keys as nested dicts, values unresolved (run_name's ${now:} needs Hydra)."""
+    return OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)  # type: ignore[return-value]
+
+
+def _nearest(key: str, schema: dict[str, Any], prefix: str) -> str:
     """The known keys nearest to `key` (by dotted path, or by last name: `lr` -> params.lr), or those
     beside it when none is near."""
-    known = _leaf_keys(OmegaConf.structured(Config))
+    known = _leaf_keys(_schema())
     name = key.rsplit(".", 1)[-1]
     near = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     near += [k for k in known if difflib.SequenceMatcher(None, name, k.rsplit(".", 1)[-1]).ratio() >= 0.8]
     near = list(dict.fromkeys(near))[:3]
     if near:
         return "nearest: " + ", ".join(near)
-    return "none is near; here: " + ", ".join(prefix + str(k) for k in schema.keys())
+    return "none is near; here: " + ", ".join(prefix + str(k) for k in schema)
 
 
-def _leaf_keys(schema: Any, prefix: str = "") -> list[str]:
+def _leaf_keys(schema: dict[str, Any], prefix: str = "") -> list[str]:
     """Every key that holds a value (`params.lr`, `seed`), dotted."""
     keys = []
-    for key in schema.keys():
-        if OmegaConf.is_dict(schema[key]):
-            keys.extend(_leaf_keys(schema[key], f"{prefix}{key}."))
+    for key, node in schema.items():
+        if isinstance(node, dict):
+            keys.extend(_leaf_keys(node, f"{prefix}{key}."))
         else:
             keys.append(prefix + str(key))
     return keys
