@@ -253,7 +253,8 @@ def _sample_files(sample_dir: Path, problem: str) -> list[Path]:
     found = [_find(sample_dir, r) for r in MNIST_SAMPLE.resources()]
     missing = [r for r, p in zip(MNIST_SAMPLE.resources(), found) if p is None]
     if missing:
-        raise DatasetUnavailableError(f"{problem} Falling back to the bundled sample failed too: {_incomplete(sample_dir, missing)}")
+        incomplete = _incomplete(sample_dir, missing)
+        raise DatasetUnavailableError(f"{problem} Falling back to the bundled sample failed too: {incomplete}")
     return [p for p in found if p is not None]
 
 

@@ -59,9 +59,9 @@ def test_hydra_s_own_keys_and_a_params_group_are_accepted(tmp_path: Path) -> Non
         ("seed=-1", "seed=-1: expected an integer in 0..18446744073709551615"),
         ("params.epoch_count=1001", "params.epoch_count=1001: expected an integer in 1..1000"),
         ("threads=1025", "threads=1025: expected an integer in 1..1024"),
-        ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory: it needs "
-         "about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a batch and of "
-         "the test split), more than "),
+        ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory: it "
+         "needs about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a "
+         "batch and of the test split), more than "),
     ],
 )
 def test_values_beyond_what_torch_or_the_machine_takes_are_refused(override: str, message: str) -> None:

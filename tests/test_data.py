@@ -261,7 +261,8 @@ def test_a_sample_missing_a_file_is_an_error_naming_it(tmp_path: Path, sample_co
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(DatasetUnavailableError) as chosen:
-            load_mnist(sample_copy, download=True, mirrors=["http://127.0.0.1:1/"], timeout_s=1, sample_dir=sample_copy)
+            offline = {"mirrors": ["http://127.0.0.1:1/"], "timeout_s": 1}
+            load_mnist(sample_copy, download=True, **offline, sample_dir=sample_copy)
         with pytest.raises(DatasetUnavailableError) as fallen_back:
             load_mnist(tmp_path / "nowhere", download=False, sample_dir=sample_copy)
 
@@ -269,7 +270,8 @@ def test_a_sample_missing_a_file_is_an_error_naming_it(tmp_path: Path, sample_co
     if damage == "dangling symlink":
         expected += f" (a symlink to {tmp_path / 'gone.gz'}, which does not exist)"
     assert str(chosen.value).startswith(f"paths.data={sample_copy}: {expected}. Restore it")
-    assert f"downloading is disabled). Falling back to the bundled sample failed too: {expected}. Restore it" in str(fallen_back.value)
+    fell_back = f"downloading is disabled). Falling back to the bundled sample failed too: {expected}. Restore it"
+    assert fell_back in str(fallen_back.value)
     assert _snapshot(sample_copy) == before
 
 
