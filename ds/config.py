@@ -200,7 +200,7 @@ def _check_memory(problems: list[str], hidden: int, batch_size: int) -> None:
     if needed <= limit:
         return
     fixed = training_bytes(0, batch_size)
-    widest = (limit - fixed) // (training_bytes(1, batch_size) - fixed)  # the bytes grow linearly with it
+    widest = max(0, (limit - fixed) // (training_bytes(1, batch_size) - fixed))  # linear in the width
     _check(
         problems, False, "model.hidden", hidden,
         f"a width whose training fits in memory: it needs about {_gib(needed)} (the parameters, their "
