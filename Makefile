@@ -26,5 +26,6 @@ test: install
 bench: install
 	$(PY) benchmarks/bench.py
 
+# Creates the study tables first (dashboard.py), so it can start before the first sweep.
 dashboard: install
-	$(VENV)/bin/optuna-dashboard "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}"
+	$(PY) dashboard.py "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}" $(DASHBOARD_ARGS)

@@ -8,6 +8,7 @@
 """
 
 import dataclasses
+import logging
 import re
 import sys
 import warnings
@@ -15,14 +16,19 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ds.cli import CommandLine, output_dir_problem, parse_command_line
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
+from ds.interrupts import RunProgress, exit_status, sigterm_as_interrupt
 from sweeps import BestOfError, TrialPruned, apply_best, current_trial
 from sweeps.storage import StorageError, refuse_password_in_overrides
 from sweeps.study import IdentityMismatchError, StudyError
+
+log = logging.getLogger(__name__)
 
 USER_ERRORS = (
     ConfigError,
@@ -53,6 +59,19 @@ def main(cfg: DictConfig) -> float:
     """Return the final value of the objective (test accuracy by default): what a sweeper maximises."""
     say_sample_fallback_once()  # also in a launcher's worker, where this module's top level did not run
     trial = current_trial()
+    if trial or HydraConfig.get().mode != RunMode.RUN:
+        return check_and_train(cfg, trial)  # a sweep takes Ctrl-C and SIGTERM itself
+    progress = RunProgress(Path(HydraConfig.get().runtime.output_dir))
+    with sigterm_as_interrupt():
+        try:
+            return check_and_train(cfg, trial, progress)
+        except KeyboardInterrupt as interrupt:
+            log.warning(progress.interrupted(interrupt))
+            sys.exit(exit_status(interrupt))
+
+
+def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None) -> float:
+    """Check, evaluate or apply best_of, train; a user error ends a single run with one `error:` paragraph."""
     try:
         if not trial:  # a sweep checked its ranges before its trials
             validate(cfg)  # before ds.run imports torch: bad input is reported at once
@@ -63,46 +82,69 @@ def main(cfg: DictConfig) -> float:
         if cfg.best_of:
             apply_best(cfg, cfg.best_of, cfg.storage, identity=dataclasses.asdict(load_data(cfg).identity))
         model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
-        if not trial:
+        if trial:
+            return train_trial(cfg, trial, model)
+        if progress is None:
             return run(cfg, checkpoint=model)
-        # A trial: runs/<study>/trial-NNNN (the study's name made safe as one folder name), its
-        # epochs reported to the pruner, its model kept as an artifact of the trial, pruned or not.
-        study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"
-        OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
-        trial.set_user_attr("config", {"params": OmegaConf.to_container(cfg.params, resolve=True)})
-        reached = []
-        try:
-            return run(cfg, on_epoch=[reached.append, lambda m: report(trial, m)], checkpoint=model)
-        finally:
-            record(trial, reached, model)
+        return run(cfg, on_epoch=[progress.epoch], checkpoint=model, on_log_dir=progress.started)
     except USER_ERRORS as error:
         if trial:
             raise  # the sweeper records the trial as failed, with this reason
         sys.exit(f"error: {error}")
 
 
-def report(trial, metrics) -> None:
-    """Report each epoch's objective to the sweep's pruner; stop when it says so."""
-    trial.report(metrics.objective, metrics.epoch)
-    if metrics.epoch < metrics.epoch_count and trial.should_prune():
-        raise TrialPruned(f"pruned after epoch {metrics.epoch} at {metrics.objective_name} {metrics.objective:.4f}")
+def train_trial(cfg: DictConfig, trial, model: Path) -> float:
+    """A sweep's trial: its TensorBoard run is runs/<study>/trial-NNNN, its epochs go to the
+    pruner, and what it reached (pruned or not) is recorded, its model as an artifact."""
+    from ds.run import run
+
+    study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"  # one folder name
+    OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
+    trial.set_user_attr("config", {"params": OmegaConf.to_container(cfg.params, resolve=True)})
+    reached = []
+
+    def report(metrics) -> None:
+        reached.append(metrics)
+        trial.report(metrics.objective, metrics.epoch)
+        if metrics.epoch < metrics.epoch_count and trial.should_prune():
+            raise TrialPruned(f"pruned after epoch {metrics.epoch} at {metrics.objective_name} {metrics.objective:.4f}")
+
+    try:
+        return run(cfg, on_epoch=[report], checkpoint=model)
+    finally:
+        if reached:
+            last = reached[-1]
+            trial.set_user_attr("epochs_trained", last.epoch)
+            for name in ("test_accuracy", "val_accuracy"):
+                if getattr(last, name) is not None:
+                    trial.set_user_attr(name, getattr(last, name))
+        if model.is_file():
+            trial.set_user_attr("model_artifact", trial.upload_artifact(model))
 
 
-def record(trial, reached: list, model: Path) -> None:
-    """What the trial reached: both accuracies, the epochs, and its model as an artifact."""
-    if reached:
-        last = reached[-1]
-        for name in ("test_accuracy", "val_accuracy", "epoch"):
-            if getattr(last, name) is not None:
-                trial.set_user_attr(name if name != "epoch" else "epochs_trained", getattr(last, name))
-    if model.is_file():
-        trial.set_user_attr("model_artifact", trial.upload_artifact(model))
+def check_command_line() -> CommandLine | None:
+    """Before Hydra, which saves a run's overrides and prints a sweep's, and which answers a
+    folder it cannot make with a traceback. None: a command line only Hydra can answer."""
+    command = parse_command_line(sys.argv[1:])
+    if command is None:
+        return None  # Hydra's usage message says what is wrong
+    try:
+        refuse_password_in_overrides(command.overrides)
+    except StorageError as error:
+        sys.exit(f"error: {error}")
+    problem = output_dir_problem(command)
+    if problem is not None:
+        sys.exit(f"error: {problem}.")
+    return command
 
 
 if __name__ == "__main__":
-    # Before Hydra, which saves a run's overrides and prints a sweep's.
+    command = check_command_line()
     try:
-        refuse_password_in_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
-    except StorageError as error:
-        sys.exit(f"error: {error}")
-    main()
+        main()
+    except KeyboardInterrupt as interrupt:
+        if command is None or command.multirun:
+            raise
+        # Before the run's job began or after it ended: Hydra was composing or closing it.
+        print("Run interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
+        sys.exit(exit_status(interrupt))

@@ -93,6 +93,7 @@ def load_mnist(
     timeout_s: float = 10.0,
     sample_fallback: bool = True,
     spec: DatasetSpec = MNIST,
+    sample_dir: str | os.PathLike[str] = SAMPLE_DIR,
 ) -> MnistData:
     """Find, verify, parse and cache MNIST; return it as training-ready tensors.
 
@@ -102,7 +103,10 @@ def load_mnist(
     `download` is on; (3) otherwise the bundled sample is used with a
     `SampleFallbackWarning`, or `DatasetUnavailableError` is raised when
     `sample_fallback` is off. A present file that is damaged or whose
-    decompressed SHA-256 is wrong raises `DatasetIntegrityError`. Nothing is
+    decompressed SHA-256 is wrong raises `DatasetIntegrityError`. The sample
+    (in `sample_dir`, the repository's data/sample/ unless a caller keeps one
+    elsewhere) is looked for like any dataset: a file missing from it, chosen
+    or fallen back to, raises `DatasetUnavailableError` naming the file. Nothing is
     written into `data_dir` except downloads of missing files, nor into
     `cache_dir` (if given) except cache entries.
 
@@ -110,9 +114,10 @@ def load_mnist(
     mtimes: calls on the same unchanged files return the same `MnistData`, so a
     sweep's runs share one copy. Treat its tensors as read-only.
     """
-    if spec is MNIST and Path(data_dir).expanduser().resolve() == SAMPLE_DIR:
+    sample = Path(sample_dir).expanduser().resolve()
+    if spec is MNIST and Path(data_dir).expanduser().resolve() == sample:
         spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
-    entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec)
+    entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample)
     with _LOCK:
         if entry.data is None:
             a = entry.arrays
@@ -201,6 +206,7 @@ def _resolve_files(
     mirrors: Sequence[str],
     timeout_s: float,
     sample_fallback: bool,
+    sample_dir: Path,
 ) -> tuple[list[Path], DatasetSpec]:
     if data_dir.exists() and not data_dir.is_dir():
         raise DatasetError(
@@ -212,13 +218,17 @@ def _resolve_files(
     missing = [r for r, p in zip(spec.resources(), found) if p is None]
     if not missing:
         return [p for p in found if p is not None], spec
+    if data_dir.resolve() == sample_dir:
+        # Neither downloaded into the repository's sample (mirrors hold the
+        # full set) nor replaced by itself.
+        raise DatasetUnavailableError(f"paths.data={data_dir}: {_incomplete(sample_dir, missing)}")
 
     fell_back_before = _FALLBACKS.get((str(data_dir), spec.name))
     if fell_back_before is not None:
         # Once per process is enough: a sweep would otherwise retry every
         # mirror (and wait out their timeouts) before each trial.
         logger.warning("Using the bundled sample again: %s", fell_back_before)
-        return [SAMPLE_DIR / r.filename for r in MNIST_SAMPLE.resources()], MNIST_SAMPLE
+        return _sample_files(sample_dir, fell_back_before), MNIST_SAMPLE
 
     if download:
         try:
@@ -244,15 +254,41 @@ def _resolve_files(
     )
     if not sample_fallback:
         raise DatasetUnavailableError(f"{problem} The sample fallback is disabled. {how_to}")
+    sample_files = _sample_files(sample_dir, problem)  # checked before saying it is used
     message = (
-        f"{problem} FALLING BACK to the bundled 10,000-digit sample in {SAMPLE_DIR} "
+        f"{problem} FALLING BACK to the bundled 10,000-digit sample in {sample_dir} "
         "(8,000 train / 2,000 test): results are NOT comparable with full-MNIST runs. "
         f"{how_to}"
     )
     logger.warning(message)
     warnings.warn(message, SampleFallbackWarning, stacklevel=4)
     _FALLBACKS[(str(data_dir), spec.name)] = problem
-    return [SAMPLE_DIR / r.filename for r in MNIST_SAMPLE.resources()], MNIST_SAMPLE
+    return sample_files, MNIST_SAMPLE
+
+
+def _sample_files(sample_dir: Path, problem: str) -> list[Path]:
+    """The bundled sample's four files, found like any dataset's, to fall back
+    to; DatasetUnavailableError after `problem` when one is missing."""
+    found = [_find(sample_dir, r) for r in MNIST_SAMPLE.resources()]
+    missing = [r for r, p in zip(MNIST_SAMPLE.resources(), found) if p is None]
+    if missing:
+        incomplete = _incomplete(sample_dir, missing)
+        raise DatasetUnavailableError(f"{problem} Falling back to the bundled sample failed too: {incomplete}")
+    return [p for p in found if p is not None]
+
+
+def _incomplete(sample_dir: Path, missing: Sequence[IdxResource]) -> str:
+    """Which of the sample's files are missing (a dangling symlink named as one), and how to restore them."""
+    names = []
+    for resource in missing:
+        path = sample_dir / resource.filename
+        dangling = f" (a symlink to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""
+        names.append(resource.filename + dangling)
+    return (
+        f"the bundled sample in {sample_dir} is missing {', '.join(names)}. Restore it from the "
+        "repository (git checkout -- data/sample; data/README.md says how it was made), or point "
+        "paths.data at a directory holding the four MNIST files."
+    )
 
 
 def _find(data_dir: Path, resource: IdxResource) -> Path | None:
@@ -289,8 +325,11 @@ def _load_entry(
     timeout_s: float,
     sample_fallback: bool,
     spec: DatasetSpec,
+    sample_dir: Path,
 ) -> _CacheEntry:
-    paths, used_spec = _resolve_files(Path(data_dir).expanduser(), spec, download, mirrors, timeout_s, sample_fallback)
+    paths, used_spec = _resolve_files(
+        Path(data_dir).expanduser(), spec, download, mirrors, timeout_s, sample_fallback, sample_dir
+    )
     # The key pins the files by path, size and mtime: if none changed since
     # they were verified, the cached arrays are still what those files hold.
     sources = []

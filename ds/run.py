@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -33,14 +34,41 @@ def load_data(cfg: DictConfig) -> MnistData:
     )
 
 
-def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = (), checkpoint: Path | None = None) -> float:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def warn_about_threads(threads: int) -> None:
+    """More torch threads than cores take turns on them: each epoch gets slower, not faster
+    (200 threads on 2 cores made an epoch of the sample take 40 s instead of 0.03 s)."""
+    cores = usable_cores()
+    if threads > cores:
+        log.warning(
+            "threads=%d is more than the %d cores this process may run on (os.sched_getaffinity): the "
+            "threads take turns, which makes every epoch slower; expected threads=%d or fewer here",
+            threads, cores, cores,
+        )
+
+
+def run(
+    cfg: DictConfig,
+    on_epoch: Sequence[EpochCallback] = (),
+    checkpoint: Path | None = None,
+    on_log_dir: Callable[[Path], None] | None = None,
+) -> float:
     """Train once as `cfg` says and return the final value of its objective.
 
     With `checkpoint`, the model is saved there (ds/checkpoint.py) after its last
     epoch, also one stopped early (a sweep's pruned trial keeps the model it reached);
-    a run whose loss diverged saves nothing.
+    a run whose loss diverged saves nothing. `on_log_dir` hears of the TensorBoard
+    run's folder once it is made (main.py names it when a single run is interrupted).
     """
     validate(cfg)
+    warn_about_threads(cfg.threads)
     device = resolve_device(cfg.device)  # before the data: a missing GPU is reported at once
     torch.set_num_threads(cfg.threads)
     data = load_data(cfg)
@@ -49,10 +77,18 @@ def run(cfg: DictConfig, on_epoch: Sequence[EpochCallback] = (), checkpoint: Pat
         "data: %s; params: lr=%g batch_size=%d epoch_count=%d; device: %s",
         data.identity, p.lr, p.batch_size, p.epoch_count, device,
     )
+    if p.batch_size > len(data.train_y):
+        log.warning(
+            "params.batch_size=%d is more than the %d training examples of %s: each epoch is one batch of "
+            "the whole training set, one optimizer step an epoch",
+            p.batch_size, len(data.train_y), data.identity.name,
+        )
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
     log_dir = fresh_run_dir(Path(cfg.paths.log) / cfg.run_name)
+    if on_log_dir is not None:
+        on_log_dir(log_dir)
     reached: list[EpochMetrics] = []
     with RunTracker(log_dir) as tracker:
         try:

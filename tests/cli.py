@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +31,28 @@ def main_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_main(args: list[str], workdir: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python main.py args` with `workdir` as the launch directory."""
+def run_main(
+    args: list[str], workdir: Path, timeout: float = 300, main: Path = MAIN, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python main.py args` with `workdir` as the launch directory (`main`: a copy's main.py)."""
     return subprocess.run(
-        [sys.executable, str(MAIN), *args],
+        [sys.executable, str(main), *args],
         cwd=workdir,
         env=main_env(**env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def copy_of_the_project(destination: Path) -> Path:
+    """main.py with its packages, configs and the bundled sample, copied to `destination`, so that a
+    test may damage the copy's data/sample/ (ds.datasets.SAMPLE_DIR is beside the code)."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    for package in ("ds", "sweeps", "hydra_plugins", "conf", "data/sample"):
+        shutil.copytree(ROOT / package, destination / package, ignore=ignore)
+    shutil.copy2(MAIN, destination / "main.py")
+    return destination / "main.py"
 
 
 def epoch_lines(output: str) -> list[tuple[int, int, float, float]]:

@@ -45,7 +45,7 @@ def sample_copy(tmp_path: Path, sample_dir: Path) -> Path:
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()}
+    return {p.name: (p.lstat().st_size, p.lstat().st_mtime_ns) for p in directory.iterdir()}
 
 
 # --- the bundled sample -------------------------------------------------------
@@ -305,6 +305,32 @@ def test_data_dir_that_is_a_file_is_an_error(tmp_path: Path) -> None:
     not_a_dir.write_text("")
     with pytest.raises(DatasetError, match=f"{not_a_dir} exists but is not a directory"):
         load_mnist(not_a_dir)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "dangling symlink"])
+def test_a_sample_missing_a_file_is_an_error_naming_it(tmp_path: Path, sample_copy: Path, damage: str) -> None:
+    """Chosen (paths.data is the sample) or fallen back to: one error naming the file, no fallback
+    warning first, no download into the sample's folder."""
+    missing = sample_copy / MNIST_SAMPLE.test_labels.filename
+    missing.unlink()
+    if damage == "dangling symlink":
+        missing.symlink_to(tmp_path / "gone.gz")
+    before = _snapshot(sample_copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DatasetUnavailableError) as chosen:
+            offline = {"mirrors": ["http://127.0.0.1:1/"], "timeout_s": 1}
+            load_mnist(sample_copy, download=True, **offline, sample_dir=sample_copy)
+        with pytest.raises(DatasetUnavailableError) as fallen_back:
+            load_mnist(tmp_path / "nowhere", download=False, sample_dir=sample_copy)
+
+    expected = f"the bundled sample in {sample_copy} is missing {missing.name}"
+    if damage == "dangling symlink":
+        expected += f" (a symlink to {tmp_path / 'gone.gz'}, which does not exist)"
+    assert str(chosen.value).startswith(f"paths.data={sample_copy}: {expected}. Restore it")
+    fell_back = f"downloading is disabled). Falling back to the bundled sample failed too: {expected}. Restore it"
+    assert fell_back in str(fallen_back.value)
+    assert _snapshot(sample_copy) == before
 
 
 def test_checksum_mismatch_names_file_and_hashes(sample_copy: Path) -> None:

@@ -1,0 +1,61 @@
+"""`make dashboard` before any sweep: dashboard.py, the command it runs, on a storage not made yet."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+
+from tests.cli import ROOT, main_env
+
+# Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def studies(port: int) -> list[dict] | None:
+    """The dashboard's study list, or None while it does not answer yet."""
+    try:
+        with HTTP.open(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+            return json.load(response)["study_summaries"]
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> None:
+    database = tmp_path / "sweeps" / "optuna.db"  # neither the file nor its folder exists
+    url = f"sqlite:///{database}"
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    options = ["--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref"]
+    with log.open("wb") as out:
+        dashboard = subprocess.Popen(
+            [sys.executable, str(ROOT / "dashboard.py"), url, *options],
+            cwd=tmp_path, env=main_env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while (listed := studies(port)) is None:  # polled: the port answers once the server is up
+            assert dashboard.poll() is None, f"dashboard.py exited with {dashboard.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert listed == []
+        # A sweep's first study in the schema made beforehand: the running dashboard lists it.
+        optuna.create_study(study_name="first", storage=url, direction="maximize")
+        assert [s["study_name"] for s in studies(port) or []] == ["first"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
+    assert "no such table" not in log.read_text()
