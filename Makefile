@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard sweeps/*.py hydra_plugins/pruning_optuna_sweeper/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -26,6 +26,6 @@ test: install
 bench: install
 	$(PY) benchmarks/bench.py
 
-# Creates the study tables first (dashboard.py), so it can start before the first sweep.
+# Creates the study tables first (sweeps/dashboard.py), so it can start before the first sweep.
 dashboard: install
-	$(PY) dashboard.py "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}" $(DASHBOARD_ARGS)
+	$(PY) -m sweeps.dashboard "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}" $(DASHBOARD_ARGS)

@@ -194,10 +194,8 @@ def artifact_store(setting: Any, storage_url: str | None) -> Any:
     if setting is None:
         return None
     if isinstance(setting, str):
-        if setting != "auto":
-            return _filesystem_store(Path(setting))
-        database = _sqlite_file(storage_url)
-        return None if database is None else _filesystem_store(database.with_name(f"{database.stem}-artifacts"))
+        folder = Path(setting) if setting != "auto" else artifact_folder(storage_url)
+        return None if folder is None else _filesystem_store(folder)
     from hydra.utils import instantiate
 
     return instantiate(setting)
@@ -208,7 +206,8 @@ def _filesystem_store(path: Path) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(path))
 
 
-def _sqlite_file(url: str | None) -> Path | None:
+def artifact_folder(url: str | None) -> Path | None:
+    """The default artifact store's folder: `<study file>-artifacts/` beside a SQLite study."""
     if url is None:
         return None
     from sqlalchemy.engine import make_url
@@ -216,4 +215,5 @@ def _sqlite_file(url: str | None) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return Path(parsed.database)
+    database = Path(parsed.database)
+    return database.with_name(f"{database.stem}-artifacts")
