@@ -245,6 +245,7 @@ def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -
             "Nothing was written to it; expected an Optuna study file, or a new path"
         ) from None
     if check != "ok":
+        check = " ".join(check.split())
         raise StorageError(
             f"storage {where}: {path} is a damaged SQLite database (integrity check: {check}); nothing "
             "was written to it. Expected an intact Optuna study file (restore a copy), or a new path"

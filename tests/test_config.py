@@ -25,7 +25,7 @@ def composed(overrides: list[str], with_hydra: bool = False) -> Any:
     ("override", "message"),
     [
         ("+foo=1", "foo=1: not a key of the training config (ds/config.py), which the run would ignore; "
-         "expected a key it has (none is near; here: params, paths, data, model, seed, threads,"),
+         "expected a key it has (none is near; here: params, paths, data, model, optimizer, device,"),
         ("+params.lrr=0.5", "params.lrr=0.5: not a key of the training config (ds/config.py), which the run "
          "would ignore; expected a key it has (nearest: params.lr)"),
         ("++params.lrr=0.5", "params.lrr=0.5: not a key"),

@@ -19,7 +19,7 @@ from hydra_plugins.pruning_optuna_sweeper._search_space import (
 from sweep_hooks import LinearNetHooks
 from sweeps.hooks import SweepHooks
 
-NO_GROUPS = lambda key: False  # noqa: E731
+NO_GROUPS = lambda key: []  # noqa: E731
 
 
 def training_config():
@@ -84,4 +84,6 @@ def test_a_range_that_cannot_be_searched_is_refused(argument: str, hooks: SweepH
 
 def test_an_added_key_and_a_group_choice_are_left_to_hydra() -> None:
     space = parse_search_space({}, ["+extra=choice(1, 2)", "params=choice(default, other)"])
-    check_search_space(space, training_config(), lambda key: key == "params", LinearNetHooks())
+    check_search_space(space, training_config(), lambda key: ["default", "other"] if key == "params" else [], SweepHooks())
+    with pytest.raises(SearchSpaceError, match="'\\+extra', an override that adds or forces a key"):
+        check_search_space(space, training_config(), lambda key: ["default", "other"] if key == "params" else [], LinearNetHooks())

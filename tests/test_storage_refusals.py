@@ -32,7 +32,7 @@ def sweep_into(app: Path, database: Path, *extra: str) -> subprocess.CompletedPr
         "descent.py",
         "-m",
         "hydra/sweeper=pruning_optuna",
-        f"hydra.sweep.dir={database.parent / 'multirun'}",
+        f"hydra.sweep.dir={app / 'multirun' / database.parent.name}",
         f"hydra.sweeper.storage=sqlite:///{database}",
         "hydra.sweeper.study_name=descent",
         "hydra.sweeper.n_jobs=1",
@@ -58,8 +58,15 @@ def another_application_s(path: Path) -> None:
         db.execute("INSERT INTO customers VALUES ('Ada')")
 
 
+def a_study(path: Path) -> None:
+    """A study file of the example's study, closed again."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    optuna.create_study(study_name="descent", storage=storage)
+    storage.engine.dispose()
+
+
 def a_damaged_study(path: Path) -> None:
-    optuna.create_study(study_name="descent", storage=f"sqlite:///{path}")
+    a_study(path)
     data = bytearray(path.read_bytes())
     data[4096 : 3 * 4096] = b"\xa5" * (2 * 4096)  # pages 2 and 3: tables of the schema
     path.write_bytes(bytes(data))
@@ -83,7 +90,7 @@ def test_a_file_that_is_not_a_study_is_refused_and_left_untouched(app: Path, tmp
 
     refused(result, database, cause)
     assert digest(database) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.db"]  # no journal, no multirun folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.db"]  # no journal beside it
 
 
 def can_mount() -> bool:
@@ -107,7 +114,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def test_a_read_only_study_is_refused_before_anything_is_written(app: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "ro", "2m") as disk:
         database = disk / "study.db"
-        optuna.create_study(study_name="descent", storage=f"sqlite:///{database}")
+        a_study(database)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         before = digest(database)
 
@@ -121,7 +128,7 @@ def test_a_read_only_study_is_refused_before_anything_is_written(app: Path, tmp_
 def test_a_disk_that_fills_mid_sweep_ends_it_with_the_cause_and_no_trial_running(app: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "full", "2m") as disk:
         database = disk / "study.db"
-        optuna.create_study(study_name="descent", storage=f"sqlite:///{database}", direction="minimize")
+        a_study(database)
         free = int(subprocess.run(["df", "-k", "--output=avail", str(disk)], capture_output=True, text=True).stdout.split()[-1])
         (disk / "filler").write_bytes(bytes((free - 700) * 1024))  # room for a few trials' reports
 

@@ -25,8 +25,10 @@ import numpy as np
 import optuna
 from hydra.core.utils import JobReturn
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.storage import first_line, root_cause
 from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
@@ -252,7 +254,7 @@ class TrialLoop:
         """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an
         interrupt, queue them again and stop the jobs still running."""
         interrupted = isinstance(error, KeyboardInterrupt)
-        cause = root_cause(error)
+        cause = root_cause(error) if isinstance(error, (StorageInternalError, SQLAlchemyError)) else error
         reason = "interrupted" if interrupted else f"{type(cause).__name__}: {first_line(cause)}"
         queued, unfinished = [], []
         if not interrupted:

@@ -93,6 +93,15 @@ class SweepRun:
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         s = self.settings
+        log.info(
+            "Sweeping %d trial%s, %d at once (%s, hydra/launcher=%s)",
+            self.n_trials,
+            "s" if self.n_trials > 1 else "",
+            self.n_jobs,
+            "in batches" if self.batch else "each started as soon as one ends",
+            self.launcher_name,
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say more
         space = parse_search_space(s.params, arguments)
         check_search_space(space, self.config, self.group_options, self.hooks)
         sampler = self._sampler(space)
@@ -133,15 +142,11 @@ class SweepRun:
         if s.storage is None:
             register_in_process_study(study, storage)
         log.info(
-            "Study %r in %s: %s, %s, %d trial%s at once (%s), %s",
+            "Study %r in %s: %s, %s",
             study.study_name,
             where,
             type(study.sampler).__name__,
             "no pruning (Optuna cannot prune a multi-objective study)" if multi else type(pruner).__name__,
-            self.n_jobs,
-            "s" if self.n_jobs > 1 else "",
-            "in batches" if self.batch else "each started as soon as one ends",
-            f"hydra/launcher={self.launcher_name}",
         )
         if space.distributions:
             log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
