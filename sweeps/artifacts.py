@@ -14,6 +14,7 @@ tried: `<study file>-artifacts/` beside a SQLite study.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ MODEL_ARTIFACT_ATTR = "model_artifact"
 # A store config recorded with a trial is built only from these classes: the record is read
 # from a database, which should not decide what code runs here.
 TRUSTED_STORES = "optuna.artifacts.*"
+# What optuna.artifacts.upload_artifact returns (a UUID), and all optuna-dashboard serves: never a path.
+ARTIFACT_ID = re.compile(r"[0-9a-fA-F-]+")
 
 
 class ArtifactError(StudyError):
@@ -64,6 +67,11 @@ def fetch_artifact(
             + (f" (its artifacts: {listed})" if listed else "; it has no artifacts")
             + ": its task stored no file, or the study was run before trials kept their files. Expected "
             f"a trial whose task called upload_artifact and recorded the id as {attr!r}"
+        )
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID.fullmatch(artifact_id):
+        raise ArtifactError(
+            f"{named} records {artifact_id!r} as user attr {attr!r}; expected an artifact id (hex digits and '-', "
+            "as optuna.artifacts.upload_artifact returns)"
         )
     store, described = trial_store(trial, storage_url, named)
     if store is None:
@@ -130,7 +138,7 @@ def _configured_store(named: str, config: dict[str, Any]) -> tuple[Any, str]:
         store = instantiate(OmegaConf.create(config), _execution_whitelist_=TRUSTED_STORES)
     except Exception as e:  # instantiate wraps whatever the store's constructor raises
         raise ArtifactError(
-            f"the artifacts of {named} are in a {target} store that cannot be opened here "
+            f"the artifacts of {named} are in the store its config names ({target}), which cannot be opened here "
             f"({first_line(e)}); expected an optuna.artifacts store this process can reach (its credentials "
             "in the environment)"
         ) from None
