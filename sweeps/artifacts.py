@@ -107,15 +107,18 @@ def fetch_artifact(
 def trial_store(trial: FrozenTrial, storage_url: str | None, named: str) -> tuple[Any, str]:
     """The artifact store `trial` recorded (else the default beside a SQLite study), and how to name it.
 
-    None for the store where nothing says where it is. A folder that is gone
-    is an ArtifactError (opening it would make an empty one); `named` names the trial in it.
+    None for the store where nothing says where it is. A recorded folder that is gone is
+    replaced by the default one beside the study, where that exists (a project folder moved with
+    its study), else an ArtifactError (opening it would make an empty one); `named` names the trial.
     """
     record = trial.user_attrs.get(ARTIFACT_STORE_ATTR)
+    default = artifact_folder(storage_url)
     if record is None:
-        folder = artifact_folder(storage_url)
-        return (None, "") if folder is None else _folder_store(named, folder)
+        return (None, "") if default is None else _folder_store(named, default)
     if "folder" in record:
-        return _folder_store(named, Path(record["folder"]))
+        recorded = Path(record["folder"])
+        moved = not recorded.is_dir() and default is not None and default.is_dir()
+        return _folder_store(named, default if moved else recorded)
     return _configured_store(named, record["config"])
 
 

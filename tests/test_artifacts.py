@@ -4,6 +4,7 @@ dashboard, evaluated again (best_of_model=true), copied out (python -m sweeps mo
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import optuna
@@ -145,6 +146,27 @@ def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_no
         f"error: trial 0 of study '{STUDY}' in {sqlite_url(stored)} (COMPLETE) records no artifact id under user attr "
         "'model_artifact'; it has no artifacts" in modelless.stderr
     )
+
+
+def test_a_study_moved_with_its_store_beside_it_still_gives_its_models(tmp_path: Path) -> None:
+    """A trial records its store's absolute folder; moved with the study, the folder beside it is used."""
+    url = sqlite_url(tmp_path)  # tmp_path/study.db, whose default store is tmp_path/study-artifacts
+    store_folder(tmp_path).mkdir()
+    study = optuna.create_study(study_name="moved", storage=url, direction="maximize")
+    trial = study.ask()
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    store = optuna.artifacts.FileSystemArtifactStore(str(store_folder(tmp_path)))
+    artifact_id = optuna.artifacts.upload_artifact(
+        study_or_trial=trial, file_path=str(tmp_path / "model.pt"), artifact_store=store
+    )
+    trial.set_user_attr(MODEL_ARTIFACT_ATTR, artifact_id)
+    trial.set_user_attr(ARTIFACT_STORE_ATTR, {"folder": str(tmp_path / "before-the-move" / "study-artifacts")})
+    study.tell(trial, 0.5)
+
+    copied = run_cli("--storage", url, "model", "moved", "--out", str(tmp_path / "best.pt"), cwd=tmp_path)
+
+    assert copied.returncode == 0, copied.stderr
+    assert (tmp_path / "best.pt").read_bytes() == b"weights"
 
 
 def recorded_trial(url: str, name: str, **user_attrs: object) -> None:
