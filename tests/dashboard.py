@@ -115,7 +115,9 @@ def stop(server: Dashboard) -> None:
 
 
 @contextmanager
-def dashboard(storage_url: str, workdir: Path, command: Sequence[str] = (str(DASHBOARD),)) -> Iterator[Dashboard]:
+def dashboard(
+    storage_url: str, workdir: Path, command: Sequence[str] = (str(DASHBOARD),)
+) -> Iterator[Dashboard]:
     """A running dashboard; stopped, and its port closed, afterwards."""
     server = start_dashboard(storage_url, workdir, command)
     try:

@@ -106,7 +106,9 @@ def test_the_dashboard_lists_each_trial_s_model_and_serves_its_bytes(stored: Pat
         assert bodies[trial.number] == (store_folder(stored) / artifact_id).read_bytes()
 
 
-def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(stored: Path, tmp_path: Path) -> None:
+def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(
+    stored: Path, tmp_path: Path
+) -> None:
     best = load(stored).best_trial
     args = [*offline_args(tmp_path), f"best_of={STUDY}", "best_of_model=true", f"storage={sqlite_url(stored)}"]
 
@@ -114,7 +116,8 @@ def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(
 
     assert result.returncode == 0, result.stderr
     assert epoch_lines(result.stdout) == []
-    assert f"best_of={STUDY}: trial {best.number} of {sqlite_url(stored)} (value {best.value:.4f})" in result.stdout
+    said = f"best_of={STUDY}: trial {best.number} of {sqlite_url(stored)} (value {best.value:.4f})"
+    assert said in result.stdout
     assert f"Test Accuracy: {best.value:.4f}" in result.stdout
     copied = tmp_path / "best" / "model.pt"
     assert copied.read_bytes() == (store_folder(stored) / best.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes()
@@ -130,10 +133,14 @@ def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_no
 
     copied = run_cli(*storage, "model", STUDY, "--out", str(out), cwd=tmp_path)
     again = run_cli(*storage, "model", STUDY, "--out", str(out), "--trial", str(pruned.number), cwd=tmp_path)
-    of_pruned = run_cli(*storage, "model", STUDY, "--out", str(tmp_path / "p.pt"), "--trial", str(pruned.number), cwd=tmp_path)
+    of_pruned = run_cli(
+        *storage, "model", STUDY, "--out", str(tmp_path / "p.pt"), "--trial", str(pruned.number), cwd=tmp_path
+    )
     modelless = run_cli(*storage, "model", STUDY, "--out", str(tmp_path / "0.pt"), "--trial", "0", cwd=tmp_path)
 
-    stored_bytes = {t.number: (store_folder(stored) / t.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes() for t in (best, pruned)}
+    stored_bytes = {
+        t.number: (store_folder(stored) / t.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes() for t in (best, pruned)
+    }
     assert copied.returncode == 0, copied.stderr
     assert f"wrote {out}: trial {best.number}'s model_artifact (COMPLETE, value {best.value:.4f})" in copied.stdout
     assert out.read_bytes() == stored_bytes[best.number]
@@ -222,12 +229,13 @@ def in_tmp(value: object, tmp_path: Path) -> object:
 def test_best_of_model_of_a_trial_without_a_model_says_what_is_expected(tmp_path: Path) -> None:
     recorded_trial(sqlite_url(tmp_path), "before-artifacts")
 
-    args = [*offline_args(tmp_path), "best_of=before-artifacts", "best_of_model=true", f"storage={sqlite_url(tmp_path)}"]
+    url = sqlite_url(tmp_path)
+    args = [*offline_args(tmp_path), "best_of=before-artifacts", "best_of_model=true", f"storage={url}"]
     result = run_main(args, tmp_path)
 
     assert result.returncode == 1
     assert (
-        f"error: best_of_model=true: trial 0 of study 'before-artifacts' in {sqlite_url(tmp_path)} (COMPLETE) records "
+        f"error: best_of_model=true: trial 0 of study 'before-artifacts' in {url} (COMPLETE) records "
         "no artifact id under user attr 'model_artifact'" in result.stderr
     )
     assert "; or train it again: best_of=before-artifacts alone" in result.stderr

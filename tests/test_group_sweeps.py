@@ -53,7 +53,9 @@ def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_ref
     trained = run_main([*hint, "progress=false", "hydra.run.dir=best"], tmp_path)
     refused = run_main([o for o in hint if not o.startswith("optimizer=")] + ["progress=false"], tmp_path)
     shown = run_cli("--storage", sqlite_url(tmp_path), "show", STUDY, cwd=tmp_path)
-    copied = run_cli("--storage", sqlite_url(tmp_path), "model", STUDY, "--out", str(tmp_path / "m.pt"), cwd=tmp_path)
+    copied = run_cli(
+        "--storage", sqlite_url(tmp_path), "model", STUDY, "--out", str(tmp_path / "m.pt"), cwd=tmp_path
+    )
 
     assert trained.returncode == 0, trained.stderr
     assert f"best_of={STUDY}: trial {best.number} of " in trained.stdout
