@@ -4,6 +4,7 @@
     python main.py params.lr=0.01           # any value overridden
     python main.py -m hydra/sweeper=optuna  # an Optuna sweep (see README)
     python main.py best_of=linearnet-mnist  # once more with a study's best
+    python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's stored model, evaluated
     python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
@@ -24,7 +25,8 @@ from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
 from ds.interrupts import RunProgress, exit_status, sigterm_as_interrupt
-from sweeps import BestOfError, TrialPruned, apply_best, current_trial
+from sweeps import ArtifactError, BestOfError, TrialPruned, apply_best, current_trial, fetch_best
+from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
 from sweeps.storage import StorageError, refuse_password_in_overrides
 from sweeps.study import IdentityMismatchError, StudyError
 
@@ -79,6 +81,8 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
 
         if cfg.evaluate is not None:
             return evaluate_saved(cfg)
+        if cfg.best_of_model:
+            return evaluate_best_model(cfg)
         if cfg.best_of:
             apply_best(cfg, cfg.best_of, cfg.storage, identity=dataclasses.asdict(load_data(cfg).identity))
         model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
@@ -119,7 +123,24 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
                 if getattr(last, name) is not None:
                     trial.set_user_attr(name, getattr(last, name))
         if model.is_file():
-            trial.set_user_attr("model_artifact", trial.upload_artifact(model))
+            trial.set_user_attr(MODEL_ARTIFACT_ATTR, trial.upload_artifact(model))
+
+
+def evaluate_best_model(cfg: DictConfig) -> float:
+    """`best_of=<study> best_of_model=true`: the best trial's model.pt as its sweep stored it, copied into
+    this run's folder and evaluated; nothing is trained (group choices on the command line do not matter)."""
+    from ds.run import evaluate_saved, load_data
+
+    model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
+    try:
+        fetch_best(cfg.best_of, cfg.storage, model, identity=dataclasses.asdict(load_data(cfg).identity))
+    except ArtifactPathError:
+        raise
+    except ArtifactError as error:
+        raise BestOfError(
+            f"best_of_model=true: {error}; or train it again: best_of={cfg.best_of} alone"
+        ) from None
+    return evaluate_saved(cfg, model)
 
 
 def check_command_line() -> CommandLine | None:

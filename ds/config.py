@@ -139,6 +139,8 @@ class Config:
     storage: str | None = None
     # A study name: train with its best trial's parameters.
     best_of: str | None = None
+    # With best_of: evaluate the best trial's stored model (its Optuna artifact) instead of training again.
+    best_of_model: bool = False
 
 
 def register_configs() -> None:
@@ -202,6 +204,13 @@ def validate(cfg: Any) -> None:
     _check(problems, cfg.objective in OBJECTIVES, "objective", cfg.objective, " or ".join(OBJECTIVES))
     if cfg.evaluate is not None:
         _check(problems, Path(cfg.evaluate).is_file(), "evaluate", cfg.evaluate, "the path of a model.pt file")
+    if cfg.best_of_model:
+        _check(
+            problems, bool(cfg.best_of), "best_of_model", True, "best_of=<study> with it: whose best model to use"
+        )
+        _check(
+            problems, cfg.evaluate is None, "evaluate", cfg.evaluate, "no evaluate= with best_of_model=true"
+        )
     _check(problems, cfg.data.timeout_s > 0, "data.timeout_s", cfg.data.timeout_s, "seconds > 0")
     _check(
         problems,

@@ -145,21 +145,23 @@ def optimizer_name(cfg: DictConfig) -> str:
     return str(cfg.optimizer._target_).rsplit(".", 1)[1]
 
 
-def evaluate_saved(cfg: DictConfig) -> float:
+def evaluate_saved(cfg: DictConfig, path: str | os.PathLike[str] | None = None) -> float:
     """`python main.py evaluate=<model.pt>`: the saved model's test accuracy on `cfg`'s data, no training.
 
     The model is built from the file's own config; the data comes from this
-    run's `paths.data` and must be the data the model was trained on.
+    run's `paths.data` and must be the data the model was trained on. `path`:
+    another file than `cfg.evaluate` (best_of_model's copy of a trial's model).
     """
     validate(cfg)
+    path = cfg.evaluate if path is None else str(path)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
-    saved = load_checkpoint(cfg.evaluate)
+    saved = load_checkpoint(path)
     model = saved.build_model()
     data = load_data(cfg)
     if data.identity != saved.data:
         raise CheckpointError(
-            f"evaluate={cfg.evaluate!r} was trained on {saved.data}, but paths.data={cfg.paths.data!r} gives "
+            f"evaluate={path!r} was trained on {saved.data}, but paths.data={cfg.paths.data!r} gives "
             f"{data.identity}; expected the data it was trained on ({where_trained(saved)})"
         )
     model.to(device)
@@ -171,7 +173,7 @@ def evaluate_saved(cfg: DictConfig) -> float:
         val = f", Val Accuracy: {evaluate(model, images, data.train_y[held_out].to(device))[0]:.4f}"
     log.info(
         "%s (%s, %s epochs, on %s): Test Accuracy: %.4f%s",
-        cfg.evaluate, saved.config["model"]["_target_"].rsplit(".", 1)[1], saved.metrics.get("epoch"),
+        path, saved.config["model"]["_target_"].rsplit(".", 1)[1], saved.metrics.get("epoch"),
         data.identity, accuracy, val,
     )
     return accuracy

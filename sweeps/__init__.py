@@ -2,14 +2,25 @@
 
 - `current_trial()`: the task's trial (report, should_prune, upload_artifact), a no-op outside a sweep;
 - `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
-- `apply_best`: train once more with a study's best parameters;
-- `python -m sweeps`: list, show, trials, export.
+- `apply_best`: train once more with a study's best parameters; `fetch_best`: or take its stored file;
+- `fetch_artifact`: any trial's stored file (an Optuna artifact) copied to a path;
+- `python -m sweeps`: list, show, trials, recover, export, model.
 """
 
 from optuna import TrialPruned
 
-from sweeps.best_of import BestOfError, apply_best
+from sweeps.artifacts import ArtifactError, fetch_artifact
+from sweeps.best_of import BestOfError, apply_best, fetch_best
 from sweeps.hooks import SweepHooks
 from sweeps.trial import current_trial
 
-__all__ = ["BestOfError", "SweepHooks", "TrialPruned", "apply_best", "current_trial"]
+__all__ = [
+    "ArtifactError",
+    "BestOfError",
+    "SweepHooks",
+    "TrialPruned",
+    "apply_best",
+    "current_trial",
+    "fetch_artifact",
+    "fetch_best",
+]

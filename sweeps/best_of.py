@@ -1,4 +1,5 @@
-"""Train once more with a study's best parameters: `apply_best(cfg, study_name, storage_url)` in a task.
+"""Train once more with a study's best parameters: `apply_best(cfg, study_name, storage_url)` in a task;
+or take the best trial's stored model as it is: `fetch_best(study_name, storage_url, path)`.
 
 Any Hydra app can call it at the top of its task: the best trial's sampled
 and fixed values are set in `cfg`, except the keys the command line gives
@@ -18,7 +19,9 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
 
+from sweeps.artifacts import MODEL_ARTIFACT_ATTR, fetch_artifact
 from sweeps.storage import mask_url, open_storage
 from sweeps.study import FIXED_PARAMS_ATTR, best_trials, check_identity, load_study, trained_values
 
@@ -30,13 +33,11 @@ class BestOfError(ValueError):
     """The best trial's settings cannot be applied to this run."""
 
 
-def apply_best(
-    cfg: DictConfig, study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
-) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
-    """Set the best trial's values in `cfg`; the study and trial they came from.
-
-    With `identity` (what the app's SweepHooks.study_identity gives for this
-    run), a study recorded with another identity is refused."""
+def load_best(
+    study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
+) -> tuple[optuna.Study, BaseStorage, optuna.trial.FrozenTrial]:
+    """The study, its storage and its best trial; a study of several objectives, or one recorded
+    with another `identity` than this run's, is refused."""
     where = mask_url(storage_url)
     storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, where)
@@ -47,6 +48,39 @@ def apply_best(
         )
     [trial] = best_trials(study, storage, where)
     check_identity(study, identity, where, user="run")
+    return study, storage, trial
+
+
+def fetch_best(
+    study_name: str,
+    storage_url: str | None,
+    path: str | Path,
+    identity: dict[str, Any] | None = None,
+    attr: str = MODEL_ARTIFACT_ATTR,
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """best_of without training again: the best trial's stored file (the artifact whose id it records
+    under user attr `attr`) copied to `path`, a new file, for the app to use as the trial left it.
+
+    ArtifactError (a StudyError) when the trial has no such artifact or its store is gone."""
+    study, storage, trial = load_best(study_name, storage_url, identity)
+    fetch_artifact(study, storage, trial, storage_url, path, attr)
+    where = mask_url(storage_url)
+    log.info(
+        "best_of=%s: trial %d of %s (value %.4f): its %s copied to %s",
+        study_name, trial.number, where, trial.value, attr, path,
+    )
+    return study, trial
+
+
+def apply_best(
+    cfg: DictConfig, study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """Set the best trial's values in `cfg`; the study and trial they came from.
+
+    With `identity` (what the app's SweepHooks.study_identity gives for this
+    run), a study recorded with another identity is refused."""
+    study, _, trial = load_best(study_name, storage_url, identity)
+    where = mask_url(storage_url)
     hydra = HydraConfig.get()
     given = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
     recorded = trained_values(trial)

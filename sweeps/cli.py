@@ -1,5 +1,5 @@
 """`python -m sweeps`: list studies, show the best trial, print the trials, recover dead workers'
-trials, export the best parameters.
+trials, export the best parameters, copy the best trial's stored model (its artifact) to a file.
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
 else sqlite:///sweeps/optuna.db.
@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
+from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
 from sweeps.study import StudyError, best_params, best_trials, describe_states, describe_trial, load_study, trained_values
 
@@ -45,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(describe_trial(trial))
         elif args.command == "recover":
             recover(url, args.study, args.grace_period)
+        elif args.command == "model":
+            copy_model(study, storage, url, Path(args.out), args.trial, args.attr)
         else:
             export(study, storage, where, args.group, args.name, Path(args.dir) if args.dir else None)
-    except (StorageError, StudyError, ExportError) as error:
+    except (StorageError, StudyError, ExportError) as error:  # ArtifactError is a StudyError
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -142,6 +145,40 @@ def export(
     return target
 
 
+def copy_model(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    url: str,
+    out: Path,
+    number: int | None,
+    attr: str,
+) -> Path:
+    """Copy the stored file of the best trial (or of trial `number`, e.g. a pruned one) to `out`, a new
+    file: the artifact whose id the trial records under user attr `attr`, byte for byte."""
+    where = mask_url(url)
+    if number is None:
+        [trial] = best_trials(study, storage, where)[:1]
+    else:
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        if number not in trials:
+            raise ArtifactError(
+                f"--trial {number}: study {study.study_name!r} in {where} has no such trial; expected one of "
+                f"{_span(sorted(trials))}"
+            )
+        trial = trials[number]
+    fetch_artifact(study, storage, trial, url, out, attr)
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    print(
+        f"wrote {out}: trial {trial.number}'s {attr} ({trial.state.name}, value {value}) "
+        f"of study {study.study_name}"
+    )
+    return out
+
+
+def _span(numbers: list[int]) -> str:
+    return "none (it has no trials)" if not numbers else f"{numbers[0]}..{numbers[-1]}"
+
+
 def _parser() -> argparse.ArgumentParser:
     # --storage before or after the command: `--storage X list` and `list --storage X`.
     storage = argparse.ArgumentParser(add_help=False)
@@ -165,4 +202,13 @@ def _parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--group", help="the config group (default: the common first part of the keys)")
     export_cmd.add_argument("--name", help="the option's name (default: best_<study>)")
     export_cmd.add_argument("--dir", help="where to write it (default: conf/<group>)")
+    model_cmd = commands.add_parser(
+        "model", parents=[storage], help="copy the best trial's stored model (an Optuna artifact) to a new file"
+    )
+    model_cmd.add_argument("study")
+    model_cmd.add_argument("--out", required=True, help="the file to write (an existing one is not overwritten)")
+    model_cmd.add_argument("--trial", type=int, help="another trial's, by number (default: the best trial)")
+    model_cmd.add_argument(
+        "--attr", default=MODEL_ARTIFACT_ATTR, help="the user attr holding the artifact id (default: %(default)s)"
+    )
     return parser

@@ -39,6 +39,9 @@ from optuna.storages import BaseStorage
 TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
 # Hyperband's `max_resource: auto`, pinned on the study so every worker counts the same brackets.
 HYPERBAND_RESOURCE_ATTR = "hyperband_max_resource"
+# Where a trial's artifacts are (Optuna records their ids, not their store): {"folder": absolute path}
+# or {"config": the store's `_target_` config, unresolved}; read back by sweeps.artifacts.
+ARTIFACT_STORE_ATTR = "artifact_store"
 
 # Studies with no storage a task process could open (storage: null), for tasks
 # the basic launcher runs in the sweep's own process.
@@ -70,9 +73,15 @@ class NoTrial:
 class SweepTrial:
     """The running trial of a sweep, as its task sees it (a thin optuna.Trial)."""
 
-    def __init__(self, trial: optuna.Trial, artifact_store: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        artifact_store: Callable[[], Any] | None = None,
+        store_record: dict[str, Any] | None = None,
+    ) -> None:
         self._trial = trial
         self._artifact_store = artifact_store
+        self._store_record = store_record
         self.number = trial.number
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
@@ -91,11 +100,19 @@ class SweepTrial:
         self._trial.set_user_attr(key, value)
 
     def upload_artifact(self, path: str | Path) -> str | None:
-        """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id."""
+        """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id.
+
+        Where the store is goes with the trial (ARTIFACT_STORE_ATTR), so that the file can be
+        fetched later (sweeps.artifacts) without knowing the sweep's settings."""
         store = None if self._artifact_store is None else self._artifact_store()
         if store is None:
             return None
-        return optuna.artifacts.upload_artifact(study_or_trial=self._trial, file_path=str(path), artifact_store=store)
+        artifact_id = optuna.artifacts.upload_artifact(
+            study_or_trial=self._trial, file_path=str(path), artifact_store=store
+        )
+        if self._store_record is not None:
+            self._trial.set_user_attr(ARTIFACT_STORE_ATTR, self._store_record)
+        return artifact_id
 
     def __bool__(self) -> bool:
         return True
@@ -140,8 +157,9 @@ def current_trial() -> SweepTrial | NoTrial:
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(named["study"]), named["number"]
     )
-    store = functools.partial(artifact_store, sweeper.get("artifact_store"), sweeper.storage)
-    return SweepTrial(optuna.Trial(study, trial_id), store)
+    setting = sweeper.get("artifact_store")
+    store = functools.partial(artifact_store, setting, sweeper.storage)
+    return SweepTrial(optuna.Trial(study, trial_id), store, store_record(setting, sweeper.storage))
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,6 +217,22 @@ def artifact_store(setting: Any, storage_url: str | None) -> Any:
     from hydra.utils import instantiate
 
     return instantiate(setting)
+
+
+def store_record(setting: Any, storage_url: str | None) -> dict[str, Any] | None:
+    """What a trial records of the store `setting` names, to reach it again from another folder or machine.
+
+    A folder as an absolute path; a `_target_` config unresolved, so that an interpolation such as
+    `${oc.env:...}` is resolved where the store is opened again, and a secret it reads stays where it was.
+    """
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        folder = Path(setting) if setting != "auto" else artifact_folder(storage_url)
+        return None if folder is None else {"folder": str(folder.resolve())}
+    from omegaconf import OmegaConf
+
+    return {"config": OmegaConf.to_container(setting, resolve=False)}
 
 
 def _filesystem_store(path: Path) -> optuna.artifacts.FileSystemArtifactStore:

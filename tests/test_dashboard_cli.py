@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,114 +22,12 @@ from optuna.trial import TrialState
 from sweeps.cli import main as cli_main
 from sweeps.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
+from tests.dashboard import dashboard
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
 
-DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 STUDY = "linearnet-mnist-sample"
 PRUNER = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
 FIXED = ["params.batch_size=64", "params.epoch_count=3"]
-# Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
-HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-# --- a real optuna-dashboard process -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-class Dashboard:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process = process
-        self.port = port
-        self.log = log
-
-    def get(self, route: str) -> Any:
-        with HTTP.open(f"http://127.0.0.1:{self.port}{route}", timeout=10) as response:
-            assert response.status == 200
-            return json.load(response)
-
-    def try_get(self, route: str) -> Any | None:
-        """The JSON at `route`, or None while the server is not (yet) answering it."""
-        if self.process.poll() is not None:
-            raise AssertionError(f"optuna-dashboard exited with {self.process.returncode}:\n{self.log.read_text()}")
-        try:
-            return self.get(route)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None  # not listening yet, or HTTP 500 while the sweep creates the tables
-
-    def study_id(self, name: str) -> int | None:
-        studies = self.try_get("/api/studies")
-        matches = [s["study_id"] for s in (studies or {}).get("study_summaries", []) if s["study_name"] == name]
-        return matches[0] if matches else None
-
-
-def start_dashboard(storage_url: str, workdir: Path) -> Dashboard:
-    """`optuna-dashboard <url>` on a free 127.0.0.1 port, once its API answers.
-
-    Another port if the one picked was taken in the meantime.
-    """
-    for _ in range(3):
-        port = free_port()
-        log = workdir / f"dashboard-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(DASHBOARD), storage_url, "--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref"],
-                cwd=workdir,
-                env=main_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        server = Dashboard(process, port, log)
-
-        def answering_or_exited() -> bool:
-            try:
-                return server.try_get("/api/meta") is not None
-            except AssertionError:  # exited
-                return True
-
-        try:
-            wait_for(answering_or_exited, timeout=30, what=f"optuna-dashboard's API on port {port}")
-        except BaseException:
-            stop(server)
-            raise
-        if process.poll() is None:
-            return server
-        if "Address already in use" not in log.read_text():
-            raise AssertionError(f"optuna-dashboard exited with {process.returncode}:\n{log.read_text()}")
-    raise AssertionError("no free port for optuna-dashboard after 3 tries")
-
-
-def stop(server: Dashboard) -> None:
-    """End the dashboard process and check that nothing listens on its port any more."""
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
-    wait_for(lambda: not accepts_connections(server.port), timeout=10, what=f"port {server.port} to be released")
-
-
-@contextmanager
-def dashboard(storage_url: str, workdir: Path) -> Iterator[Dashboard]:
-    """A running dashboard; stopped, and its port closed, afterwards."""
-    server = start_dashboard(storage_url, workdir)
-    try:
-        yield server
-    finally:
-        stop(server)
 
 
 def by_number(detail: dict[str, Any]) -> dict[int, dict[str, Any]]:
