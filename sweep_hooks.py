@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from ds.config import validate
 from sweeps import SweepHooks
 from sweeps.storage import default_storage, mask_url
+from sweeps.study import python_command
 
 # Overrides that choose the data: a best_of run needs the same.
 DATA_KEYS = ("paths.data", "data.")
@@ -60,7 +61,7 @@ class LinearNetHooks(SweepHooks):
         data = [o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~").startswith(DATA_KEYS)]
         if "DS_DATA_DIR" in os.environ and not any(o.startswith("paths.data=") for o in data):
             data.append(f"paths.data={config.paths.data}")
-        command = ["python", "main.py", f"best_of={study.study_name}", *groups, *data]
+        command = [python_command(), "main.py", f"best_of={study.study_name}", *groups, *data]
         if config.storage != default_storage():
             command.append(f"storage={mask_url(config.storage)}")
         return " ".join(shlex.quote(part) for part in command)

@@ -55,6 +55,20 @@ def _shown(identity: dict[str, Any]) -> str:
     return ", ".join(f"{k}={str(v)[:12]}" for k, v in identity.items())
 
 
+def python_command() -> str:
+    """How to name this Python in a command printed for the user to paste: `python` where the
+    shell's is this one (an activated virtual environment, or none), else its own path, so
+    that a hint printed by `make sweep` (a venv the shell has not activated) works as pasted."""
+    import os
+    import sys
+    from pathlib import Path
+
+    if sys.prefix == sys.base_prefix or os.environ.get("VIRTUAL_ENV") == sys.prefix:
+        return "python"
+    executable = Path(sys.executable)
+    return str(executable.relative_to(Path.cwd())) if executable.is_relative_to(Path.cwd()) else str(executable)
+
+
 def describe_trial(t: FrozenTrial) -> str:
     """One line: number, state, value (the last reported for a pruned trial), parameters, duration."""
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())

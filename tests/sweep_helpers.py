@@ -63,5 +63,5 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def best_of_hint(result: subprocess.CompletedProcess[str]) -> str:
     """The arguments of the sweep's closing "Train with its best parameters: python main.py ..." command."""
-    [hint] = re.findall(r"Train with its best parameters: +python main.py (.*)", result.stdout + result.stderr)
+    [hint] = re.findall(r"Train with its best parameters: +\S*python main.py (.*)", result.stdout + result.stderr)
     return hint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import signal
@@ -60,8 +61,10 @@ def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
         logged = hparams(events)
         assert logged["lr"] == pytest.approx(t.params["params.lr"])
         assert (logged["batch_size"], logged["epoch_count"]) == (t.params["params.batch_size"], t.params["params.epoch_count"])
-    assert "optuna-dashboard sqlite:///" in log
-    assert "python main.py best_of=linearnet-mnist-sample " in log
+    # A venv the shell has not activated (make test's): the hints name its Python, to work as pasted.
+    venv_python = "python" if os.environ.get("VIRTUAL_ENV") == sys.prefix else sys.executable
+    assert f"Watch the study:   {venv_python} -m sweeps.dashboard sqlite:///" in log
+    assert f"{venv_python} main.py best_of=linearnet-mnist-sample " in log
 
 
 def test_tensorboard_runs_stay_apart_for_a_recreated_study_and_inside_paths_log(tmp_path: Path) -> None:

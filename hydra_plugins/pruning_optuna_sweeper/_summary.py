@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.storage import mask_url, url_password
-from sweeps.study import describe_states, describe_trial
+from sweeps.study import describe_states, describe_trial, python_command
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def summarise(
     if storage is not None:
         from_env = storage == os.environ.get("SWEEP_STORAGE")
         shown = '"$SWEEP_STORAGE"' if from_env and url_password(storage) else shlex.quote(mask_url(storage))
-        log.info("Watch the study:   optuna-dashboard %s", shown)
+        log.info("Watch the study:   %s -m sweeps.dashboard %s", python_command(), shown)
     if best_command:
         log.info("Train with its best parameters:   %s", best_command)
     sweep_dir.mkdir(parents=True, exist_ok=True)
