@@ -1,11 +1,11 @@
 """Train a model on MNIST from the Hydra config in conf/.
 
-    python main.py                          # one run
-    python main.py params.lr=0.01           # any value overridden
-    python main.py -m hydra/sweeper=optuna  # an Optuna sweep (see README)
-    python main.py best_of=linearnet-mnist  # once more with a study's best
-    python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's stored model, evaluated
-    python main.py evaluate=outputs/<date>/<time>/model.pt
+python main.py                          # one run
+python main.py params.lr=0.01           # any value overridden
+python main.py -m hydra/sweeper=optuna  # an Optuna sweep (see README)
+python main.py best_of=linearnet-mnist  # once more with a study's best
+python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's stored model, evaluated
+python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
 import dataclasses
@@ -111,7 +111,9 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
         reached.append(metrics)
         trial.report(metrics.objective, metrics.epoch)
         if metrics.epoch < metrics.epoch_count and trial.should_prune():
-            raise TrialPruned(f"pruned after epoch {metrics.epoch} at {metrics.objective_name} {metrics.objective:.4f}")
+            raise TrialPruned(
+                f"pruned after epoch {metrics.epoch} at {metrics.objective_name} {metrics.objective:.4f}"
+            )
 
     try:
         return run(cfg, on_epoch=[report], checkpoint=model)

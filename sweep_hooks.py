@@ -40,12 +40,26 @@ class LinearNetHooks(SweepHooks):
                 )
         for key in ("best_of", "run_name"):
             if fixed.get(key) not in (None, "null"):
-                what = "trains once with a study's best parameters" if key == "best_of" else "the sweep sets for each trial"
-                raise ValueError(f"the sweep has {key}={fixed[key]}, which {what}; expected no {key} in a sweep")
+                what = (
+                    "trains once with a study's best parameters"
+                    if key == "best_of"
+                    else "the sweep sets for each trial"
+                )
+                raise ValueError(
+                    f"the sweep has {key}={fixed[key]}, which {what}; expected no {key} in a sweep"
+                )
         for key in ranges:
-            if key.startswith(("paths.", "data.")) or key in ("threads", "progress", "storage", "run_name", "best_of"):
-                what = "selects the data (a study holds trials of one dataset)" if key.startswith(DATA_KEYS) else (
-                    "says where and how a trial runs"
+            if key.startswith(("paths.", "data.")) or key in (
+                "threads",
+                "progress",
+                "storage",
+                "run_name",
+                "best_of",
+            ):
+                what = (
+                    "selects the data (a study holds trials of one dataset)"
+                    if key.startswith(DATA_KEYS)
+                    else ("says where and how a trial runs")
                 )
                 raise ValueError(
                     f"the sweep has a range for '{key}', which {what}; expected one value for it ({key}=...), "
@@ -57,8 +71,14 @@ class LinearNetHooks(SweepHooks):
 
     def best_command(self, study: optuna.Study, best: optuna.trial.FrozenTrial, config: DictConfig) -> str:
         choices = config.hydra.runtime.choices
-        groups = [f"{k}={v}" for k, v in {**best.user_attrs.get("fixed_params", {}), **best.params}.items() if k in choices]
-        data = [o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~").startswith(DATA_KEYS)]
+        groups = [
+            f"{k}={v}"
+            for k, v in {**best.user_attrs.get("fixed_params", {}), **best.params}.items()
+            if k in choices
+        ]
+        data = [
+            o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~").startswith(DATA_KEYS)
+        ]
         if "DS_DATA_DIR" in os.environ and not any(o.startswith("paths.data=") for o in data):
             data.append(f"paths.data={config.paths.data}")
         command = [python_command(), "main.py", f"best_of={study.study_name}", *groups, *data]

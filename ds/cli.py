@@ -1,6 +1,6 @@
 """main.py's command line as Hydra will read it, and the checks made on it before Hydra starts.
 
-Hydra's own parser is private (hydra._internal); this one declares the same
+Hydra's own parser is not public API; this one declares the same
 options with argparse, so that the overrides (what Hydra saves and prints)
 and the mode are known before Hydra runs. No torch here: main.py checks its
 command line in about a second.

@@ -67,7 +67,12 @@ def fetch_best(
     where = mask_url(storage_url)
     log.info(
         "best_of=%s: trial %d of %s (value %.4f): its %s copied to %s",
-        study_name, trial.number, where, trial.value, attr, path,
+        study_name,
+        trial.number,
+        where,
+        trial.value,
+        attr,
+        path,
     )
     return study, trial
 
@@ -82,19 +87,26 @@ def apply_best(
     study, _, trial = load_best(study_name, storage_url, identity)
     where = mask_url(storage_url)
     hydra = HydraConfig.get()
-    given = {o.key_or_group.lstrip("+~") for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))}
+    given = {
+        o.key_or_group.lstrip("+~")
+        for o in OverridesParser.create().parse_overrides(list(hydra.overrides.task))
+    }
     recorded = trained_values(trial)
     # The command line wins: `params=other` covers every params.* value, unless it is the
     # choice the best trial ran with (`params=tuned`), which best_of needs there.
     choices = hydra.runtime.choices
     covering = {g for g in given if not (g in choices and recorded.get(g) == choices[g])}
-    applied = {k: v for k, v in recorded.items() if not any(k == g or k.startswith(f"{g}.") for g in covering)}
+    applied = {
+        k: v for k, v in recorded.items() if not any(k == g or k.startswith(f"{g}.") for g in covering)
+    }
     # What only the task's record gives, where this run's config differs: said, not silently replaced.
     swept = {k.lstrip("+") for k in {**trial.params, **trial.user_attrs.get(FIXED_PARAMS_ATTR, {})}}
     edited = {
         k: current
         for k, v in applied.items()
-        if k not in swept and k not in choices and (current := OmegaConf.select(cfg, k, default=_ABSENT)) not in (_ABSENT, v)
+        if k not in swept
+        and k not in choices
+        and (current := OmegaConf.select(cfg, k, default=_ABSENT)) not in (_ABSENT, v)
     }
     if edited:
         log.info(
@@ -118,7 +130,9 @@ def apply_best(
         else:
             OmegaConf.update(cfg, key, value)
     # Said where the command line changed what the trial had, not where it repeats it.
-    kept = sorted(k for k in set(recorded) - set(applied) if OmegaConf.select(cfg, k, default=_ABSENT) != recorded[k])
+    kept = sorted(
+        k for k in set(recorded) - set(applied) if OmegaConf.select(cfg, k, default=_ABSENT) != recorded[k]
+    )
     log.info(
         "best_of=%s: trial %d of %s (value %.4f) gives %s%s",
         study_name,
@@ -128,10 +142,17 @@ def apply_best(
         applied,
         f"; kept from the command line: {kept}" if kept else "",
     )
-    source = {"study": study_name, "storage": where, "trial": trial.number, "value": trial.value, "applied": applied}
+    source = {
+        "study": study_name,
+        "storage": where,
+        "trial": trial.number,
+        "value": trial.value,
+        "applied": applied,
+    }
     if hydra.output_subdir is not None:
         directory = Path(hydra.runtime.output_dir) / hydra.output_subdir
         directory.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create({**source, "kept_from_command_line": kept}), directory / "best_of.yaml")
+        OmegaConf.save(
+            OmegaConf.create({**source, "kept_from_command_line": kept}), directory / "best_of.yaml"
+        )
     return study, trial
-

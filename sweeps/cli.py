@@ -18,7 +18,15 @@ from omegaconf import OmegaConf
 
 from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import StudyError, best_params, best_trials, describe_states, describe_trial, load_study, trained_values
+from sweeps.study import (
+    StudyError,
+    best_params,
+    best_trials,
+    describe_states,
+    describe_trial,
+    load_study,
+    trained_values,
+)
 
 # A name Hydra selects as a config group option: no path, no dot, no quoting.
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -116,7 +124,9 @@ def export(
         )
     grouped = {k.removeprefix(f"{group}."): v for k, v in values.items() if k.startswith(f"{group}.")}
     if not grouped:
-        raise ExportError(f"the best trial has no key under {group}. ({', '.join(values)}); expected another --group")
+        raise ExportError(
+            f"the best trial has no key under {group}. ({', '.join(values)}); expected another --group"
+        )
     name = name or f"best_{study.study_name}".replace("-", "_")
     if not CONFIG_NAME.fullmatch(name):
         raise ExportError(
@@ -127,7 +137,9 @@ def export(
         raise ExportError(f"--dir {directory} is a file; expected a directory (default: conf/{group})")
     target = directory / f"{name}.yaml"
     if target.exists():
-        raise ExportError(f"{target} exists; expected a new config name: choose another --name or remove it first")
+        raise ExportError(
+            f"{target} exists; expected a new config name: choose another --name or remove it first"
+        )
     # What else the sweep searched, which a command selecting the option must still give.
     others = [f"{k}={v}" for k, v in best.params.items() if not k.startswith(f"{group}.") and k != group]
     lines = [
@@ -183,32 +195,47 @@ def _parser() -> argparse.ArgumentParser:
     # --storage before or after the command: `--storage X list` and `list --storage X`.
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument(
-        "--storage", default=argparse.SUPPRESS, help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})"
+        "--storage",
+        default=argparse.SUPPRESS,
+        help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
     parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__, parents=[storage])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
-    for command, text in (("show", "a study's best trial and its parameters"), ("trials", "every trial, one line each")):
+    for command, text in (
+        ("show", "a study's best trial and its parameters"),
+        ("trials", "every trial, one line each"),
+    ):
         commands.add_parser(command, parents=[storage], help=text).add_argument("study")
     recover_cmd = commands.add_parser(
         "recover", parents=[storage], help="fail and queue again the RUNNING trials of dead workers"
     )
     recover_cmd.add_argument("study")
-    recover_cmd.add_argument("--grace-period", type=int, default=30, help="seconds without a heartbeat (default: %(default)s)")
+    recover_cmd.add_argument(
+        "--grace-period", type=int, default=30, help="seconds without a heartbeat (default: %(default)s)"
+    )
     export_cmd = commands.add_parser(
-        "export", parents=[storage], help="write the best parameters as a config group option (conf/<group>/<name>.yaml)"
+        "export",
+        parents=[storage],
+        help="write the best parameters as a config group option (conf/<group>/<name>.yaml)",
     )
     export_cmd.add_argument("study")
     export_cmd.add_argument("--group", help="the config group (default: the common first part of the keys)")
     export_cmd.add_argument("--name", help="the option's name (default: best_<study>)")
     export_cmd.add_argument("--dir", help="where to write it (default: conf/<group>)")
     model_cmd = commands.add_parser(
-        "model", parents=[storage], help="copy the best trial's stored model (an Optuna artifact) to a new file"
+        "model",
+        parents=[storage],
+        help="copy the best trial's stored model (an Optuna artifact) to a new file",
     )
     model_cmd.add_argument("study")
-    model_cmd.add_argument("--out", required=True, help="the file to write (an existing one is not overwritten)")
+    model_cmd.add_argument(
+        "--out", required=True, help="the file to write (an existing one is not overwritten)"
+    )
     model_cmd.add_argument("--trial", type=int, help="another trial's, by number (default: the best trial)")
     model_cmd.add_argument(
-        "--attr", default=MODEL_ARTIFACT_ATTR, help="the user attr holding the artifact id (default: %(default)s)"
+        "--attr",
+        default=MODEL_ARTIFACT_ATTR,
+        help="the user attr holding the artifact id (default: %(default)s)",
     )
     return parser

@@ -34,7 +34,9 @@ class SweepHooks:
         """The study's name when `hydra.sweeper.study_name` is null (Optuna then makes one up)."""
         return None
 
-    def check_search_space(self, ranges: dict[str, optuna.distributions.BaseDistribution], fixed: dict[str, str]) -> None:
+    def check_search_space(
+        self, ranges: dict[str, optuna.distributions.BaseDistribution], fixed: dict[str, str]
+    ) -> None:
         """Raise ValueError for a range or a fixed value the app's sweeps must not have (a range over
         where or on what data a trial runs, a key the sweep sets itself)."""
 
@@ -46,7 +48,9 @@ class SweepHooks:
         and names the range, not in trial 7.
         """
 
-    def best_command(self, study: optuna.Study, best: optuna.trial.FrozenTrial, config: DictConfig) -> str | None:
+    def best_command(
+        self, study: optuna.Study, best: optuna.trial.FrozenTrial, config: DictConfig
+    ) -> str | None:
         """A shell command that trains with the best trial's parameters, shown when the sweep ends."""
         return None
 

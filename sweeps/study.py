@@ -38,7 +38,9 @@ class IdentityMismatchError(ValueError):
     """A run's identity (its data, say) differs from the one its study recorded."""
 
 
-def check_identity(study: optuna.Study, identity: dict[str, Any] | None, where: str, *, user: str = "sweep") -> None:
+def check_identity(
+    study: optuna.Study, identity: dict[str, Any] | None, where: str, *, user: str = "sweep"
+) -> None:
     """Refuse to mix trials of different identities in one study, or to apply a study's
     best parameters to a run of another identity (`user="run"`)."""
     recorded = study.user_attrs.get(IDENTITY_ATTR)
@@ -66,7 +68,9 @@ def python_command() -> str:
     if sys.prefix == sys.base_prefix or os.environ.get("VIRTUAL_ENV") == sys.prefix:
         return "python"
     executable = Path(sys.executable)
-    return str(executable.relative_to(Path.cwd())) if executable.is_relative_to(Path.cwd()) else str(executable)
+    return (
+        str(executable.relative_to(Path.cwd())) if executable.is_relative_to(Path.cwd()) else str(executable)
+    )
 
 
 def describe_trial(t: FrozenTrial) -> str:

@@ -192,7 +192,9 @@ def _pinned(pruner: Any, storage: BaseStorage, study_name: str) -> Any:
     if pinned is None:
         steps = [
             t.last_step
-            for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            for t in storage.get_all_trials(
+                study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+            )
             if t.last_step is not None
         ]
         if not steps:

@@ -42,7 +42,9 @@ def test_auto_stays_auto_until_a_trial_completes_then_is_pinned_for_good(storage
     assert _pinned(HYPERBAND, storage, STUDY).max_resource == 6  # Optuna's own choice: the last step + 1
     complete(storage, steps=9)  # a later, longer trial (a rerun with a wider range) changes nothing
     assert _pinned(HYPERBAND, storage, STUDY).max_resource == 6 and recorded(storage) == 6
-    pruner = optuna.pruners.HyperbandPruner(**{k: v for k, v in _pinned(HYPERBAND, storage, STUDY).items() if k != "_target_"})
+    pruner = optuna.pruners.HyperbandPruner(
+        **{k: v for k, v in _pinned(HYPERBAND, storage, STUDY).items() if k != "_target_"}
+    )
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
 
 

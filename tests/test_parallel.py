@@ -46,11 +46,15 @@ def test_a_new_trial_starts_as_soon_as_one_ends_not_when_its_batch_ends(tmp_path
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if b[0] < a[1]]
     assert overlapping, f"no two trials ran at once: {spans}"
     # A trial of the "second batch" started while one of the first two was still running.
-    assert any(later[0] < first[1] for first in spans[: min(CORES, 6)] for later in spans[min(CORES, 6) :]), spans
+    assert any(later[0] < first[1] for first in spans[: min(CORES, 6)] for later in spans[min(CORES, 6) :]), (
+        spans
+    )
 
 
 @pytest.mark.parametrize(
-    ("signum", "times"), [(signal.SIGINT, 1), (signal.SIGINT, 3), (signal.SIGTERM, 1)], ids=["ctrl-c", "ctrl-c-x3", "sigterm"]
+    ("signum", "times"),
+    [(signal.SIGINT, 1), (signal.SIGINT, 3), (signal.SIGTERM, 1)],
+    ids=["ctrl-c", "ctrl-c-x3", "sigterm"],
 )
 def test_an_interrupt_stops_every_running_trial_and_one_rerun_resumes_them_all(
     tmp_path: Path, signum: int, times: int
@@ -67,6 +71,7 @@ def test_an_interrupt_stops_every_running_trial_and_one_rerun_resumes_them_all(
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
+
         def two_with_progress() -> bool:
             if sweep.poll() is not None:
                 raise AssertionError(f"the sweep ended first:\n{sweep.communicate()[1][-3000:]}")
@@ -113,9 +118,18 @@ def test_a_total_budget_is_exact_with_two_commands_of_two_trials_at_once(tmp_pat
     budget = ["hydra.sweeper.total_trials=6", *TWO_AT_ONCE, "params.epoch_count=choice(1, 2)"]
     commands = [
         subprocess.Popen(
-            [sys.executable, str(MAIN), *sweep_args(tmp_path / f"w{i}", *budget, f"storage={sqlite_url(tmp_path)}",
-                                                    n_trials=6, parallel=True)],
-            cwd=tmp_path, env=main_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(MAIN),
+                *sweep_args(
+                    tmp_path / f"w{i}", *budget, f"storage={sqlite_url(tmp_path)}", n_trials=6, parallel=True
+                ),
+            ],
+            cwd=tmp_path,
+            env=main_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for i in range(2)
     ]
@@ -126,7 +140,9 @@ def test_a_total_budget_is_exact_with_two_commands_of_two_trials_at_once(tmp_pat
     counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(counted) == 6, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert all(t.user_attrs["fail_reason"].startswith("over budget") for t in trials if t.state == TrialState.FAIL)
+    assert all(
+        t.user_attrs["fail_reason"].startswith("over budget") for t in trials if t.state == TrialState.FAIL
+    )
 
 
 def test_one_at_a_time_the_default_sweep_is_reproducible_trial_for_trial(tmp_path: Path) -> None:
@@ -135,7 +151,11 @@ def test_one_at_a_time_the_default_sweep_is_reproducible_trial_for_trial(tmp_pat
     for name in ("first", "second"):
         folder = tmp_path / name
         folder.mkdir()
-        args = ["hydra.sweeper.n_jobs=1", "params.epoch_count=choice(1, 2)", "params.batch_size=choice(256, 512)"]
+        args = [
+            "hydra.sweeper.n_jobs=1",
+            "params.epoch_count=choice(1, 2)",
+            "params.batch_size=choice(256, 512)",
+        ]
         result = run_sweep(folder, *args, n_trials=3, parallel=True)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Sweeping 3 trials, 1 at once" in result.stdout

@@ -52,7 +52,11 @@ def test_the_search_space_syntax_reads_as_the_stock_sweeper_reads_it(override: s
 
 
 def test_a_declared_range_set_to_null_is_dropped_and_the_command_line_s_last_override_wins() -> None:
-    declared = {"params.lr": None, "params.epoch_count": "int(interval(1, 3))", "params.batch_size": "choice(32, 64)"}
+    declared = {
+        "params.lr": None,
+        "params.epoch_count": "int(interval(1, 3))",
+        "params.batch_size": "choice(32, 64)",
+    }
     arguments = [
         "params.batch_size=choice(128, 256)",
         "params.batch_size=64",
@@ -68,12 +72,36 @@ def test_a_declared_range_set_to_null_is_dropped_and_the_command_line_s_last_ove
 @pytest.mark.parametrize(
     ("argument", "hooks", "message"),
     [
-        ("params.batch_size=choice(32)", SweepHooks(), "'params.batch_size' holds a single value, choice(32); expected two"),
-        ("params.batch_size=choice(64, 64)", SweepHooks(), "'params.batch_size' holds a single value, choice(64, 64)"),
-        ("params.lrr=interval(0.1, 0.2)", SweepHooks(), "'params.lrr' (in hydra.sweeper.params or on the command line), which is not a key"),
-        ("params.lr=interval(-1, 1)", LinearNetHooks(), "'params.lr' can reach -1.0, which the task's config rejects"),
-        ("paths.data=choice(data/sample, data/raw)", LinearNetHooks(), "a range for 'paths.data', which selects the data"),
-        ("threads=choice(1, 2)", LinearNetHooks(), "a range for 'threads', which says where and how a trial runs"),
+        (
+            "params.batch_size=choice(32)",
+            SweepHooks(),
+            "'params.batch_size' holds a single value, choice(32); expected two",
+        ),
+        (
+            "params.batch_size=choice(64, 64)",
+            SweepHooks(),
+            "'params.batch_size' holds a single value, choice(64, 64)",
+        ),
+        (
+            "params.lrr=interval(0.1, 0.2)",
+            SweepHooks(),
+            "'params.lrr' (in hydra.sweeper.params or on the command line), which is not a key",
+        ),
+        (
+            "params.lr=interval(-1, 1)",
+            LinearNetHooks(),
+            "'params.lr' can reach -1.0, which the task's config rejects",
+        ),
+        (
+            "paths.data=choice(data/sample, data/raw)",
+            LinearNetHooks(),
+            "a range for 'paths.data', which selects the data",
+        ),
+        (
+            "threads=choice(1, 2)",
+            LinearNetHooks(),
+            "a range for 'threads', which says where and how a trial runs",
+        ),
     ],
 )
 def test_a_range_that_cannot_be_searched_is_refused(argument: str, hooks: SweepHooks, message: str) -> None:
@@ -84,6 +112,13 @@ def test_a_range_that_cannot_be_searched_is_refused(argument: str, hooks: SweepH
 
 def test_an_added_key_and_a_group_choice_are_left_to_hydra() -> None:
     space = parse_search_space({}, ["+extra=choice(1, 2)", "params=choice(default, other)"])
-    check_search_space(space, training_config(), lambda key: ["default", "other"] if key == "params" else [], SweepHooks())
+    check_search_space(
+        space, training_config(), lambda key: ["default", "other"] if key == "params" else [], SweepHooks()
+    )
     with pytest.raises(SearchSpaceError, match="'\\+extra', an override that adds or forces a key"):
-        check_search_space(space, training_config(), lambda key: ["default", "other"] if key == "params" else [], LinearNetHooks())
+        check_search_space(
+            space,
+            training_config(),
+            lambda key: ["default", "other"] if key == "params" else [],
+            LinearNetHooks(),
+        )

@@ -75,13 +75,21 @@ def a_damaged_study(path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "cause"),
     [
-        (another_application_s, "is a SQLite database of another application (tables: customers), not an Optuna study"),
-        (lambda p: p.write_text("name,score\nAda,3\n"), "is not a SQLite database (damaged, or another kind of file)"),
+        (
+            another_application_s,
+            "is a SQLite database of another application (tables: customers), not an Optuna study",
+        ),
+        (
+            lambda p: p.write_text("name,score\nAda,3\n"),
+            "is not a SQLite database (damaged, or another kind of file)",
+        ),
         (a_damaged_study, "damaged"),
     ],
     ids=["foreign", "not-sqlite", "damaged"],
 )
-def test_a_file_that_is_not_a_study_is_refused_and_left_untouched(app: Path, tmp_path: Path, make, cause: str) -> None:
+def test_a_file_that_is_not_a_study_is_refused_and_left_untouched(
+    app: Path, tmp_path: Path, make, cause: str
+) -> None:
     database = tmp_path / "data.db"
     make(database)
     before = digest(database)
@@ -101,7 +109,9 @@ def can_mount() -> bool:
 @contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); needs root")
     try:
@@ -125,14 +135,22 @@ def test_a_read_only_study_is_refused_before_anything_is_written(app: Path, tmp_
 
 
 @pytest.mark.skipif(not can_mount(), reason="a read-only or full disk is a tmpfs mount, which needs root")
-def test_a_disk_that_fills_mid_sweep_ends_it_with_the_cause_and_no_trial_running(app: Path, tmp_path: Path) -> None:
+def test_a_disk_that_fills_mid_sweep_ends_it_with_the_cause_and_no_trial_running(
+    app: Path, tmp_path: Path
+) -> None:
     with tmpfs(tmp_path / "full", "2m") as disk:
         database = disk / "study.db"
         a_study(database)
-        free = int(subprocess.run(["df", "-k", "--output=avail", str(disk)], capture_output=True, text=True).stdout.split()[-1])
+        free = int(
+            subprocess.run(
+                ["df", "-k", "--output=avail", str(disk)], capture_output=True, text=True
+            ).stdout.split()[-1]
+        )
         (disk / "filler").write_bytes(bytes((free - 700) * 1024))  # room for a few trials' reports
 
-        result = sweep_into(app, database, "hydra.sweeper.n_trials=400", "steps=100", "hydra/sweeper/pruner=none")
+        result = sweep_into(
+            app, database, "hydra.sweeper.n_trials=400", "steps=100", "hydra/sweeper/pruner=none"
+        )
 
         assert result.returncode != 0 and "Traceback" not in result.stderr
         last = result.stderr.rstrip().splitlines()[-1]

@@ -43,6 +43,7 @@ def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
         assert t.intermediate_values[epochs] == t.value
     assert study.user_attrs["identity"]["name"] == "mnist-sample"
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.metric_names == ["test_accuracy"]  # optuna-dashboard names the objective
 
     log = result.stdout + result.stderr
     best = max(trials, key=lambda t: t.value)
@@ -579,3 +580,12 @@ def test_best_of_a_missing_study_lists_the_studies_present(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "no study 'nope' in sqlite:///" in result.stderr
     assert "studies present: linearnet-mnist-sample" in result.stderr
+
+
+def test_a_sweep_on_the_validation_accuracy_records_both_and_prunes_on_it(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "objective=val_accuracy", "params.epoch_count=2", "params.batch_size=256", n_trials=1)
+
+    assert result.returncode == 0, result.stderr
+    [trial] = load(tmp_path).get_trials()
+    assert trial.value == trial.user_attrs["val_accuracy"] == trial.intermediate_values[2]
+    assert 0.5 < trial.user_attrs["test_accuracy"] < 1 and trial.user_attrs["epochs_trained"] == 2

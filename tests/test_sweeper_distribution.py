@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 from tests.cli import ROOT, copy_example, run_example
+
 SEEDED = ["hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler.seed=123"]
 RANGES = ["lr=tag(log, interval(1e-5, 1e-2))", "momentum=choice(0.0, 0.5, 0.9)", "steps=40"]
 
@@ -38,11 +39,18 @@ def sweep(app: Path, sweeper: str, name: str, *args: str) -> tuple[subprocess.Co
 
 def trials(storage: str) -> list[tuple]:
     [name] = optuna.get_all_study_names(storage)
-    return [(t.number, t.state, t.params, t.values) for t in optuna.load_study(study_name=name, storage=storage).trials]
+    return [
+        (t.number, t.state, t.params, t.values)
+        for t in optuna.load_study(study_name=name, storage=storage).trials
+    ]
 
 
 def test_the_installed_distribution_serves_an_app_outside_this_repository(app: Path) -> None:
-    where = run_example(app, "-c", "import sweeps, hydra_plugins.pruning_optuna_sweeper as p; print(sweeps.__file__, p.__file__)")
+    where = run_example(
+        app,
+        "-c",
+        "import sweeps, hydra_plugins.pruning_optuna_sweeper as p; print(sweeps.__file__, p.__file__)",
+    )
     assert where.returncode == 0, where.stderr
     for path in map(Path, where.stdout.split()):
         assert "site-packages" in path.parts and not path.is_relative_to(ROOT / "sweeps"), path
@@ -52,7 +60,14 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
             for node in ast.walk(ast.parse(module.read_text())):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
                 names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                assert not [n for n in names if n.split(".")[0] in ("ds", "main", "conf", "sweep_hooks")], module
+                assert not [n for n in names if n.split(".")[0] in ("ds", "main", "conf", "sweep_hooks")], (
+                    module
+                )
+
+
+def test_without_a_sweep_the_task_s_trial_calls_do_nothing(app: Path) -> None:
+    single = run_example(app, "descent.py", "steps=20", "lr=0.0001")
+    assert single.returncode == 0, single.stderr[-3000:]
 
 
 def test_its_schema_has_every_stock_key_with_the_stock_default() -> None:
@@ -128,7 +143,10 @@ def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> No
 
     assert stock.returncode != 0 and "RuntimeError: cfg.error is true" in stock.stderr
     assert ours.returncode != 0 and "Traceback" not in ours.stderr
-    assert "error: 11 of 11 trials failed, more than max_failure_rate=0.5 of n_trials=20 allows (10); " in ours.stderr
+    assert (
+        "error: 11 of 11 trials failed, more than max_failure_rate=0.5 of n_trials=20 allows (10); "
+        in ours.stderr
+    )
     assert "last reason: RuntimeError: cfg.error is true" in ours.stderr
     assert tolerant.returncode == 0, tolerant.stderr[-3000:]
     assert "the study holds 20 FAIL" in tolerant.stdout and "No trial completed" in tolerant.stdout
@@ -136,7 +154,12 @@ def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> No
 
 def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path) -> None:
     result, _ = sweep(
-        app, "pruning_optuna", "memory", *SEEDED, "hydra.sweeper.pruner.n_startup_trials=3", "lr=tag(log, interval(1e-7, 1e-3))"
+        app,
+        "pruning_optuna",
+        "memory",
+        *SEEDED,
+        "hydra.sweeper.pruner.n_startup_trials=3",
+        "lr=tag(log, interval(1e-7, 1e-3))",
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -166,4 +189,6 @@ def test_pruning_through_the_joblib_launcher_reaches_the_trials_in_their_workers
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned and all(t.intermediate_values for t in pruned)
     assert all(len(t.intermediate_values) < 40 for t in pruned)  # stopped before the last of 40 steps
-    assert {t.user_attrs["worker"] for t in study.trials} == {study.trials[0].user_attrs["worker"]}  # asked by one sweep
+    assert {t.user_attrs["worker"] for t in study.trials} == {
+        study.trials[0].user_attrs["worker"]
+    }  # asked by one sweep

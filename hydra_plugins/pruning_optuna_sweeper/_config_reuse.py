@@ -69,7 +69,9 @@ class ReusingConfigLoader:
                 OmegaConf.update(config, override.key_or_group, override.value(), merge=True, force_add=True)
             hydra = [o.input_line for o in parsed if o.key_or_group.startswith("hydra.")]
             config.hydra.overrides.hydra = [*master_config.hydra.overrides.hydra, *hydra]
-            config.hydra.overrides.task = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra.")]
+            config.hydra.overrides.task = [
+                o.input_line for o in parsed if not o.key_or_group.startswith("hydra.")
+            ]
         return config
 
 
@@ -109,7 +111,9 @@ def _is_plain_value(override: Override, config: DictConfig) -> bool:
         return True
     if key == "hydra" or key.startswith("hydra."):
         return False
-    node = OmegaConf.select(config, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False)
+    node = OmegaConf.select(
+        config, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False
+    )
     return node is not _ABSENT and not isinstance(node, Container)
 
 

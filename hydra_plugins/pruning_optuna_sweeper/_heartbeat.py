@@ -53,7 +53,9 @@ class Heartbeats:
                     for trial_id in trial_ids:
                         self.storage.record_heartbeat(trial_id)
                 except Exception as error:  # a lost beat is retried; a dead thread would fail the trials
-                    log.warning("could not record a heartbeat (%s: %s); retrying", type(error).__name__, error)
+                    log.warning(
+                        "could not record a heartbeat (%s: %s); retrying", type(error).__name__, error
+                    )
 
         thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
         thread.start()

@@ -109,7 +109,9 @@ class TrialLoop:
             return False
         if self.launched >= self.plan.n_trials:
             return True
-        if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self.study.sampler.is_exhausted(self.study):
+        if isinstance(self.study.sampler, optuna.samplers.GridSampler) and self.study.sampler.is_exhausted(
+            self.study
+        ):
             log.info("The study has run every point of the grid: nothing left to sample.")
             return True
         total = self.plan.total_trials
@@ -139,13 +141,17 @@ class TrialLoop:
     def _ask(self) -> optuna.Trial | None:
         """A new trial with its parameters, or None when the budget has no place for one now."""
         total = self.plan.total_trials
-        if total is not None and budget.places_taken(self.study) >= total and not budget.waiting_count(self.study):
+        if (
+            total is not None
+            and budget.places_taken(self.study) >= total
+            and not budget.waiting_count(self.study)
+        ):
             if not self.waiting_logged:
                 log.info("Budget total_trials=%d taken by running trials; waiting for them to end.", total)
                 self.waiting_logged = True
             return None
         trial = self.study.ask()
-        trial_id = self._trial_id(trial)
+        trial_id = self._id_of(trial)
         self.heartbeats.add(trial_id)  # should this process die now, the trial goes stale and is retried
         try:
             trial = self._sample(trial)
@@ -174,12 +180,17 @@ class TrialLoop:
             if trial.number and seed is not None and self.plan.reseed_sampler is not None:
                 stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
                 self.study.sampler = self.plan.reseed_sampler(stream_seed)
-                trial = optuna.Trial(self.study, self._trial_id(trial))
-                log.info("The study already had trials: sampler seeded with %d (seed %d, trial %d).", stream_seed, seed, trial.number)
+                trial = optuna.Trial(self.study, self._id_of(trial))
+                log.info(
+                    "The study already had trials: sampler seeded with %d (seed %d, trial %d).",
+                    stream_seed,
+                    seed,
+                    trial.number,
+                )
         for name, distribution in self.space.distributions.items():
             _suggest(trial, name, distribution)
         # A queued retry keeps the values it was queued with where this sweep has a range for them.
-        queued = self.storage.get_trial(self._trial_id(trial)).system_attrs.get(OPTUNA_QUEUED_PARAMS, {})
+        queued = self.storage.get_trial(self._id_of(trial)).system_attrs.get(OPTUNA_QUEUED_PARAMS, {})
         dropped = sorted(set(queued) - set(self.space.distributions))
         if dropped:
             log.warning(
@@ -195,7 +206,9 @@ class TrialLoop:
             self.plan.extend_search_space(trial)
             overlap = set(trial.params) & set(self.space.fixed)
             if overlap:
-                raise ValueError(f"custom_search_space suggests parameters the sweep fixes: {sorted(overlap)}")
+                raise ValueError(
+                    f"custom_search_space suggests parameters the sweep fixes: {sorted(overlap)}"
+                )
         trial.set_user_attr(WORKER_ATTR, WORKER)
         return trial
 
@@ -237,7 +250,7 @@ class TrialLoop:
                 ) from outcome
             frozen, recorded = record_outcome(self.study, trial, outcome)
             del self.in_flight[number]
-            self.heartbeats.discard(self._trial_id(trial))
+            self.heartbeats.discard(self._id_of(trial))
             if recorded and frozen.state == TrialState.FAIL:
                 self.failed += 1
                 self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
@@ -288,19 +301,23 @@ class TrialLoop:
         else:
             log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
 
-    def _trial_id(self, trial: optuna.Trial) -> int:
+    def _id_of(self, trial: optuna.Trial) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
 
     def _state(self, trial: optuna.Trial) -> TrialState:
-        return self.storage.get_trial(self._trial_id(trial)).state
+        return self.storage.get_trial(self._id_of(trial)).state
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
     """What `study.ask(distributions)` does, through the public suggest API."""
     if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
     if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"{name}: unsupported distribution {distribution!r}")

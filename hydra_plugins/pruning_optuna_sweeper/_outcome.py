@@ -76,7 +76,9 @@ def _set_fail_reason(trial: optuna.Trial, reason: str | None) -> bool:
     return True
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any) -> tuple[FrozenTrial, bool]:
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
+) -> tuple[FrozenTrial, bool]:
     try:
         frozen = study.tell(trial, skip_if_finished=True, **outcome)
     except RuntimeError as e:
@@ -87,5 +89,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = F
         frozen = study.get_trials(deepcopy=False)[trial.number]
     recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)
     if not recorded:
-        log.warning("trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name)
+        log.warning(
+            "trial %d was marked %s by another worker; its result is dropped", trial.number, frozen.state.name
+        )
     return frozen, recorded

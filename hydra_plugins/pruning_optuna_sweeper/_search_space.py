@@ -129,7 +129,9 @@ def check_search_space(
         if is_group(name):
             options = group_options(name)
             dist = space.distributions.get(name)
-            chosen = list(dist.choices) if isinstance(dist, CategoricalDistribution) else [space.fixed.get(name)]
+            chosen = (
+                list(dist.choices) if isinstance(dist, CategoricalDistribution) else [space.fixed.get(name)]
+            )
             unknown = [str(c) for c in chosen if str(c) not in options]
             if dist is not None and not isinstance(dist, CategoricalDistribution) or unknown:
                 raise SearchSpaceError(
@@ -157,8 +159,13 @@ def check_search_space(
             except Exception as e:
                 hint = ""
                 held = OmegaConf.select(task_config, name, default=None)
-                if isinstance(distribution, FloatDistribution) and isinstance(held, int) and not isinstance(held, bool):
-                    hint = f"; it is an integer there: expected int(interval({int(distribution.low)}, {int(distribution.high)}))"
+                if (
+                    isinstance(distribution, FloatDistribution)
+                    and isinstance(held, int)
+                    and not isinstance(held, bool)
+                ):
+                    low, high = int(distribution.low), int(distribution.high)
+                    hint = f"; it is an integer there: expected int(interval({low}, {high}))"
                 raise SearchSpaceError(
                     f"the search space of '{name}' can reach {value!r}, which the task's config rejects: "
                     f"{first_line(e)}{hint}"

@@ -36,8 +36,9 @@ def directions(setting: Any) -> list[str]:
     names = [d.name if isinstance(d, Enum) else str(d).lower() for d in given]
     bad = [n for n in names if n not in DIRECTIONS]
     if not names or bad:
+        shown = OmegaConf.to_container(setting) if isinstance(setting, ListConfig) else setting
         raise SweepSettingsError(
-            f"invalid hydra.sweeper settings: direction={OmegaConf.to_container(setting) if isinstance(setting, ListConfig) else setting!r}: "
+            f"invalid hydra.sweeper settings: direction={shown!r}: "
             "expected minimize or maximize, or a list of them for several objectives."
         )
     return names
@@ -60,10 +61,14 @@ def check_settings(s: DictConfig) -> None:
     if not 0.0 <= s.max_failure_rate <= 1.0:
         problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")
     if s.total_trials is not None and s.total_trials < 1:
-        problems.append(f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget")
+        problems.append(
+            f"total_trials={s.total_trials}: expected an integer >= 1, or null for no study-wide budget"
+        )
     if s.heartbeat_interval is not None and s.heartbeat_interval < 1:
         problems.append(f"heartbeat_interval={s.heartbeat_interval}: expected whole seconds >= 1, or null")
-    if s.heartbeat_interval is not None and (s.grace_period is None or s.grace_period <= s.heartbeat_interval):
+    if s.heartbeat_interval is not None and (
+        s.grace_period is None or s.grace_period <= s.heartbeat_interval
+    ):
         problems.append(
             f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
             "or a running trial is declared dead between two heartbeats"
@@ -123,7 +128,9 @@ def build(setting: str, config: Any, **kwargs: Any) -> Any:
             ) from None
         # Hydra's instantiate errors end with OmegaConf's indented `full_key:` / `object_type=` lines.
         lines = [line.strip() for line in text.splitlines()]
-        reason = " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=")))
+        reason = " ".join(
+            line for line in lines if line and not line.startswith(("full_key:", "object_type="))
+        )
         raise SweepSettingsError(
             f"hydra.sweeper.{setting} cannot be used: {reason.rstrip('.') or type(error).__name__}; expected "
             f"settings its class accepts (hydra.sweeper.{setting}._target_ names it)"
@@ -148,7 +155,9 @@ def rehearse(
     optuna_logger.setLevel(logging.WARNING)  # no "Trial finished" lines for trials that are not the sweep's
     try:
         study = optuna.create_study(
-            sampler=make_sampler(), pruner=pruner if n_objectives == 1 else None, directions=["minimize"] * n_objectives
+            sampler=make_sampler(),
+            pruner=pruner if n_objectives == 1 else None,
+            directions=["minimize"] * n_objectives,
         )
         for n in range(max(REHEARSED_TRIALS, sampler_startup_trials + 2)):
             trial = _using("sampler", lambda: study.ask(distributions))
@@ -174,7 +183,11 @@ def _using(setting: str, action: Callable[[], T]) -> T:
 
 
 def _rehearsal_error(setting: str, cause: Exception) -> SweepSettingsError:
-    package = "; a sampler's own package, such as cmaes for CmaEsSampler, must be installed" if setting == "sampler" else ""
+    package = (
+        "; a sampler's own package, such as cmaes for CmaEsSampler, must be installed"
+        if setting == "sampler"
+        else ""
+    )
     return SweepSettingsError(
         f"hydra.sweeper.{setting} fails in use, rehearsed on a few in-memory trials: {type(cause).__name__}: "
         f"{cause}; expected settings its class can run with (hydra.sweeper.{setting}._target_ names it{package})"

@@ -29,27 +29,48 @@ def best_so_far(study: optuna.Study) -> str:
 
 
 def summarise(
-    study: optuna.Study, *, storage: str | None, sweep_dir: Path, launched: int, failed: int, seconds: float,
+    study: optuna.Study,
+    *,
+    storage: str | None,
+    sweep_dir: Path,
+    launched: int,
+    failed: int,
+    seconds: float,
     best_command: str | None,
 ) -> None:
     """Log the outcome and the commands to watch the study and train with its best
     parameters; save optimization_results.yaml in `sweep_dir`."""
-    log.info("Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.", seconds, launched, failed, describe_states(study))
+    log.info(
+        "Sweep done in %.1f s: launched %d trials (%d failed); the study holds %s.",
+        seconds,
+        launched,
+        failed,
+        describe_states(study),
+    )
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         log.warning("No trial completed, so there is no best trial yet.")
         return
     if len(study.directions) == 1:
         best = study.best_trial
         log.info("Best: %s", describe_trial(best))
-        results = {"name": "optuna", "best_params": best.params, "best_value": best.value,
-                   "study_name": study.study_name, "best_trial": best.number}
+        results = {
+            "name": "optuna",
+            "best_params": best.params,
+            "best_value": best.value,
+            "study_name": study.study_name,
+            "best_trial": best.number,
+        }
     else:
         front = study.best_trials
         log.info("Pareto front: %d trials", len(front))
         for trial in front:
             log.info("    %s", describe_trial(trial))
-        results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in front],
-                   "study_name": study.study_name, "best_trials": [_numbered(t) for t in front]}
+        results = {
+            "name": "optuna",
+            "solutions": [{"params": t.params, "values": t.values} for t in front],
+            "study_name": study.study_name,
+            "best_trials": [_numbered(t) for t in front],
+        }
     if storage is not None:
         from_env = storage == os.environ.get("SWEEP_STORAGE")
         shown = '"$SWEEP_STORAGE"' if from_env and url_password(storage) else shlex.quote(mask_url(storage))

@@ -39,7 +39,15 @@ from ._search_space import (
     grid_choices,
     parse_search_space,
 )
-from ._settings import SweepSettingsError, build, check_settings, check_trials_reach, directions, jobs, rehearse
+from ._settings import (
+    SweepSettingsError,
+    build,
+    check_settings,
+    check_trials_reach,
+    directions,
+    jobs,
+    rehearse,
+)
 from ._signals import first_interrupt_unwinds
 from ._summary import best_so_far, summarise
 
@@ -48,7 +56,6 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 # Errors in what the user asked for: reported in one paragraph, no traceback.
 USER_ERRORS = (
@@ -64,7 +71,12 @@ USER_ERRORS = (
 
 class SweepRun:
     def __init__(
-        self, settings: dict[str, Any], *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+        self,
+        settings: dict[str, Any],
+        *,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
     ) -> None:
         self.settings = s = OmegaConf.create(settings)
         self.config = config
@@ -72,12 +84,16 @@ class SweepRun:
         check_settings(s)
         self.directions = directions(s.direction)
         check_trials_reach(s.storage, chdir=bool(config.hydra.job.chdir))
-        hydra_context = dataclasses.replace(hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader))
+        hydra_context = dataclasses.replace(
+            hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader)
+        )
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
         self.launcher_name = config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        in_process = OmegaConf.select(config, "hydra.launcher._target_") == BASIC_LAUNCHER
+        # Hydra's basic launcher runs jobs in this process, one after another.
+        launcher = type(self.launcher)
+        in_process = launcher.__name__ == "BasicLauncher" and launcher.__module__.startswith("hydra.")
         self.n_trials, self.n_jobs = s.n_trials, jobs(s.n_jobs, s.n_trials)
         self.batch = s.mode == "batch" or (s.mode == "auto" and in_process)
         self.in_thread = not in_process
@@ -88,7 +104,9 @@ class SweepRun:
                 "hydra/launcher=joblib (or a cluster launcher), mode=batch, or n_jobs=1"
             )
         # The hooks class is what the app's own sweeper config names.
-        self.hooks: SweepHooks = instantiate(s.hooks, _execution_whitelist_=[s.hooks._target_]) if s.hooks else SweepHooks()
+        self.hooks: SweepHooks = (
+            instantiate(s.hooks, _execution_whitelist_=[s.hooks._target_]) if s.hooks else SweepHooks()
+        )
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
@@ -108,7 +126,13 @@ class SweepRun:
         pruner = build("pruner", s.pruner)
         multi = len(self.directions) > 1
         startup = OmegaConf.select(s.sampler, "n_startup_trials", default=None) or 0
-        rehearse(functools.partial(self._sampler, space), build("pruner", s.pruner), space.distributions, len(self.directions), startup)
+        rehearse(
+            functools.partial(self._sampler, space),
+            build("pruner", s.pruner),
+            space.distributions,
+            len(self.directions),
+            startup,
+        )
 
         storage = self._storage()
         where = mask_url(s.storage)
@@ -200,7 +224,10 @@ class SweepRun:
             )
 
         return open_storage(
-            s.storage, heartbeat_interval=s.heartbeat_interval, grace_period=s.grace_period, stale_trial_callback=retry_stale
+            s.storage,
+            heartbeat_interval=s.heartbeat_interval,
+            grace_period=s.grace_period,
+            stale_trial_callback=retry_stale,
         )
 
     def _launch_one(self, overrides: list[str], job_number: int) -> Any:
@@ -225,7 +252,9 @@ class SweepRun:
         return lambda trial: extend(self.config, trial)
 
 
-def _storage_failure(error: BaseException, where: str, study: str, unmarked: list[int], grace: int | None) -> StorageError:
+def _storage_failure(
+    error: BaseException, where: str, study: str, unmarked: list[int], grace: int | None
+) -> StorageError:
     """The storage refused a write mid-sweep: its own reason, and what became of the trials in flight."""
     cause = root_cause(error)
     left = ""

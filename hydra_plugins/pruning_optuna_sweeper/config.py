@@ -94,7 +94,11 @@ def register() -> None:
     the sweep's ConfigStore with the jobs, so an existing entry is replaced."""
     cs = ConfigStore.instance()
     cs.store(
-        group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider="pruning_optuna_sweeper", replace=True
+        group="hydra/sweeper",
+        name="pruning_optuna",
+        node=PruningOptunaSweeperConf,
+        provider="pruning_optuna_sweeper",
+        replace=True,
     )
     pruners = {
         "median": MedianPrunerConfig,
@@ -103,4 +107,10 @@ def register() -> None:
         "none": NopPrunerConfig,
     }
     for name, node in pruners.items():
-        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="pruning_optuna_sweeper", replace=True)
+        cs.store(
+            group="hydra/sweeper/pruner",
+            name=name,
+            node=node,
+            provider="pruning_optuna_sweeper",
+            replace=True,
+        )

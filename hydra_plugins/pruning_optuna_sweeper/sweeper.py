@@ -10,10 +10,10 @@ from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
 
 # Registers the stock plugin's `hydra/sweeper/sampler` group, reused as it is.
 from hydra_plugins.hydra_optuna_sweeper import config as _stock_sampler_configs  # noqa: F401
+from omegaconf import DictConfig
 
 from . import config
 
@@ -29,7 +29,9 @@ class PruningOptunaSweeper(Sweeper):
         from ._sweep import USER_ERRORS, SweepRun
 
         try:
-            self.sweep_run = SweepRun(self.settings, hydra_context=hydra_context, task_function=task_function, config=config)
+            self.sweep_run = SweepRun(
+                self.settings, hydra_context=hydra_context, task_function=task_function, config=config
+            )
         except USER_ERRORS as error:
             sys.exit(f"error: {error}")
 
