@@ -41,8 +41,8 @@ load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
---trials, --max-epochs) write to the temp folder unless --results says
-otherwise: their figures are no benchmark.
+--trials, --max-epochs, --data data/sample) write to the temp folder unless
+--results says otherwise: their figures are no benchmark.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def arguments() -> argparse.Namespace:
     add("--device", default="auto", help="the epoch part's device (default: %(default)s)")
     add("--previous", default=None, help="the previous part's git revision (default: merge-base with main)")
     add("--results", type=Path, help=f"the results file (default: {DEFAULT_RESULTS.relative_to(ROOT)}; "
-                                     "with --trials, --max-epochs or --smoke: bench-smoke.md in the temp folder)")
+                                     "with --trials, --max-epochs, --smoke or data/sample: bench-smoke.md in "
+                                     "the temp folder)")
     add("--trials", type=int,
         help="trials of every sweep (default: the app's 20; 12 queued in parallel; 10 in overhead)")
     add("--max-epochs", type=int, help="the largest params.epoch_count a sweep samples (default: the app's 10)")
@@ -97,7 +98,8 @@ def arguments() -> argparse.Namespace:
                 setattr(args, key, value)
     args.data = args.data or DEFAULT_DATA
     if args.results is None:
-        shrunk = args.trials is not None or args.max_epochs is not None
+        sample = args.data.resolve() == SMOKE["data"].resolve()
+        shrunk = args.trials is not None or args.max_epochs is not None or sample
         args.results = Path(tempfile.gettempdir()) / "bench-smoke.md" if shrunk else DEFAULT_RESULTS
     parts = args.only.split(",")
     unknown = [p for p in parts if p not in PARTS]
