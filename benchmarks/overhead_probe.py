@@ -8,6 +8,8 @@ trials of the milliseconds each takes per trial (the median is less
 sensitive to the first trial's one-off costs and to a noisy neighbour on the
 machine). The total is each trial's whole turn of the sweeper's loop (from
 asking for it to asking for the next) minus its training.
+The timers see only this process: run it with `hydra/launcher=basic
+hydra.sweeper.n_jobs=1`, which runs each trial here (bench.py does).
 Used by bench.py; the wrappers only measure, they change nothing.
 """
 
@@ -32,8 +34,11 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 
 import ds.run  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._config_reuse as _config_reuse  # noqa: E402
-import hydra_plugins.pruning_optuna_sweeper._sweep as sweep  # noqa: E402
-import sweeps.reporter  # noqa: E402
+import hydra_plugins.pruning_optuna_sweeper._heartbeat as _heartbeat  # noqa: E402
+import hydra_plugins.pruning_optuna_sweeper._loop as _loop  # noqa: E402
+import hydra_plugins.pruning_optuna_sweeper._sweep as _sweep  # noqa: E402
+import sweeps  # noqa: E402
+import sweeps.trial  # noqa: E402
 
 starts: defaultdict[str, list[float]] = defaultdict(list)
 durations: defaultdict[str, list[float]] = defaultdict(list)
@@ -73,22 +78,29 @@ def _run_job_timing_its_task(*args, task_function, **kwargs):
 basic_launcher.run_job = _run_job_timing_its_task
 timed(hydra_job, "_save_config", "hydra: save the job's config files (in run_job)")
 timed(hydra_job, "configure_log", "hydra: configure logging (in run_job)")
-timed(sweeps.reporter, "trial_callbacks", "task: find the trial, load the pruner (in run_job)")
+# main.py imports current_trial from the package when it runs (below), after this.
+timed(sweeps, "current_trial", "task: find the trial: storage, study, pruner (in run_job)")
 timed(ds.run, "load_data", "task: data, cached in process (in run_job)")
 timed(ds.run, "train", "task: training (in run_job)")
 timed(optuna.Trial, "report", "optuna: trial.report (in training)")
 timed(optuna.Trial, "should_prune", "optuna: trial.should_prune (in training)")
-timed(sweep.SweepRun, "_ask", "sweeper: ask (sampling)")
-timed(sweep, "record_outcome", "sweeper: tell")
-timed(sweep.SweepRun, "_launch", "sweeper: launch (all of a trial's job)")
-timed(sweep.SweepRun, "_run_trials", "sweeper: the trial loop")
+timed(ds.run, "save_checkpoint", "task: save model.pt (in run_job)")
+timed(sweeps.trial.SweepTrial, "upload_artifact", "task: upload model.pt as an artifact (in run_job)")
+timed(sweeps.trial.SweepTrial, "set_user_attr", "task: the trial's user attrs (in run_job)")
+timed(optuna.storages, "fail_stale_trials", "sweeper: stale-trial check (before an ask)")
+timed(_loop.TrialLoop, "_ask", "sweeper: ask (sampling, attrs)")
+timed(_heartbeat.Heartbeats, "add", "sweeper: the trial's first heartbeat (in ask)")
+timed(_loop, "record_outcome", "sweeper: tell")
+timed(_sweep, "best_so_far", "sweeper: best so far (the trial's log line)")
+timed(_sweep.SweepRun, "_launch_one", "sweeper: launch (all of a trial's job)")
+timed(_loop.TrialLoop, "run", "sweeper: the trial loop")
 
 
 @atexit.register
 def report() -> None:
     [loop_start], [loop_seconds] = starts["sweeper: the trial loop"], durations["sweeper: the trial loop"]
     # A trial's turn: from asking for it to asking for the next (or the loop's end).
-    asks = starts["sweeper: ask (sampling)"]
+    asks = starts["sweeper: ask (sampling, attrs)"]
     turns = list(zip(asks, [*asks[1:], loop_start + loop_seconds]))
     # Per turn, so only calls made by the trial loop count: the sweep's own
     # start-up (its first data load, say) goes through some of the same functions.
@@ -98,7 +110,8 @@ def report() -> None:
         if label != "sweeper: the trial loop"
     }
     per_turn["hydra: run_job without the task"] = [
-        job - task for job, task in zip(per_turn["hydra: run_job, incl. the task (in launch)"], per_turn["task: all of it (in run_job)"])
+        job - task
+        for job, task in zip(per_turn["hydra: run_job, incl. the task (in launch)"], per_turn["task: all of it (in run_job)"])
     ]
     # Reporting to the trial happens inside the epoch loop but is not training.
     per_turn["everything but training"] = [

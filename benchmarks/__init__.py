@@ -1,0 +1,1 @@
+"""The project's benchmark (`python benchmarks/bench.py`); its parts are modules here."""
