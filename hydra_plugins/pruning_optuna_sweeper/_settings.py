@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from enum import Enum
@@ -42,13 +41,6 @@ def directions(setting: Any) -> list[str]:
             "expected minimize or maximize, or a list of them for several objectives."
         )
     return names
-
-
-def jobs(setting: Any, n_trials: int) -> int:
-    """`n_jobs` as a number: `auto` is the cores this process may use, at most n_trials."""
-    if setting == "auto":
-        return max(1, min(len(os.sched_getaffinity(0)), n_trials))
-    return int(setting)
 
 
 def check_settings(s: DictConfig) -> None:

@@ -45,11 +45,11 @@ from ._settings import (
     check_settings,
     check_trials_reach,
     directions,
-    jobs,
     rehearse,
 )
 from ._signals import first_interrupt_unwinds
 from ._summary import best_so_far, summarise
+from .config import trials_at_once
 
 log = logging.getLogger(__name__)
 # Heartbeats and stale-trial recovery are marked experimental in Optuna.
@@ -94,7 +94,7 @@ class SweepRun:
         # Hydra's basic launcher runs jobs in this process, one after another.
         launcher = type(self.launcher)
         in_process = launcher.__name__ == "BasicLauncher" and launcher.__module__.startswith("hydra.")
-        self.n_trials, self.n_jobs = s.n_trials, jobs(s.n_jobs, s.n_trials)
+        self.n_trials, self.n_jobs = s.n_trials, trials_at_once(s.n_jobs, s.n_trials)
         self.batch = s.mode == "batch" or (s.mode == "auto" and in_process)
         self.in_thread = not in_process
         if not self.batch and in_process and self.n_jobs > 1:

@@ -4,11 +4,12 @@ stock default, plus pruning, budgets, heartbeats, artifacts and app hooks.
 The stock plugin's sampler group (`hydra/sweeper/sampler`) is reused as it is.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -89,6 +90,17 @@ class PruningOptunaSweeperConf:
     mode: str = "auto"
 
 
+def trials_at_once(n_jobs: Any, n_trials: int) -> int:
+    """`n_jobs` as a number: `auto` is the cores this process may use, at most n_trials.
+
+    Also the resolver `${pruning_optuna.n_jobs:${hydra.sweeper.n_jobs},${hydra.sweeper.n_trials}}`,
+    with which a launcher's own worker count (joblib's `n_jobs`) follows the sweep's.
+    """
+    if n_jobs == "auto":
+        return max(1, min(len(os.sched_getaffinity(0)), int(n_trials)))
+    return int(n_jobs)
+
+
 def register() -> None:
     """Store the schema and the pruner group; again in a launcher's worker, which also receives
     the sweep's ConfigStore with the jobs, so an existing entry is replaced."""
@@ -114,3 +126,4 @@ def register() -> None:
             provider="pruning_optuna_sweeper",
             replace=True,
         )
+    OmegaConf.register_resolver("pruning_optuna.n_jobs", trials_at_once, replace=True)
