@@ -18,17 +18,22 @@ from sweeps.storage import default_storage, mask_url
 from sweeps.study import python_command
 
 # Overrides that choose the data: a best_of run needs the same.
-DATA_KEYS = ("paths.data", "data.")
+DATA_KEYS = ("paths.", "data.")
+# Where and how a trial runs, or what it is judged by: one value for a whole study.
+NOT_SWEPT = ("threads", "progress", "storage", "run_name", "best_of", "objective", "device", "evaluate")
 
 
 class LinearNetHooks(SweepHooks):
     def study_identity(self, config: DictConfig) -> dict[str, Any]:
+        """The data and the objective: trials on other data, or judged by another accuracy, do not compare."""
         from ds.run import load_data  # torch, imported once data is needed: settings errors come fast
 
-        return dataclasses.asdict(load_data(config).identity)
+        return {**dataclasses.asdict(load_data(config).identity), "objective": config.objective}
 
     def study_name(self, config: DictConfig, identity: dict[str, Any] | None) -> str:
-        return f"linearnet-{identity['name']}"
+        """linearnet-mnist, linearnet-mnist-sample; -val_accuracy added for that objective."""
+        judged = "" if config.objective == "test_accuracy" else f"-{config.objective}"
+        return f"linearnet-{identity['name']}{judged}"
 
     def check_search_space(self, ranges: dict[str, Any], fixed: dict[str, str]) -> None:
         for key in [*ranges, *fixed]:
@@ -49,13 +54,7 @@ class LinearNetHooks(SweepHooks):
                     f"the sweep has {key}={fixed[key]}, which {what}; expected no {key} in a sweep"
                 )
         for key in ranges:
-            if key.startswith(("paths.", "data.")) or key in (
-                "threads",
-                "progress",
-                "storage",
-                "run_name",
-                "best_of",
-            ):
+            if key.startswith(DATA_KEYS) or key in NOT_SWEPT:
                 what = (
                     "selects the data (a study holds trials of one dataset)"
                     if key.startswith(DATA_KEYS)

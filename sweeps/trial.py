@@ -119,8 +119,14 @@ class SweepTrial:
 
 
 def trial_env_value(study_name: str, number: int) -> str:
-    """The value of TRIAL_ENV that names trial `number` of `study_name`."""
-    return json.dumps({"study": study_name, "number": number})
+    """The value of TRIAL_ENV that names trial `number` of `study_name`: hex digits, which
+    need no quoting in a Hydra override whatever the study's name holds."""
+    return json.dumps({"study": study_name, "number": number}).encode().hex()
+
+
+def read_trial_env(value: str) -> dict[str, Any]:
+    """{"study": name, "number": n} from a TRIAL_ENV value."""
+    return json.loads(bytes.fromhex(value))
 
 
 def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None:
@@ -137,7 +143,7 @@ def current_trial() -> SweepTrial | NoTrial:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    named = json.loads(spec)
+    named = read_trial_env(spec)
     sweeper = HydraConfig.get().sweeper
     if sweeper.get("storage") is None:
         if named["study"] not in _IN_PROCESS_STUDIES:

@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 from ds.config import register_configs
 from hydra_plugins.pruning_optuna_sweeper import sweeper as _registers_sweeper_configs  # noqa: F401
 from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader, copy_config
-from hydra_plugins.pruning_optuna_sweeper._quoting import hydra_quoted
-from sweeps.trial import TRIAL_ENV, trial_env_value
+from sweeps.trial import TRIAL_ENV, read_trial_env, trial_env_value
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -27,7 +26,7 @@ def trial(n: int, lr: float, batch_size: int) -> list[str]:
     return [
         f"params.lr={lr}",
         f"params.batch_size={batch_size}",
-        f"++hydra.job.env_set.{TRIAL_ENV}={hydra_quoted(trial_env_value('linearnet-mnist', n))}",
+        f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value('linearnet-mnist', n)}",
     ]
 
 
@@ -49,10 +48,10 @@ def test_reused_composition_equals_hydras_for_plain_values() -> None:
     second = reusing.load_sweep_config(master, trial(1, 0.002, 256))
     expected = hydra_loader.load_sweep_config(master, trial(1, 0.002, 256))
 
-    assert reusing._base_pickle is not None, "the second trial must take the reuse path"
+    assert reusing._base is not None, "the second trial must take the reuse path"
     assert as_data(second) == as_data(expected)
     assert second.params.lr == 0.002 and second.params.batch_size == 256
-    assert first.params.lr == 0.01 and '"number": 0' in first.hydra.job.env_set[TRIAL_ENV]  # copies, not shared
+    assert first.params.lr == 0.01 and read_trial_env(first.hydra.job.env_set[TRIAL_ENV])["number"] == 0  # copies, not shared
     assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)[:2]
 
 
@@ -66,12 +65,12 @@ def test_a_trial_with_the_same_group_choice_reuses_it_and_another_choice_is_comp
     reusing.load_sweep_config(master, ["params=default", *trial(0, 0.01, 64)])
     same_group = reusing.load_sweep_config(master, ["params=default", *trial(1, 0.002, 256)])
     expected = hydra_loader.load_sweep_config(master, ["params=default", *trial(1, 0.002, 256)])
-    assert reusing._base_pickle is not None, "the same group choice must take the reuse path"
+    assert reusing._base is not None, "the same group choice must take the reuse path"
     assert as_data(same_group) == as_data(expected)
-    base = reusing._base_pickle
+    base = reusing._base
 
     verbose = reusing.load_sweep_config(master, ["params=default", "hydra.verbose=true", *trial(2, 0.002, 256)])
-    assert reusing._base_pickle is not base, "other non-value overrides must be composed by Hydra"
+    assert reusing._base is not base, "other non-value overrides must be composed by Hydra"
     assert verbose.hydra.verbose is True
 
 
@@ -87,12 +86,12 @@ def test_a_worker_process_reuses_one_composition_across_the_jobs_it_is_sent() ->
 
     first_job, second_job = (pickle.loads(pickle.dumps(sweep)) for _ in range(2))
     first_job.load_sweep_config(master, trial(0, 0.01, 64))
-    assert second_job is first_job and second_job._base_pickle is not None, "the second job must find the first's composition"
+    assert second_job is first_job and second_job._base is not None, "the second job must find the first's composition"
     reused = second_job.load_sweep_config(master, trial(1, 0.002, 256))
     assert as_data(reused) == as_data(hydra_loader.load_sweep_config(master, trial(1, 0.002, 256)))
 
     other_sweep = pickle.loads(pickle.dumps(ReusingConfigLoader(hydra_loader)))
-    assert other_sweep is not first_job and other_sweep._base_pickle is None, "another sweep composes its own"
+    assert other_sweep is not first_job and other_sweep._base is None, "another sweep composes its own"
 
 
 def test_a_config_that_does_not_pickle_is_copied_the_slow_way() -> None:

@@ -44,7 +44,7 @@ def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> 
         dashboard = subprocess.Popen(
             [sys.executable, "-m", "sweeps.dashboard", url, *options],
             cwd=tmp_path, env=main_env(), stdout=out, stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while (listed := studies(port)) is None:  # polled: the port answers once the server is up
@@ -59,3 +59,29 @@ def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> 
         dashboard.terminate()
         dashboard.wait(timeout=10)
     assert "no such table" not in log.read_text()
+
+
+def test_a_storage_password_reaches_the_dashboard_through_the_environment_only(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """`make dashboard` with SWEEP_STORAGE: the URL is never on a command line that `ps` shows."""
+    password = fresh_postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    with log.open("wb") as out:
+        dashboard = subprocess.Popen(
+            [sys.executable, "-m", "sweeps.dashboard", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env=main_env(SWEEP_STORAGE=fresh_postgres_url), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while studies(port) is None:  # polled: the port answers once the server is up
+            assert dashboard.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        command_line = Path(f"/proc/{dashboard.pid}/cmdline").read_bytes()
+        assert password.encode() not in command_line
+        assert password not in log.read_text() and ":***@" in log.read_text()
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)

@@ -26,6 +26,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
+from sweeps.trial import read_trial_env
 from tests.cli import MAIN, main_env, offline_args, run_main
 from tests.events import load_events
 from tests.sweep_helpers import SHORT_EPOCHS, sqlite_url, sweep_args, trial_run_dir, wait_for
@@ -158,7 +159,7 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     assert {p.name for p in shared.iterdir() if p.is_dir()} == {str(n) for n in launched}, detail
     for n in launched:
         env = OmegaConf.load(shared / str(n) / ".hydra" / "hydra.yaml").hydra.job.env_set
-        assert f'"number": {n}' in env.PRUNING_OPTUNA_TRIAL
+        assert read_trial_env(env.PRUNING_OPTUNA_TRIAL) == {"study": "scale-test", "number": n}
     assert len(counted_by) > 1, detail
     for w in started:
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]

@@ -112,7 +112,7 @@ def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_pa
     result = run_main([*offline_args(tmp_path), *sweep], tmp_path, timeout=120)
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "'params.epoch_count' can reach 1000000, which the training config rejects: invalid config: " \
+    assert "'params.epoch_count' can reach 1000000, which the task's config rejects: invalid config: " \
         "params.epoch_count=1000000: expected an integer in 1..1000." in result.stderr
     assert not (tmp_path / "s.db").exists()
 
@@ -128,7 +128,7 @@ def test_more_threads_than_cores_and_a_batch_beyond_the_data_are_warned_about(tm
     slower = f"the threads take turns, which makes every epoch slower; expected threads={cores} or fewer here"
     assert f"{too_many}: {slower}" in result.stdout
     assert "params.batch_size=1000000000 is more than the 8000 training examples of mnist-sample: each epoch is " \
-        "one batch of the whole training set, one Adam step an epoch" in result.stdout
+        "one batch of the whole training set, one optimizer step an epoch" in result.stdout
     assert [(e, n) for e, n, _, _ in epoch_lines(result.stdout)] == [(1, 1)]
 
 

@@ -586,6 +586,8 @@ def test_a_sweep_on_the_validation_accuracy_records_both_and_prunes_on_it(tmp_pa
     result = run_sweep(tmp_path, "objective=val_accuracy", "params.epoch_count=2", "params.batch_size=256", n_trials=1)
 
     assert result.returncode == 0, result.stderr
-    [trial] = load(tmp_path).get_trials()
+    study = load(tmp_path, "linearnet-mnist-sample-val_accuracy")  # not mixed with test-accuracy trials
+    assert study.metric_names == ["val_accuracy"]
+    [trial] = study.get_trials()
     assert trial.value == trial.user_attrs["val_accuracy"] == trial.intermediate_values[2]
     assert 0.5 < trial.user_attrs["test_accuracy"] < 1 and trial.user_attrs["epochs_trained"] == 2

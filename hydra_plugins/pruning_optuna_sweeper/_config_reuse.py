@@ -39,8 +39,8 @@ class ReusingConfigLoader:
         self._inner = inner
         self._sweep_id = sweep_id or uuid.uuid4().hex
         self._parser = OverridesParser.create()
-        self._base_pickle: bytes | None = None
-        self._base_key: tuple[list[str], list[str]] | None = None
+        # (the overrides' shape, the pickled composition): one attribute, replaced whole.
+        self._base: tuple[tuple[list[str], list[str]], bytes | None] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
         return _loader_of_sweep, (self._sweep_id, self._inner)
@@ -59,11 +59,12 @@ class ReusingConfigLoader:
         for override in parsed:
             (plain if _is_plain_value(override, master_config) else others).append(override)
         key = ([o.key_or_group for o in plain], [o.input_line for o in others])
-        if self._base_pickle is None or key != self._base_key:
+        base = self._base
+        if base is None or base[1] is None or key != base[0]:
             config = self._inner.load_sweep_config(master_config, sweep_overrides)
-            self._base_pickle, self._base_key = _pickled(config), key
+            self._base = (key, _pickled(config))
             return config
-        config = pickle.loads(self._base_pickle)
+        config = pickle.loads(base[1])
         with read_write(config):
             for override in plain:
                 OmegaConf.update(config, override.key_or_group, override.value(), merge=True, force_add=True)
@@ -107,6 +108,8 @@ def _is_plain_value(override: Override, config: DictConfig) -> bool:
     key = override.key_or_group
     if override.is_delete() or override.is_add() or override.package is not None:
         return False
+    if isinstance(override.value(), (dict, list)):
+        return False  # merged into a copy, a dict would keep the earlier trial's keys
     if key.startswith(_PER_TRIAL_HYDRA_KEYS):
         return True
     if key == "hydra" or key.startswith("hydra."):

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 from optuna.storages import BaseStorage
 
+from sweeps.storage import first_line
+
 log = logging.getLogger(__name__)
 
 

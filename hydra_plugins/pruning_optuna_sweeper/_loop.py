@@ -37,7 +37,6 @@ from sweeps.trial import TRIAL_ENV, trial_env_value
 from . import _budget as budget
 from ._heartbeat import Heartbeats
 from ._outcome import fail_trial, record_outcome
-from ._quoting import hydra_quoted
 from ._search_space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -151,9 +150,10 @@ class TrialLoop:
                 self.waiting_logged = True
             return None
         trial = self.study.ask()
-        trial_id = self._id_of(trial)
-        self.heartbeats.add(trial_id)  # should this process die now, the trial goes stale and is retried
+        trial_id = None
         try:
+            trial_id = self._id_of(trial)
+            self.heartbeats.add(trial_id)  # should this process die now, the trial goes stale and is retried
             trial = self._sample(trial)
             if total is not None and not budget.admits(self.study, trial.number, total):
                 fail_trial(self.study, trial, f"over budget: total_trials={total} already taken")
@@ -161,7 +161,8 @@ class TrialLoop:
                 return None
         except BaseException as error:
             fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
-            self.heartbeats.discard(trial_id)
+            if trial_id is not None:
+                self.heartbeats.discard(trial_id)
             raise
         return trial
 
@@ -177,7 +178,10 @@ class TrialLoop:
         if not self.sampled_before:
             self.sampled_before = True
             seed = self.plan.sampler_seed
-            if trial.number and seed is not None and self.plan.reseed_sampler is not None:
+            # A grid or quasi-random sequence is the same in every process: its seed says which
+            # order, and the study which points are done.
+            fixed_sequence = isinstance(self.study.sampler, (optuna.samplers.GridSampler, optuna.samplers.QMCSampler))
+            if trial.number and seed is not None and self.plan.reseed_sampler is not None and not fixed_sequence:
                 stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
                 self.study.sampler = self.plan.reseed_sampler(stream_seed)
                 trial = optuna.Trial(self.study, self._id_of(trial))
@@ -200,7 +204,7 @@ class TrialLoop:
             )
         for name, value in self.space.fixed.items():
             trial.set_user_attr(name, value)  # as the stock sweeper records them
-        if self.space.fixed or FIXED_PARAMS_ATTR in trial.user_attrs:  # a retry's are its first run's
+        if self.space.fixed or FIXED_PARAMS_ATTR in trial.user_attrs:  # a retry records this run's, not its first
             trial.set_user_attr(FIXED_PARAMS_ATTR, self.space.fixed)
         if self.plan.extend_search_space is not None:
             self.plan.extend_search_space(trial)
@@ -216,7 +220,7 @@ class TrialLoop:
         overrides = [
             *(f"{name}={value}" for name, value in {**trial.params, **self.space.fixed}.items()),
             *self.space.fixed_overrides,
-            f"++hydra.job.env_set.{TRIAL_ENV}={hydra_quoted(trial_env_value(self.study.study_name, trial.number))}",
+            f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value(self.study.study_name, trial.number)}",
         ]
 
         def launch() -> None:
@@ -240,21 +244,7 @@ class TrialLoop:
             except queue.Empty:
                 continue
         order = {number: i for i, number in enumerate(self.in_flight)}
-        for number, outcome in sorted(ended, key=lambda e: order[e[0]] if self.plan.batch else 0):
-            trial = self.in_flight[number]
-            if isinstance(outcome, BaseException):
-                raise LaunchError(
-                    f"hydra/launcher={self.plan.launcher_name} failed to run trial {number}: "
-                    f"{type(outcome).__name__}: {first_line(outcome)}; expected launcher settings its plugin "
-                    "accepts (hydra.launcher.*), and a writable hydra.sweep.dir"
-                ) from outcome
-            frozen, recorded = record_outcome(self.study, trial, outcome)
-            del self.in_flight[number]
-            self.heartbeats.discard(self._id_of(trial))
-            if recorded and frozen.state == TrialState.FAIL:
-                self.failed += 1
-                self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
-            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
+        self._record(sorted(ended, key=lambda e: order[e[0]] if self.plan.batch else 0))
         allowed = math.floor(self.plan.max_failure_rate * self.plan.n_trials)
         if self.failed > allowed:
             raise SweepAborted(
@@ -262,6 +252,33 @@ class TrialLoop:
                 f"{self.plan.max_failure_rate} of n_trials={self.plan.n_trials} allows ({allowed}); "
                 f"last reason: {self.last_fail_reason.rstrip('.')}. Completed trials stay in the study."
             )
+
+    def _record(self, ended: list[tuple[int, JobReturn | BaseException]]) -> None:
+        """Record the ended trials' outcomes; then raise the first launcher failure among them."""
+        launch_error = None
+        for number, outcome in ended:
+            trial = self.in_flight[number]  # until recorded: a storage failure here leaves it to be closed
+            if isinstance(outcome, BaseException):
+                launch_error = launch_error or LaunchError(
+                    f"hydra/launcher={self.plan.launcher_name} failed to run trial {number}: "
+                    f"{type(outcome).__name__}: {first_line(outcome)}; expected launcher settings its plugin "
+                    "accepts (hydra.launcher.*), and a writable hydra.sweep.dir"
+                )
+                fail_trial(self.study, trial, f"LaunchError: {launch_error}")
+                self._closed(trial)
+                continue
+            frozen, recorded = record_outcome(self.study, trial, outcome)
+            self._closed(trial)
+            if recorded and frozen.state == TrialState.FAIL:
+                self.failed += 1
+                self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
+            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
+        if launch_error is not None:
+            raise launch_error
+
+    def _closed(self, trial: optuna.Trial) -> None:
+        del self.in_flight[trial.number]
+        self.heartbeats.discard(self._id_of(trial))
 
     def _close_in_flight(self, error: BaseException) -> None:
         """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an
@@ -272,6 +289,13 @@ class TrialLoop:
         queued, unfinished = [], []
         if not interrupted:
             _make_room(self.storage)
+        ended = []  # returned before the stop: recorded as they ended, not as interrupted
+        while not self.results.empty():
+            ended.append(self.results.get_nowait())
+        try:
+            self._record([(n, outcome) for n, outcome in ended if not isinstance(outcome, BaseException)])
+        except Exception:
+            pass  # the storage refuses writes: those trials are closed below, or said by the caller
         for trial in self.in_flight.values():
             try:
                 if self._state(trial).is_finished():
@@ -287,8 +311,8 @@ class TrialLoop:
             except Exception:  # the storage refuses writes (a full disk): said by the caller
                 self.unmarked.append(trial.number)
         unfinished = [t for t in unfinished if t.number not in self.unmarked]
-        if interrupted and self.plan.in_thread:
-            _stop_child_processes()
+        if self.plan.in_thread:
+            _stop_child_processes()  # their jobs' results would be dropped; the exit would wait for them
         marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
         if not unfinished and not interrupted:
             return

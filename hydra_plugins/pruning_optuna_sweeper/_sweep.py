@@ -57,8 +57,26 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 # study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
+class HookError(ValueError):
+    """An app's hook refused the sweep (its data is missing, say): its own message."""
+
+
+def _from_hook(hook: Any, *args: Any) -> Any:
+    """What an app's hook returns; the user's mistakes it reports (ValueError, LookupError,
+    OSError and their kind, such as a dataset that cannot be found) in one paragraph."""
+    try:
+        return hook(*args)
+    except (ValueError, LookupError, OSError) as error:
+        raise HookError(str(error).removeprefix("error: ")) from None
+    except Exception as error:
+        if type(error).__module__.split(".")[0] in ("builtins", "optuna", "hydra", "omegaconf"):
+            raise
+        raise HookError(f"{type(error).__name__}: {error}") from None
+
+
 # Errors in what the user asked for: reported in one paragraph, no traceback.
 USER_ERRORS = (
+    HookError,
     SweepAborted,
     LaunchError,
     SweepSettingsError,
@@ -78,7 +96,9 @@ class SweepRun:
         task_function: TaskFunction,
         config: DictConfig,
     ) -> None:
-        self.settings = s = OmegaConf.create(settings)
+        # As the job's config holds them: interpolations there (`metric_names: ["${objective}"]`)
+        # resolve against the whole config, which the settings Hydra passes in are cut off from.
+        self.settings = s = OmegaConf.create(OmegaConf.to_container(config.hydra.sweeper, resolve=True))
         self.config = config
         self.group_options = hydra_context.config_loader.get_group_options
         check_settings(s)
@@ -111,6 +131,10 @@ class SweepRun:
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         s = self.settings
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say more
+        space = parse_search_space(s.params, arguments)
+        check_search_space(space, self.config, self.group_options, self.hooks)
+        sampler = self._sampler(space)
         log.info(
             "Sweeping %d trial%s, %d at once (%s, hydra/launcher=%s)",
             self.n_trials,
@@ -119,10 +143,6 @@ class SweepRun:
             "in batches" if self.batch else "each started as soon as one ends",
             self.launcher_name,
         )
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say more
-        space = parse_search_space(s.params, arguments)
-        check_search_space(space, self.config, self.group_options, self.hooks)
-        sampler = self._sampler(space)
         pruner = build("pruner", s.pruner)
         multi = len(self.directions) > 1
         startup = OmegaConf.select(s.sampler, "n_startup_trials", default=None) or 0
@@ -136,9 +156,9 @@ class SweepRun:
 
         storage = self._storage()
         where = mask_url(s.storage)
-        identity = self.hooks.study_identity(self.config)
+        identity = _from_hook(self.hooks.study_identity, self.config)
         study = optuna.create_study(
-            study_name=s.study_name or self.hooks.study_name(self.config, identity),
+            study_name=s.study_name or _from_hook(self.hooks.study_name, self.config, identity),
             storage=storage,
             sampler=sampler,
             pruner=None if multi else pruner,
@@ -196,7 +216,7 @@ class SweepRun:
             raise _storage_failure(error, where, study.study_name, loop.unmarked, s.grace_period) from None
         best_command = None
         if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) and not multi:
-            best_command = self.hooks.best_command(study, study.best_trial, self.config)
+            best_command = _from_hook(self.hooks.best_command, study, study.best_trial, self.config)
         summarise(
             study,
             storage=s.storage,
