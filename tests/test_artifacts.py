@@ -4,7 +4,6 @@ dashboard, evaluated again (best_of_model=true), copied out (python -m sweeps mo
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import optuna

@@ -6,7 +6,6 @@ import contextlib
 import io
 import math
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from sweeps.cli import main as cli_main
 from sweeps.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
 from tests.dashboard import dashboard
-from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
 STUDY = "linearnet-mnist-sample"
 PRUNER = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]

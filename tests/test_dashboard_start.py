@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 
-from tests.cli import ROOT, main_env
+from tests.cli import main_env
 
 # Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -11,7 +11,6 @@ import math
 import shlex
 from pathlib import Path
 
-import optuna
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
