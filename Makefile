@@ -11,6 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard sweeps/*.py hydra_plugins/pruning_optuna_sweeper/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	rm -rf build  # setuptools' build folder: a module renamed since would be installed again
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
