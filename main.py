@@ -8,7 +8,6 @@ python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's st
 python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
-import dataclasses
 import logging
 import re
 import sys
@@ -29,6 +28,7 @@ from sweeps import ArtifactError, BestOfError, TrialPruned, apply_best, current_
 from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
 from sweeps.storage import StorageError, refuse_password_in_overrides
 from sweeps.study import IdentityMismatchError, StudyError
+from sweep_hooks import LinearNetHooks
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,14 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
     try:
         if not trial:  # a sweep checked its ranges before its trials
             validate(cfg)  # before ds.run imports torch: bad input is reported at once
-        from ds.run import evaluate_saved, load_data, run
+        from ds.run import evaluate_saved, run
 
         if cfg.evaluate is not None:
             return evaluate_saved(cfg)
         if cfg.best_of_model:
             return evaluate_best_model(cfg)
         if cfg.best_of:
-            apply_best(cfg, cfg.best_of, cfg.storage, identity=dataclasses.asdict(load_data(cfg).identity))
+            apply_best(cfg, cfg.best_of, cfg.storage, identity=LinearNetHooks().study_identity(cfg))
         model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
         if trial:
             return train_trial(cfg, trial, model)
@@ -131,11 +131,11 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
 def evaluate_best_model(cfg: DictConfig) -> float:
     """`best_of=<study> best_of_model=true`: the best trial's model.pt as its sweep stored it, copied into
     this run's folder and evaluated; nothing is trained (group choices on the command line do not matter)."""
-    from ds.run import evaluate_saved, load_data
+    from ds.run import evaluate_saved
 
     model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
     try:
-        fetch_best(cfg.best_of, cfg.storage, model, identity=dataclasses.asdict(load_data(cfg).identity))
+        fetch_best(cfg.best_of, cfg.storage, model, identity=LinearNetHooks().study_identity(cfg))
     except ArtifactPathError:
         raise
     except ArtifactError as error:

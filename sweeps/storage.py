@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -200,7 +201,17 @@ def open_storage(
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+@functools.cache
+def optuna_tables() -> frozenset[str]:
+    """The tables Optuna's RDBStorage makes (this version's, read from an in-memory database)."""
+    import sqlalchemy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = RDBStorage("sqlite:///:memory:")
+    return frozenset(sqlalchemy.inspect(storage.engine).get_table_names())
 
 
 def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -> None:
@@ -235,7 +246,7 @@ def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -
             "nothing was written to it. Expected an Optuna study file, or a new path"
         )
     try:
-        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_LOCK_TIMEOUT_S) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.DatabaseError as e:
@@ -249,8 +260,9 @@ def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -
             f"storage {where}: {path} is a damaged SQLite database (integrity check: {check}); nothing "
             "was written to it. Expected an intact Optuna study file (restore a copy), or a new path"
         )
-    if tables and not OPTUNA_TABLES <= tables:
-        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    others = tables - optuna_tables()  # only some of Optuna's: another process is making them
+    if others:
+        shown = ", ".join(sorted(others)[:5]) + (", ..." if len(others) > 5 else "")
         raise StorageError(
             f"storage {where}: {path} is a SQLite database of another application (tables: {shown}), "
             "not an Optuna study file; nothing was written to it. Expected a study file, or a new path"

@@ -54,7 +54,7 @@ def check_identity(
 
 
 def _shown(identity: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={str(v)[:12]}" for k, v in identity.items())
+    return ", ".join(f"{k}={v if len(str(v)) <= 20 else str(v)[:12]}" for k, v in identity.items())
 
 
 def python_command() -> str:
