@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override  # the reference
+from hydra_plugins.hydra_optuna_sweeper._impl import (  # the reference
+    OptunaSweeperImpl,
+    create_optuna_distribution_from_override,
+)
 from omegaconf import OmegaConf
-from optuna.distributions import IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ds.config import Config
 from hydra_plugins.pruning_optuna_sweeper._search_space import (
     SearchSpaceError,
     check_search_space,
     distribution_of,
+    grid_choices,
     parse_search_space,
 )
 from sweep_hooks import LinearNetHooks
@@ -122,3 +126,16 @@ def test_an_added_key_and_a_group_choice_are_left_to_hydra() -> None:
             lambda key: ["default", "other"] if key == "params" else [],
             LinearNetHooks(),
         )
+
+
+@pytest.mark.parametrize(
+    "distribution",
+    [
+        FloatDistribution(0.1, 1.9, step=0.3),
+        FloatDistribution(0.0, 1.0, step=0.1),
+        IntDistribution(1, 9, step=2),
+        CategoricalDistribution(["adam", "sgd"]),
+    ],
+)
+def test_a_grid_holds_the_points_the_stock_sweeper_s_grid_holds(distribution) -> None:
+    assert grid_choices("x", distribution) == OptunaSweeperImpl._to_grid_sampler_choices(distribution)

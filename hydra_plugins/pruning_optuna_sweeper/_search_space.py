@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.override_parser.types import FloatRange, Override, Transformer
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.distributions import (
     BaseDistribution,
@@ -103,8 +103,11 @@ def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, IntDistribution):
         return list(range(distribution.low, distribution.high + 1, distribution.step))
     if isinstance(distribution, FloatDistribution) and distribution.step is not None:
-        count = round((distribution.high - distribution.low) / distribution.step) + 1
-        return [distribution.low + i * distribution.step for i in range(count)]
+        # In decimal steps, as the stock sweeper counts them: 0.1 + 2 * 0.1 is 0.3 here, not 0.30000000000000004.
+        choices = list(FloatRange(distribution.low, distribution.high, distribution.step))
+        if not choices or choices[-1] != distribution.high:
+            choices.append(distribution.high)
+        return choices
     raise SearchSpaceError(
         f"the grid sampler needs a finite grid, but the sweep's range for {name} is a continuous interval; "
         "expected choice(...) or range(...) for it, or a value"
