@@ -138,4 +138,4 @@ def test_an_added_key_and_a_group_choice_are_left_to_hydra() -> None:
     ],
 )
 def test_a_grid_holds_the_points_the_stock_sweeper_s_grid_holds(distribution) -> None:
-    assert grid_choices("x", distribution) == OptunaSweeperImpl._to_grid_sampler_choices(distribution)
+    assert grid_choices("x", distribution) == list(OptunaSweeperImpl._to_grid_sampler_choices(distribution))
