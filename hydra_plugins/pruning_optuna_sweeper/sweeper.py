@@ -4,6 +4,8 @@ Hydra imports every plugin module at start-up, single runs included, so this
 one stays light: the sweep's modules are imported only when a sweep starts.
 """
 
+import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -42,7 +44,18 @@ class PruningOptunaSweeper(Sweeper):
         try:
             self.sweep_run.sweep(arguments)
         except USER_ERRORS as error:
-            sys.exit(f"error: {error}")
+            _exit_now(1, f"error: {error}")
         except KeyboardInterrupt as interrupt:
             # The sweep has logged what it closed and how to resume: no traceback.
-            sys.exit(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
+            _exit_now(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
+
+
+def _exit_now(status: int, message: str | None = None) -> None:
+    """End a stopped sweep at once: its trials are recorded and its workers ended, so nothing is
+    left to wait for (a worker pool's exit handlers would wait for, or trip over, the workers)."""
+    if message:
+        print(message, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
