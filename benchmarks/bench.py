@@ -26,14 +26,14 @@ load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
             Hydra's basic sweeper and of the stock hydra-optuna-sweeper
             running a task that only returns (noop_task.py);
 - parallel: the same 12 queued trials, no pruning, with hydra.sweeper.n_jobs=1
-            and 2 (joblib both: the targets), and for comparison n_jobs=1 on
+            and 2 (the app's pool launcher both: the targets), and for comparison n_jobs=1 on
             the basic launcher, n_jobs=2 in batches, and 2 sweep processes;
 - parallel-sweep: the default sweep vs the same command with
             hydra.sweeper.n_jobs=1, on TPE seeds 0 to 4 (--seeds), each pair
             back to back: wall time, best accuracy, and the default sweep's
             CPU time (the sweep and all its processes) over its wall time;
 - sweep:    the default 20-trial sweep (`main.py -m hydra/sweeper=optuna`:
-            joblib, n_jobs auto) with the median pruner and without, on TPE
+            the pool launcher, n_jobs auto) with the median pruner and without, on TPE
             seeds 0, 1 and 2 (--seeds), the default sweeps shared with
             parallel-sweep;
 - pruners:  the same for the other pruner settings README compares

@@ -1,6 +1,6 @@
 """The pruning parts: the default sweep with its pruner and without, and the other pruner
 settings README compares, on several TPE seeds. Sweeps run as the default command does
-(joblib, n_jobs auto), so which trials are pruned also depends on their timing."""
+(the pool launcher, n_jobs auto), so which trials are pruned also depends on their timing."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def bench_pruners(
     }
     title = "sweep" if list(settings) == [DEFAULT_PRUNER] else "pruners"
     part = results.part(title, f"the default sweep (`main.py -m hydra/sweeper=optuna`: {runner.trials or 20} trials, "
-                               f"joblib, n_jobs auto), TPE seeds {', '.join(map(str, seeds))}")
+                               f"the pool launcher, n_jobs auto), TPE seeds {', '.join(map(str, seeds))}")
     if 0 in seeds:
         r, n = on[DEFAULT_PRUNER, 0], off[0]
         part.check("default sweep, seed 0: wall", f"{r.wall:.1f} s ({r.epochs} epochs, {r.pruned} pruned)",
