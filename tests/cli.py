@@ -51,7 +51,8 @@ def copy_of_the_project(destination: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__")
     for package in ("ds", "sweeps", "hydra_plugins", "conf", "data/sample"):
         shutil.copytree(ROOT / package, destination / package, ignore=ignore)
-    shutil.copy2(MAIN, destination / "main.py")
+    for module in ("main.py", "sweep_hooks.py"):
+        shutil.copy2(ROOT / module, destination / module)
     return destination / "main.py"
 
 

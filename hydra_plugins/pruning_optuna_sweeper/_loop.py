@@ -312,7 +312,7 @@ class TrialLoop:
                 self.unmarked.append(trial.number)
         unfinished = [t for t in unfinished if t.number not in self.unmarked]
         if self.plan.in_thread:
-            _stop_child_processes()  # their jobs' results would be dropped; the exit would wait for them
+            stop_child_processes()  # their jobs' results would be dropped; the exit would wait for them
         marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
         if not unfinished and not interrupted:
             return
@@ -347,7 +347,7 @@ def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> 
     raise TypeError(f"{name}: unsupported distribution {distribution!r}")
 
 
-def _stop_child_processes() -> None:
+def stop_child_processes() -> None:
     """End the worker processes this sweep started (a joblib pool): their trials are closed."""
     children = set()
     for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:

@@ -21,6 +21,8 @@ import logging
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -63,7 +65,12 @@ class PoolLauncher(Launcher):
             raise RuntimeError("hydra/launcher=pool forks its workers, which this system cannot; use joblib")
         self.config = config
         _STATE.update(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.pool = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=multiprocessing.get_context("fork"))
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.n_jobs,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_end_with_parent,
+            initargs=(os.getpid(),),
+        )
         self.pool.submit(os.getpid).result()  # forks every worker now, before any thread of the sweep
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -73,6 +80,17 @@ class PoolLauncher(Launcher):
             self.pool.submit(_run_one, list(overrides), initial_job_idx + i) for i, overrides in enumerate(job_overrides)
         ]
         return [future.result() for future in futures]
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose sweep was killed outright (SIGKILL) ends too, instead of waiting for jobs forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _run_one(overrides: list[str], idx: int) -> JobReturn:
