@@ -286,7 +286,7 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
         # Hopeless learning rates next to good ones, so that the median pruner has work.
         "params.lr=tag(log, interval(1e-6, 1e-1))",
         "params.epoch_count=4",
-        "params.batch_size=64",
+        "params.batch_size=16",  # epochs long enough to coincide, whatever joblib's per-job cost
         *offline_args(tmp_path),
     ]
     result = run_main(args, tmp_path, timeout=150)
