@@ -183,18 +183,25 @@ def _corrupt_replace_by_file(entry: Path) -> None:
     entry.write_text("not a directory")
 
 
+def loaded_again_after(change, tmp_path: Path, sample_dir: Path, caplog):
+    """The sample loaded into a fresh disk cache, its entry changed by `change`, and loaded again:
+    both loads, and the cache folder."""
+    cache = tmp_path / "cache"
+    cold = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
+    (entry,) = cache.iterdir()
+    change(entry)
+    clear_memory_cache()
+    caplog.set_level(logging.WARNING, logger="ds.data")
+    return cold, load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays, cache
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [_corrupt_truncate, _corrupt_meta, _corrupt_identity, _corrupt_shape, _corrupt_missing, _corrupt_replace_by_file],
 )
 def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, caplog, corrupt) -> None:
-    cache = tmp_path / "cache"
-    cold = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
+    cold, rebuilt, cache = loaded_again_after(corrupt, tmp_path, sample_dir, caplog)
     (entry,) = cache.iterdir()
-    corrupt(entry)
-    clear_memory_cache()
-    caplog.set_level(logging.WARNING, logger="ds.data")
-    rebuilt = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
     assert rebuilt.identity == cold.identity
     np.testing.assert_array_equal(rebuilt.train_x, cold.train_x)
     np.testing.assert_array_equal(rebuilt.test_y, cold.test_y)
@@ -245,14 +252,7 @@ def _label_out_of_range(entry: Path) -> None:
 )
 def test_an_altered_cache_entry_is_detected_and_rebuilt(tmp_path: Path, sample_dir: Path, caplog, alter, reason) -> None:
     """Arrays that still load but no longer hold the verified data are never trained on."""
-    cache = tmp_path / "cache"
-    cold = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
-    (entry,) = cache.iterdir()
-    alter(entry)
-    clear_memory_cache()
-    caplog.set_level(logging.WARNING, logger="ds.data")
-
-    rebuilt = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays
+    cold, rebuilt, cache = loaded_again_after(alter, tmp_path, sample_dir, caplog)
 
     warnings_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings_logged) == 1 and reason in warnings_logged[0] and "rebuilding it" in warnings_logged[0]
