@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run sweep test bench dashboard
+.PHONY: install run sweep best test bench dashboard
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ run: install
 
 sweep: install
 	$(PY) main.py -m hydra/sweeper=optuna
+
+# Trains once more with the best parameters of the study a sweep ran last (best_of=latest).
+best: install
+	$(PY) main.py best_of=latest
 
 test: install
 	$(PY) -m pytest

@@ -104,6 +104,7 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
 
     study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"  # one folder name
     OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
+    OmegaConf.update(cfg, "progress", False)  # trials at once would draw their bars over one another
     trial.set_user_attr("config", {"params": OmegaConf.to_container(cfg.params, resolve=True)})
     reached = []
 

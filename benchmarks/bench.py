@@ -6,8 +6,10 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
+quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
 
+- quickstart: what the README's `make sweep` gives, on the bundled sample and
+            on the full set: the default sweep's wall time and best accuracy;
 - load:     cold (gunzip, parse, hash, write the disk cache) vs cached load;
 - epoch:    seconds per epoch, batch 128, 1 thread, on --device, side by
             side: the default run (LinearNet + Adam: the fast path on a
@@ -58,15 +60,17 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, training  # noqa: E402
+from benchmarks import overhead, parallel, pruners, quickstart, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 # The order they run in: parallel-sweep runs each default sweep next to its n_jobs=1 twin; sweep reuses it.
-PARTS = ("load", "epoch", "previous", "threads", "overhead", "parallel", "parallel-sweep", "sweep", "pruners")
-DEFAULT_PARTS = "load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
+PARTS = (
+    "quickstart", "load", "epoch", "previous", "threads", "overhead", "parallel", "parallel-sweep", "sweep", "pruners"
+)
+DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
 SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds": "0", "repeats": 1}
@@ -130,6 +134,7 @@ def main() -> None:
         runner = SweepRunner(args.data.resolve(), workdir, args.trials, args.max_epochs)
         seeds_of_sweeps = seeds or SWEEP_SEEDS
         parts = {
+            "quickstart": lambda: quickstart.bench_quickstart(results, runner),
             "load": lambda: training.bench_load(results, args.data),
             "epoch": lambda: training.bench_epoch(results, args.data, cache, args.device, args.repeats),
             "previous": lambda: training.bench_previous(

@@ -124,7 +124,10 @@ class SweepRunner:
         if any(codes):
             tails = "\n".join(log.read_text()[-3000:] for log, code in zip(logs, codes) if code)
             raise RuntimeError(f"sweep {name} failed ({' '.join(self.command(name, *overrides))}):\n{tails}")
-        output = "".join(log.read_text() for log in logs)
+        # The trials' own lines are in their log files (the app's sweeps: job_output=file).
+        sweep_dirs = [name] if processes == 1 else [f"{name}-{i}" for i in range(processes)]
+        trial_logs = [log for d in sweep_dirs for log in sorted((self.workdir / "multirun" / d).glob("*/main.log"))]
+        output = "".join(log.read_text() for log in [*logs, *trial_logs])
         epoch_s = sum(float(s) for s in re.findall(r"\[Epoch: \d+/\d+\].*Time: ([0-9.]+)s", output))
         trials = optuna.load_study(study_name=name, storage=self.storage).get_trials()
         states = [t.state for t in trials]

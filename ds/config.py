@@ -148,7 +148,7 @@ def register_configs() -> None:
 
     In the composed config, `model` and `optimizer` start MISSING and take the
     chosen option with its schema (conf/model/mlp.yaml lists
-    `/schema/model/mlp@_here_` in its defaults): merged into another option's
+    `/model_schema_mlp@_here_` in its defaults): merged into another option's
     schema, it would be refused as not its subclass. `Config` itself keeps the
     defaults, so `OmegaConf.structured(Config)` is the default run's config.
     """
@@ -160,7 +160,7 @@ def register_configs() -> None:
     for group, schemas in (("model", MODEL_SCHEMAS), ("optimizer", OPTIMIZER_SCHEMAS)):
         for target, schema in schemas.items():
             name = target.rsplit(".", 1)[1].lower()
-            store.store(group=f"schema/{group}", name=name, node=schema, replace=True)
+            store.store(name=f"{group}_schema_{name}", node=schema, replace=True)  # no group: not an option
 
 
 class ConfigError(ValueError):

@@ -227,7 +227,7 @@ def _resolve_files(
     if fell_back_before is not None:
         # Once per process is enough: a sweep would otherwise retry every
         # mirror (and wait out their timeouts) before each trial.
-        logger.warning("Using the bundled sample again: %s", fell_back_before)
+        logger.info("Using the bundled sample again (warned about above): %s", fell_back_before)
         return _sample_files(sample_dir, fell_back_before), MNIST_SAMPLE
 
     if download:
@@ -241,24 +241,21 @@ def _resolve_files(
     else:
         reason = "downloading is disabled"
 
-    names = ", ".join(r.filename for r in missing)
+    names = ", ".join(r.filename for r in missing) if len(missing) < len(found) else "all four files"
     problem = (
         f"The {spec.name} dataset was not found in paths.data={data_dir} (missing: {names}) "
         f"and was not downloaded ({reason})."
     )
     how_to = (
-        "To use the full set, point paths.data (or the DS_DATA_DIR environment "
-        "variable) at a directory holding the four MNIST IDX files (.gz or "
-        "uncompressed), or run with network access and data.download enabled so "
-        "they are downloaded into paths.data."
+        "For the full set, point paths.data (or DS_DATA_DIR) at a directory holding the four MNIST "
+        "IDX files, or run with network access and data.download=true."
     )
     if not sample_fallback:
         raise DatasetUnavailableError(f"{problem} The sample fallback is disabled. {how_to}")
     sample_files = _sample_files(sample_dir, problem)  # checked before saying it is used
     message = (
-        f"{problem} FALLING BACK to the bundled 10,000-digit sample in {sample_dir} "
-        "(8,000 train / 2,000 test): results are NOT comparable with full-MNIST runs. "
-        f"{how_to}"
+        "FALLING BACK to the bundled 10,000-digit sample (8,000 train / 2,000 test): results are NOT "
+        f"comparable with full-MNIST runs. {problem} {how_to}"
     )
     logger.warning(message)
     warnings.warn(message, SampleFallbackWarning, stacklevel=4)

@@ -74,7 +74,7 @@ def fetch_verified(
     made = _make_dirs(dest_dir)
     target = dest_dir / filename
 
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
     for mirror in mirrors:
         url = mirror if mirror.endswith("/") else mirror + "/"
         url += filename
@@ -82,19 +82,25 @@ def fetch_verified(
             _download_to(url, target, expected, timeout_s)
         except (_RejectedDownload, OSError, EOFError, zlib.error, http.client.HTTPException) as exc:
             reason = _describe(exc)
-            logger.warning("mirror %s failed for %s: %s; trying the next mirror", url, filename, reason)
-            failures.append(f"{url}: {reason}")
+            failures.append((url, reason))  # said once: below, or by the error when every mirror fails
             continue
+        for failed_url, reason in failures:
+            logger.warning("mirror %s failed for %s: %s; the next mirror served it", failed_url, filename, reason)
         logger.info("downloaded %s from %s", target, url)
         return target
 
     for folder in made:  # deepest first; a folder something else wrote into stays
         with contextlib.suppress(OSError):
             folder.rmdir()
+    reasons = {reason for _, reason in failures}
+    tried = (
+        f"all {len(failures)}: {reasons.pop()}"  # offline: one reason, said once
+        if len(reasons) == 1 and len(failures) > 1
+        else "; ".join(f"{url}: {reason}" for url, reason in failures)
+    )
     raise DownloadError(
-        f"could not download {filename} into {dest_dir}: every mirror failed "
-        f"({'; '.join(failures)}). Check the network connection and the mirror "
-        "list, or place the file there by hand."
+        f"could not download {filename} into {dest_dir}: every mirror failed ({tried}). Check the network "
+        "connection and the mirror list, or place the file there by hand."
     )
 
 

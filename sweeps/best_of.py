@@ -36,8 +36,9 @@ class BestOfError(ValueError):
 def load_best(
     study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
 ) -> tuple[optuna.Study, BaseStorage, optuna.trial.FrozenTrial]:
-    """The study, its storage and its best trial; a study of several objectives, or one recorded
-    with another `identity` than this run's, is refused."""
+    """The study (`latest`: the one whose last trial started most recently), its storage and its
+    best trial; a study of several objectives, or one recorded with another `identity` than this
+    run's, is refused."""
     where = mask_url(storage_url)
     storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, where)
@@ -63,6 +64,7 @@ def fetch_best(
 
     ArtifactError (a StudyError) when the trial has no such artifact or its store is gone."""
     study, storage, trial = load_best(study_name, storage_url, identity)
+    study_name = study.study_name  # best_of=latest names one
     fetch_artifact(study, storage, trial, storage_url, path, attr)
     where = mask_url(storage_url)
     log.info(
@@ -85,6 +87,7 @@ def apply_best(
     With `identity` (what the app's SweepHooks.study_identity gives for this
     run), a study recorded with another identity is refused."""
     study, _, trial = load_best(study_name, storage_url, identity)
+    study_name = study.study_name  # best_of=latest names one
     where = mask_url(storage_url)
     hydra = HydraConfig.get()
     given = {

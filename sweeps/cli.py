@@ -17,6 +17,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
+from sweeps.stranded import recover_stranded
 from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
 from sweeps.study import (
     StudyError,
@@ -86,16 +87,19 @@ def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) 
 
 
 def recover(url: str, study_name: str, grace_period: int) -> None:
-    """Fail the study's RUNNING trials whose worker stopped sending heartbeats more than
-    `grace_period` seconds ago, and queue each again once (Optuna's own stale-trial check and
-    RetryHeartbeatStaleTrialCallback, as a sweep runs them before each trial)."""
+    """Fail the study's RUNNING trials whose sweep process on this machine has ended, or whose
+    worker sent no heartbeat for `grace_period` seconds, and queue each again once: what a sweep
+    does before each trial (Optuna's stale-trial check and RetryHeartbeatStaleTrialCallback)."""
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     storage = open_storage(url, heartbeat_interval=1, grace_period=grace_period, stale_trial_callback=retry)
     study = optuna.load_study(study_name=study_name, storage=storage)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    stranded = recover_stranded(study, storage)
+    for number in stranded:
+        print(f"trial {number}: its sweep process on this machine has ended; marked FAIL and queued again")
     optuna.storages.fail_stale_trials(study)
     still = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
-    for number in sorted(running - still):
+    for number in sorted(running - still - set(stranded)):
         print(f"trial {number}: no heartbeat for over {grace_period} s; marked FAIL and queued again")
     for number in sorted(still):
         print(f"trial {number}: still RUNNING (its worker beats, or it has no heartbeats to judge by)")

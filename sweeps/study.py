@@ -74,7 +74,8 @@ def python_command() -> str:
 
 
 def describe_trial(t: FrozenTrial) -> str:
-    """One line: number, state, value (the last reported for a pruned trial), parameters, duration."""
+    """One line: number, state, value (the last reported for a pruned trial), parameters, duration,
+    and the steps it reported (epochs, for a task that reports once an epoch)."""
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
     if t.state == TrialState.PRUNED and t.intermediate_values:
         step = max(t.intermediate_values)
@@ -84,7 +85,9 @@ def describe_trial(t: FrozenTrial) -> str:
     else:
         value = "-"
     seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"
-    line = f"trial {t.number:3d} {t.state.name:8s} value={value} {params} ({seconds})"
+    steps = len(t.intermediate_values)
+    reported = f", {steps} step{'s' if steps != 1 else ''}" if steps else ""
+    line = f"trial {t.number:3d} {t.state.name:8s} value={value} {params} ({seconds}{reported})"
     if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON_ATTR):
         line += f" reason: {t.user_attrs[FAIL_REASON_ATTR]}"
     return line
@@ -104,7 +107,14 @@ def study_names(storage: BaseStorage) -> list[str]:
     return optuna.study.get_all_study_names(storage)
 
 
+LATEST = "latest"
+
+
 def load_study(name: str, storage: BaseStorage, where: str) -> optuna.Study:
+    """The study called `name`; `latest` (unless a study has that name) is the one whose last
+    trial started most recently."""
+    if name == LATEST and name not in study_names(storage):
+        name = _latest(storage, where)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -154,3 +164,15 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _latest(storage: BaseStorage, where: str) -> str:
+    started = {}
+    for name in study_names(storage):
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        times = [t.datetime_start for t in trials if t.datetime_start is not None]
+        if times:
+            started[name] = max(times)
+    if not started:
+        raise StudyNotFoundError(f"no study in {where} has a trial yet, so none is the latest")
+    return max(started, key=started.__getitem__)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MAIN = ROOT / "main.py"
 # The full MNIST set, beside the repository on the team's machines and in CI.
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 EPOCH_LINE = re.compile(r"\[Epoch: (\d+)/(\d+)\], Test Accuracy: ([0-9.]+), Train Accuracy: ([0-9.]+)")
@@ -32,11 +33,11 @@ def main_env(**extra: str) -> dict[str, str]:
 
 
 def run_main(
-    args: list[str], workdir: Path, timeout: float = 300, main: Path = MAIN, **env: str
+    args: list[str], workdir: Path, timeout: float = 300, main: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python main.py args` with `workdir` as the launch directory (`main`: a copy's main.py)."""
+    """`python main.py args` with `workdir` as the launch directory (`main`: another copy's main.py)."""
     return subprocess.run(
-        [sys.executable, str(main), *args],
+        [sys.executable, str(main or MAIN), *args],
         cwd=workdir,
         env=main_env(**env),
         capture_output=True,
@@ -45,15 +46,42 @@ def run_main(
     )
 
 
-def copy_of_the_project(destination: Path) -> Path:
+def copy_of_the_project(destination: Path, root: Path = ROOT) -> Path:
     """main.py with its packages, configs and the bundled sample, copied to `destination`, so that a
-    test may damage the copy's data/sample/ (ds.datasets.SAMPLE_DIR is beside the code)."""
-    ignore = shutil.ignore_patterns("__pycache__")
+    test may damage the copy's data/sample/ (ds.datasets.SAMPLE_DIR is beside the code).
+
+    Files a user made in the checkout (what git calls untracked: `python -m sweeps export` writes
+    conf/params/<name>.yaml) are left out, so that no test depends on them."""
+    made_by_user = users_files(root)
     for package in ("ds", "sweeps", "hydra_plugins", "conf", "data/sample"):
-        shutil.copytree(ROOT / package, destination / package, ignore=ignore)
+
+        def ignore(folder: str, names: list[str]) -> list[str]:
+            return [n for n in names if n == "__pycache__" or Path(folder, n).resolve() in made_by_user]
+
+        shutil.copytree(root / package, destination / package, ignore=ignore)
     for module in ("main.py", "sweep_hooks.py"):
-        shutil.copy2(ROOT / module, destination / module)
+        shutil.copy2(root / module, destination / module)
     return destination / "main.py"
+
+
+def users_files(root: Path) -> set[Path]:
+    """The files git does not track and does not ignore in `root`: a user's own, not the project's."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return set()
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {(root / name).resolve() for name in listed.split("\0") if name}
+
+
+# Every test runs this copy of the app: the checkout's as the project has it (see copy_of_the_project).
+_SNAPSHOT = Path(tempfile.mkdtemp(prefix="app-under-test-"))
+atexit.register(shutil.rmtree, _SNAPSHOT, ignore_errors=True)
+MAIN = copy_of_the_project(_SNAPSHOT)
+CONF = _SNAPSHOT / "conf"
 
 
 def epoch_lines(output: str) -> list[tuple[int, int, float, float]]:

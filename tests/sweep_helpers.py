@@ -48,6 +48,12 @@ def trial_run_dir(workdir: Path, study: optuna.Study, number: int) -> Path:
     return workdir / "runs" / study.study_name / f"trial-{number:04d}"
 
 
+def trial_log(workdir: Path, number: int) -> str:
+    """Trial `number`'s own log (the app's sweeps: job_output=file), in the sweep folder that ran it."""
+    [log] = workdir.glob(f"multirun/*/*/{number}/main.log")
+    return log.read_text()
+
+
 def states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials()]
 

@@ -212,7 +212,7 @@ def test_a_trial_s_model_that_cannot_be_fetched_is_one_error_naming_study_and_tr
     result = run_cli("--storage", url, "model", "old", "--out", str(tmp_path / "m.pt"), cwd=tmp_path)
 
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert f"trial 0 of study 'old' in {url}" in result.stderr
     assert message.format(tmp=tmp_path) in result.stderr
     assert not (tmp_path / "m.pt").exists()

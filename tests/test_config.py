@@ -10,14 +10,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from ds.config import MAX_SEED, ConfigError, memory_limit, register_configs, training_bytes, validate
-from tests.cli import ROOT
+from tests.cli import CONF
 
 
 def composed(overrides: list[str], with_hydra: bool = False) -> Any:
     """conf/config.yaml with `overrides`, composed by Hydra; `with_hydra`: the `hydra` node too, as a
     sweeper's task config has it."""
     register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(config_dir=str(CONF)):
         return compose("config", overrides=overrides, return_hydra_config=with_hydra)
 
 

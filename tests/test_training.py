@@ -21,7 +21,7 @@ from ds.errors import DeviceError
 from ds.model import LinearNet
 from ds.step import FlatAdam, fast_path_refusal, fused_adam_kernel_works
 from ds.train import train
-from tests.cli import ROOT
+from tests.cli import CONF
 
 CPU = torch.device("cpu")
 
@@ -34,7 +34,7 @@ def sample(sample_dir: Path):
 def composed(*overrides: str):
     """The config `python main.py overrides...` would run, composed by Hydra from conf/."""
     register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(config_dir=str(CONF)):
         cfg = compose("config", overrides=["paths.log=/tmp", *overrides])
     validate(cfg)
     return cfg

@@ -31,10 +31,12 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.storage import first_line, root_cause
+from sweeps.stranded import recover_stranded
 from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
 from sweeps.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
+from ._console import Progress
 from ._heartbeat import Heartbeats
 from ._outcome import fail_trial, record_outcome
 from ._search_space import SearchSpace
@@ -70,11 +72,15 @@ class Plan:
     sampler_seed: int | None
     launcher_name: str = "basic"
     describe: Callable[[optuna.Study], str] = field(default=lambda study: "")
+    job_overrides: list[str] = field(default_factory=list)  # the same for every trial
 
 
 class TrialLoop:
-    def __init__(self, study: optuna.Study, storage: BaseStorage, space: SearchSpace, plan: Plan) -> None:
+    def __init__(
+        self, study: optuna.Study, storage: BaseStorage, space: SearchSpace, plan: Plan, progress: Progress
+    ) -> None:
         self.study = study
+        self.progress = progress
         self.storage = storage
         self.space = space
         self.plan = plan
@@ -82,7 +88,7 @@ class TrialLoop:
         self.heartbeats = Heartbeats(storage)
         self.results: queue.SimpleQueue[tuple[int, JobReturn | BaseException]] = queue.SimpleQueue()
         self.in_flight: dict[int, optuna.Trial] = {}
-        self.launched = self.failed = 0
+        self.launched = self.failed = self.ended = 0
         self.last_fail_reason = "unknown"
         self.sampled_before = False
         self.waiting_logged = False
@@ -92,16 +98,26 @@ class TrialLoop:
         """Launch the plan's trials; the number launched and failed."""
         with self.heartbeats.running():
             try:
+                self._recover_stranded()
                 while not self._finished():
                     self._fill()
                     if self.in_flight:
                         self._collect()
                     elif not self._finished():
                         time.sleep(BUDGET_POLL_S)  # the budget is held by other workers' running trials
+                self._recover_stranded()  # another sweep of this host killed meanwhile
             except BaseException as error:
                 self._close_in_flight(error)
                 raise
         return self.launched, self.failed
+
+    def _recover_stranded(self) -> None:
+        """Fail and queue again the trials of sweep processes of this host that have ended (killed
+        outright) without waiting for their heartbeats to go stale."""
+        for number in recover_stranded(self.study, self.storage):
+            log.warning(
+                "trial %d was RUNNING for a sweep process that has ended: marked FAIL and queued again.", number
+            )
 
     def _finished(self) -> bool:
         if self.in_flight:
@@ -220,6 +236,7 @@ class TrialLoop:
         overrides = [
             *(f"{name}={value}" for name, value in {**trial.params, **self.space.fixed}.items()),
             *self.space.fixed_overrides,
+            *self.plan.job_overrides,
             f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value(self.study.study_name, trial.number)}",
         ]
 
@@ -272,7 +289,10 @@ class TrialLoop:
             if recorded and frozen.state == TrialState.FAIL:
                 self.failed += 1
                 self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
-            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
+            best = self.plan.describe(self.study)
+            self.ended += 1
+            log.info("%s | best: %s", describe_trial(frozen), best)
+            self.progress.update(self.ended, best)
         if launch_error is not None:
             raise launch_error
 

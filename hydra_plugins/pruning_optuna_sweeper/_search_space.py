@@ -217,3 +217,15 @@ def _extremes(name: str, distribution: BaseDistribution) -> list[Any]:
             )
         return [distribution.low, distribution.high]
     return []
+
+
+def describe(distribution: BaseDistribution) -> str:
+    """A range as a person reads it: "in [0.0001, 0.1] (log)", "one of 32, 64, 128"."""
+    if isinstance(distribution, CategoricalDistribution):
+        return "one of " + ", ".join(str(c) for c in distribution.choices)
+    if isinstance(distribution, (FloatDistribution, IntDistribution)):
+        step = f" step {distribution.step}" if distribution.step not in (None, 1) else ""
+        kind = "int " if isinstance(distribution, IntDistribution) else ""
+        scale = " (log)" if distribution.log else ""
+        return f"{kind}in [{distribution.low:g}, {distribution.high:g}]{step}{scale}"
+    return repr(distribution)

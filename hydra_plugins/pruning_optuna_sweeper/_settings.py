@@ -74,6 +74,8 @@ def check_settings(s: DictConfig) -> None:
         problems.append(f"max_retry={s.max_retry}: expected an integer >= 0")
     if s.mode not in ("auto", "batch", "async"):
         problems.append(f"mode={s.mode!r}: expected auto, batch or async")
+    if s.job_output not in ("console", "file"):
+        problems.append(f"job_output={s.job_output!r}: expected console or file")
     if problems:
         raise SweepSettingsError("invalid hydra.sweeper settings: " + "; ".join(problems) + ".")
 

@@ -12,8 +12,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import mask_url, url_password
-from sweeps.study import describe_states, describe_trial, python_command
+from sweeps.storage import default_storage, mask_url, url_password
+from sweeps.study import WORKER_ATTR, describe_states, describe_trial, python_command
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def summarise(
         failed,
         describe_states(study),
     )
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.warning(
+            "trial %d is still RUNNING for %s; should that sweep have died, a later sweep or "
+            "`python -m sweeps recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
+            "for grace_period seconds.",
+            trial.number,
+            trial.user_attrs.get(WORKER_ATTR, "another sweep"),
+            shlex.quote(study.study_name),
+        )
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         log.warning("No trial completed, so there is no best trial yet.")
         return
@@ -74,7 +83,10 @@ def summarise(
     if storage is not None:
         from_env = storage == os.environ.get("SWEEP_STORAGE")
         shown = '"$SWEEP_STORAGE"' if from_env and url_password(storage) else shlex.quote(mask_url(storage))
-        log.info("Watch the study:   %s -m sweeps.dashboard %s", python_command(), shown)
+        python = python_command()
+        option = "" if storage == default_storage() else f" --storage {shown}"
+        log.info("Watch the study:   %s -m sweeps.dashboard %s", python, shown)
+        log.info("Report (HTML, PNG): %s -m sweeps report%s %s", python, option, shlex.quote(study.study_name))
     if best_command:
         log.info("Train with its best parameters:   %s", best_command)
     sweep_dir.mkdir(parents=True, exist_ok=True)

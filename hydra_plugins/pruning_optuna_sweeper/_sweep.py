@@ -30,8 +30,10 @@ from sweeps.study import IDENTITY_ATTR, IdentityMismatchError, StudyError, check
 from sweeps.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
+from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
 from ._loop import LaunchError, Plan, SweepAborted, TrialLoop
 from ._search_space import (
+    describe,
     SearchSpace,
     SearchSpaceError,
     check_against_study,
@@ -111,9 +113,15 @@ class SweepRun:
             config=config, hydra_context=hydra_context, task_function=task_function
         )
         self.launcher_name = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        self.job_overrides = []
+        if s.job_output == "file":
+            self.job_overrides = file_only_overrides(config.hydra.get("job_logging"))
+            quieten_launcher(self.launcher)
         # Hydra's basic launcher runs jobs in this process, one after another.
         launcher = type(self.launcher)
         in_process = launcher.__name__ == "BasicLauncher" and launcher.__module__.startswith("hydra.")
+        if in_process:
+            keep_sweep_lines_on_console()
         self.n_trials, self.n_jobs = s.n_trials, trials_at_once(s.n_jobs, s.n_trials)
         self.batch = s.mode == "batch" or (s.mode == "auto" and in_process)
         self.in_thread = not in_process
@@ -193,7 +201,12 @@ class SweepRun:
             "no pruning (Optuna cannot prune a multi-objective study)" if multi else type(pruner).__name__,
         )
         if space.distributions:
-            log.info("Search space: %s", {k: repr(v) for k, v in space.distributions.items()})
+            log.info("Search space: %s", "; ".join(f"{k} {describe(d)}" for k, d in space.distributions.items()))
+        if self.job_overrides:
+            log.info(
+                "Each trial logs to its own folder of %s (hydra.sweeper.job_output=console shows it here too)",
+                self.config.hydra.sweep.dir,
+            )
         plan = Plan(
             n_trials=self.n_trials,
             n_jobs=self.n_jobs,
@@ -207,10 +220,11 @@ class SweepRun:
             sampler_seed=OmegaConf.select(s.sampler, "seed", default=None),
             launcher_name=self.launcher_name,
             describe=best_so_far,
+            job_overrides=self.job_overrides,
         )
-        loop = TrialLoop(study, storage, space, plan)
+        loop = TrialLoop(study, storage, space, plan, progress := Progress(self.n_trials))
         try:
-            with first_interrupt_unwinds():
+            with first_interrupt_unwinds(), progress:
                 launched, failed = loop.run()
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
             raise _storage_failure(error, where, study.study_name, loop.unmarked, s.grace_period) from None

@@ -88,6 +88,10 @@ class PruningOptunaSweeperConf:
     # (start a trial as soon as one ends). auto: async with a launcher that runs jobs in other
     # processes, batch with the basic launcher, which runs them one after another here.
     mode: str = "auto"
+    # Where the jobs' own log lines go: console (stock), or file: only to each job's log file
+    # (Hydra's job logging without its console handlers), the console then showing the sweep's
+    # line per trial; the launcher's per-job lines are left out too.
+    job_output: str = "console"
 
 
 def trials_at_once(n_jobs: Any, n_trials: int) -> int:
