@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -154,3 +155,57 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+# The columns of a study's trial table, as `python -m sweeps trials` and `report` show them.
+TRIAL_COLUMNS = ("trial", "state", "value", "epochs", "duration", "params")
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as a row of text cells; `epochs` counts its reported steps (intermediate values)."""
+
+    number: int
+    state: str
+    value: str
+    epochs: int
+    duration: str
+    params: dict[str, str]
+    reason: str
+
+    def cells(self) -> tuple[str, ...]:
+        params = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items())
+        return (str(self.number), self.state, self.value, str(self.epochs), self.duration, params)
+
+
+def trial_row(t: FrozenTrial) -> TrialRow:
+    if t.state == TrialState.PRUNED and t.intermediate_values:  # as describe_trial says it
+        step = max(t.intermediate_values)
+        value = f"{t.intermediate_values[step]:.4f} at step {step}"
+    elif t.values is not None:
+        value = " ".join(f"{v:.4f}" for v in t.values)
+    else:
+        value = "-"
+    return TrialRow(
+        number=t.number,
+        state=t.state.name,
+        value=value,
+        epochs=len(t.intermediate_values),
+        duration=f"{t.duration.total_seconds():.1f} s" if t.duration else "-",
+        params={k: _fmt(v) for k, v in t.params.items()},
+        reason=t.user_attrs.get(FAIL_REASON_ATTR, "") if t.state == TrialState.FAIL else "",
+    )
+
+
+def trial_table(trials: list[FrozenTrial]) -> list[str]:
+    """The trials as aligned text lines under a header, a failed trial's reason after its row."""
+    rows = [trial_row(t) for t in trials]
+    cells = [TRIAL_COLUMNS, *(r.cells() for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TRIAL_COLUMNS) - 1)]
+    lines = []
+    for row, cell in zip([None, *rows], cells):
+        line = "  ".join(c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(cell, widths)))
+        lines.append(f"{line}  {cell[-1]}".rstrip())
+        if row is not None and row.reason:
+            lines.append(f"{'':>{widths[0]}}  reason: {row.reason}")
+    return lines
