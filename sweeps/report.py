@@ -160,7 +160,8 @@ def _needs_complete(n: int, params: bool = True) -> Callable[[optuna.Study], str
     def missing(study: optuna.Study) -> str | None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < n:
-            return f"needs {'a' if n == 1 else n} completed trial{'s' if n > 1 else ''}; the study has {len(complete)}"
+            needed = "a completed trial" if n == 1 else f"{n} completed trials"
+            return f"needs {needed}; the study has {len(complete)}"
         if params and not any(t.params for t in complete):
             return "its completed trials have no searched parameters"
         return None

@@ -204,7 +204,8 @@ def trial_table(trials: list[FrozenTrial]) -> list[str]:
     widths = [max(len(c[i]) for c in cells) for i in range(len(TRIAL_COLUMNS) - 1)]
     lines = []
     for row, cell in zip([None, *rows], cells):
-        line = "  ".join(c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(cell, widths)))
+        padded = (c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(cell, widths)))
+        line = "  ".join(padded)
         lines.append(f"{line}  {cell[-1]}".rstrip())
         if row is not None and row.reason:
             lines.append(f"{'':>{widths[0]}}  reason: {row.reason}")
