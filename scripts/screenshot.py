@@ -1,7 +1,7 @@
 """The pictures the README shows: optuna-dashboard's study page, and a plot of `python -m sweeps report`.
 
-    python scripts/screenshot.py                                  # a fresh 20-trial sweep on the bundled sample
-    python scripts/screenshot.py --storage URL --study NAME       # an existing study
+    python scripts/screenshot.py                             # a fresh 20-trial sweep on the bundled sample
+    python scripts/screenshot.py --storage URL --study NAME  # an existing study
 
 Without --storage it runs `python main.py -m hydra/sweeper=optuna` on the bundled
 sample in a temporary folder. It serves the study with `python -m sweeps.dashboard`
@@ -35,17 +35,17 @@ WAIT_S = 120
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", help="a study storage URL (default: a fresh sweep's, in a temporary folder)")
+    parser.add_argument("--storage", help="a study storage URL (default: a fresh sweep's)")
     parser.add_argument("--study", default="linearnet-mnist-sample", help="the study (default: %(default)s)")
     parser.add_argument("--out", default=str(ROOT / "docs/images/dashboard.png"), help="default: %(default)s")
     parser.add_argument(
         "--report-png", default=str(ROOT / "docs/images/report-intermediate.png"), help="default: %(default)s"
     )
-    parser.add_argument("--trials", type=int, default=20, help="the fresh sweep's trials (default: %(default)s)")
+    parser.add_argument("--trials", type=int, default=20, help="a fresh sweep's size (default: %(default)s)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
-        sys.exit(f"error: {', '.join(missing)} missing; expected Debian's: apt-get install chromium chromium-driver")
+        sys.exit(f"error: {', '.join(missing)} missing; apt-get install chromium chromium-driver")
     with tempfile.TemporaryDirectory(prefix="screenshot-") as scratch:
         workdir = Path(scratch)
         storage = args.storage or sweep(workdir, args.trials)
@@ -62,8 +62,9 @@ def sweep(workdir: Path, trials: int) -> str:
     """A sweep of the app's defaults on the bundled sample, into `workdir`'s own SQLite study."""
     storage = f"sqlite:///{workdir / 'study.db'}"
     command = [
-        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna", f"hydra.sweeper.n_trials={trials}",
-        f"storage={storage}", f"paths.data={ROOT / 'data/sample'}", "data.download=false", "progress=false",
+        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
+        f"hydra.sweeper.n_trials={trials}", f"storage={storage}", f"paths.data={ROOT / 'data/sample'}",
+        "data.download=false", "progress=false",
     ]
     print(f"sweeping {trials} trials on the bundled sample in {workdir}", flush=True)
     subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
@@ -75,16 +76,17 @@ def serve(storage: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = (workdir / "dashboard.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.dashboard", storage, "--port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
+    log = workdir / "dashboard.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sweeps.dashboard", storage, "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + WAIT_S
     while api(port, "/api/meta") is None:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            sys.exit(f"error: the dashboard did not answer; its log:\n{(workdir / 'dashboard.log').read_text()}")
+            sys.exit(f"error: the dashboard did not start; its log:\n{log.read_text()}")
         time.sleep(0.2)
     return process, port
 
@@ -108,7 +110,8 @@ def shoot(port: int, study: str, out: Path) -> None:
     studies = (api(port, "/api/studies") or {}).get("study_summaries", [])
     ids = [s["study_id"] for s in studies if s["study_name"] == study]
     if not ids:
-        sys.exit(f"error: no study {study!r} here; studies present: {', '.join(s['study_name'] for s in studies)}")
+        present = ", ".join(s["study_name"] for s in studies) or "none"
+        sys.exit(f"error: no study {study!r} in the storage; studies present: {present}")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
@@ -128,7 +131,7 @@ def shoot(port: int, study: str, out: Path) -> None:
 
 
 def report_png(storage: str, study: str, folder: Path, out: Path) -> None:
-    """`python -m sweeps report`'s intermediate-values PNG (every trial's curve, pruned ones too), as `out`."""
+    """`python -m sweeps report`'s intermediate-values PNG (every trial's curve, pruned too), as `out`."""
     subprocess.run(
         [sys.executable, "-m", "sweeps", "--storage", storage, "report", study, "--out", str(folder)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,

@@ -57,7 +57,8 @@ class Plot:
 
 
 def default_folder(storage_url: str | None, study_name: str) -> Path:
-    """`<study file>-reports/<study>/` beside a SQLite study (as its artifacts are), else `reports/<study>/`."""
+    """`<study file>-reports/<study>/` beside a SQLite study (as its artifacts are), else `reports/<study>/`,
+    the study's name made one folder name."""
     from sqlalchemy.engine import make_url
 
     folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).lstrip(".") or "study"
@@ -74,7 +75,8 @@ def check_packages() -> None:
     if missing:
         raise ReportError(
             f"the report draws with {' and '.join(REPORT_PACKAGES)}, and {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not installed here; expected them installed: {INSTALL_HINT}"
+            f"{'is' if len(missing) == 1 else 'are'} not installed here; expected them installed: "
+            f"{INSTALL_HINT}"
         )
 
 
@@ -87,7 +89,9 @@ def write_report(study: optuna.Study, folder: Path, where: str) -> Report:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ReportError(f"cannot make the folder {folder} ({e.strerror}); expected a writable --out") from None
+        raise ReportError(
+            f"cannot make the folder {folder} ({e.strerror}); expected a writable --out"
+        ) from None
     trials = study.get_trials(deepcopy=False)
     report = Report(folder / "report.html")
     sections = []
@@ -102,7 +106,9 @@ def write_report(study: optuna.Study, folder: Path, where: str) -> Report:
                 sections.append(f"<h2>{plot.heading}</h2>\n<p class=note>Not drawn: {html.escape(why)}.</p>")
                 continue
             figure = plot.plotly(study, **_target(study, plot))
-            div = plotly.io.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"plot-{plot.key}")
+            div = plotly.io.to_html(
+                figure, full_html=False, include_plotlyjs=False, div_id=f"plot-{plot.key}"
+            )
             sections.append(f"<h2>{plot.heading}</h2>\n{div}")
             if plot.matplotlib is not None:
                 report.pngs.append(_png(plot, study, folder / f"{plot.key}.png"))
@@ -135,9 +141,8 @@ def _plots(study: optuna.Study) -> list[Plot]:
         Plot("slices", "Slices", vis.plot_slice, None, _needs_complete(1)),
     ]
     if len(study.directions) in (2, 3):
-        pareto = Plot("pareto", "Pareto front", vis.plot_pareto_front, mpl.plot_pareto_front, _needs_complete(1),
-                      targeted=False)
-        plots.insert(0, pareto)
+        plots.insert(0, Plot("pareto", "Pareto front", vis.plot_pareto_front, mpl.plot_pareto_front,
+                             _needs_complete(1), targeted=False))
     return plots
 
 

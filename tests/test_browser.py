@@ -17,7 +17,7 @@ STUDY = "linearnet-mnist-sample"
 
 @pytest.fixture(scope="module")
 def served(swept_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboard, Any]]:
-    """`python -m sweeps.dashboard` (which serves the trials' artifacts) on the shared sweep, and a browser."""
+    """`python -m sweeps.dashboard` (it serves the trials' artifacts) on the shared sweep, and a browser."""
     browser_or_skip()
     with dashboard(sqlite_url(swept_study), tmp_path_factory.mktemp("browser"), SWEEPS_DASHBOARD) as server:
         with chromium() as driver:
@@ -40,7 +40,9 @@ def shown(driver: Any, url: str, *texts: str) -> str:
     except Exception:
         body = driver.find_element(By.TAG_NAME, "body").text
         missing = [t for t in texts if t not in body]
-        raise AssertionError(f"{url} did not show {missing} in {PAGE_TIMEOUT_S} s; it shows:\n{body[:2000]}") from None
+        raise AssertionError(
+            f"{url} did not show {missing} in {PAGE_TIMEOUT_S} s; it shows:\n{body[:2000]}"
+        ) from None
 
 
 def test_the_study_page_shows_the_objective_and_the_trials(served, swept_study: Path) -> None:
@@ -67,8 +69,9 @@ def test_a_pruned_trial_shows_its_intermediate_values_and_its_model(served, swep
     assert pruned.state.name == "PRUNED" and sorted(pruned.intermediate_values) == [1, 2]
     url = f"http://127.0.0.1:{server.port}/dashboard/studies/{study_id}/trials?numbers={pruned.number}"
 
-    page = shown(driver, url, f"Trial {pruned.number} (trial_id=", "Intermediate Values", "Artifacts", "model.pt")
-    detail = page[page.index(f"Trial {pruned.number} (trial_id=") :]
+    heading = f"Trial {pruned.number} (trial_id="
+    page = shown(driver, url, heading, "Intermediate Values", "Artifacts", "model.pt")
+    detail = page[page.index(heading) :]
     assert detail.splitlines()[1] == "Pruned"
     values = detail[detail.index("Intermediate Values") : detail.index("Parameter")].splitlines()[1:]
     # The browser writes each number as JavaScript does; repr gives the same shortest form.

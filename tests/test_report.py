@@ -44,7 +44,8 @@ def test_the_report_is_one_offline_page_with_the_plots_and_every_trial(report) -
     page, *pngs = written(result.stdout)
     assert page == folder / "report.html"
     html = page.read_text()
-    assert html.count("<script>") == 1 + html.count("Plotly.newPlot")  # plotly.js inlined once, then each figure
+    # plotly.js inlined once, then one script per figure.
+    assert html.count("<script>") == 1 + html.count("Plotly.newPlot")
     assert "<script src=" not in html and "<link" not in html  # nothing fetched: it opens offline
     for title in ("Optimization History Plot", "Intermediate Values Plot", "Hyperparameter Importances",
                   "Parallel Coordinate Plot", "Slice Plot"):
@@ -96,9 +97,10 @@ def made_study(tmp_path: Path, *states: TrialState, directions: tuple[str, ...] 
     ("states", "directions", "drawn", "not_drawn"),
     [
         ((TrialState.PRUNED, TrialState.FAIL), ("maximize",), ["intermediate.png"],
-         [f"{plot}: needs a completed trial; the study has 0" for plot in ("optimisation history",)]
-         + ["parameter importances: needs 2 completed trials; the study has 0"]
-         + [f"{plot}: needs a completed trial; the study has 0" for plot in ("parallel coordinates", "slices")]),
+         ["optimisation history: needs a completed trial; the study has 0",
+          "parameter importances: needs 2 completed trials; the study has 0",
+          "parallel coordinates: needs a completed trial; the study has 0",
+          "slices: needs a completed trial; the study has 0"]),
         ((TrialState.COMPLETE,), ("maximize",), ["history.png", "intermediate.png"],
          ["parameter importances: needs 2 completed trials; the study has 1"]),
         ((TrialState.COMPLETE,) * 3, ("maximize", "minimize"),
@@ -133,7 +135,7 @@ def test_an_unknown_study_is_named_with_the_studies_present(report) -> None:
 def test_without_plotly_the_report_says_what_to_install(tmp_path: Path) -> None:
     url = made_study(tmp_path, TrialState.COMPLETE)
     # plotly made unimportable in a fresh interpreter, as where it is not installed.
-    code = "import sys; sys.modules['plotly'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; sys.modules['plotly'] = None; from sweeps.cli import main; exit(main(sys.argv[1:]))"
     result = subprocess.run(
         [sys.executable, "-c", code, "--storage", url, "report", "made"],
         cwd=tmp_path, env=main_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120,

@@ -19,16 +19,17 @@ SHOWN = {
 }
 
 
-def test_hparams_name_each_trial_number_first_with_its_outcome_and_no_one_point_scalars(swept_study: Path) -> None:
+def test_hparams_name_each_trial_number_first_with_its_outcome_and_no_hparam_scalars(swept_study: Path):
     study = load(swept_study)
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     for t in trials:
         events = load_events(trial_run_dir(swept_study, study, t.number))
         assert session(events) == (f"trial-{t.number:04d} {study.study_name}", SHOWN[t.state][1])
         logged = hparams(events)
         assert logged["outcome"] == SHOWN[t.state][0]
-        assert logged["epochs_trained"] == len(t.intermediate_values)  # 3, 3, 2 (pruned), 0 (diverged in epoch 1)
+        # 3, 3, 2 (pruned), 0 (diverged in epoch 1)
+        assert logged["epochs_trained"] == len(t.intermediate_values)
         scalars = events.Tags()["scalars"]
         assert not [tag for tag in scalars if tag.startswith("hparam/")]
         if t.intermediate_values:  # the metrics HParams shows: the curves' last points
