@@ -98,9 +98,11 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
 
 
 def train_trial(cfg: DictConfig, trial, model: Path) -> float:
-    """A sweep's trial: its TensorBoard run is runs/<study>/trial-NNNN, its epochs go to the
-    pruner, and what it reached (pruned or not) is recorded, its model as an artifact."""
+    """A sweep's trial: its TensorBoard run is runs/<study>/trial-NNNN ("trial-NNNN <study>" in
+    HParams, with its outcome), its epochs go to the pruner, and what it reached (pruned or not)
+    is recorded, its model as an artifact."""
     from ds.run import run
+    from ds.tracking import Outcome, run_outcome
 
     study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"  # one folder name
     OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
@@ -116,8 +118,12 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
                 f"pruned after epoch {metrics.epoch} at {metrics.objective_name} {metrics.objective:.4f}"
             )
 
+    def outcome(error: BaseException | None) -> Outcome:
+        # HParams has no status for "stopped early": FAILURE (it did not finish), outcome "pruned".
+        return Outcome("pruned", "STATUS_FAILURE") if isinstance(error, TrialPruned) else run_outcome(error)
+
     try:
-        return run(cfg, on_epoch=[report], checkpoint=model)
+        return run(cfg, on_epoch=[report], checkpoint=model, outcome=outcome)
     finally:
         if reached:
             last = reached[-1]

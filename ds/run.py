@@ -17,7 +17,7 @@ from ds.config import validate
 from ds.data import MNIST_SAMPLE, MnistData, load_mnist, normalise_images, validation_split
 from ds.device import resolve_device
 from ds.errors import CheckpointError
-from ds.tracking import RunTracker, fresh_run_dir
+from ds.tracking import Outcome, RunTracker, fresh_run_dir, run_outcome, session_name
 from ds.train import EpochCallback, EpochMetrics, evaluate, train
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def run(
     on_epoch: Sequence[EpochCallback] = (),
     checkpoint: Path | None = None,
     on_log_dir: Callable[[Path], None] | None = None,
+    outcome: Callable[[BaseException | None], Outcome] = run_outcome,
 ) -> float:
     """Train once as `cfg` says and return the final value of its objective.
 
@@ -66,6 +67,8 @@ def run(
     epoch, also one stopped early (a sweep's pruned trial keeps the model it reached);
     a run whose loss diverged saves nothing. `on_log_dir` hears of the TensorBoard
     run's folder once it is made (main.py names it when a single run is interrupted).
+    `outcome` names how the run ended, from the exception that ended it (None: it finished),
+    for TensorBoard's HParams (a sweep's task tells a pruned trial from a failed one).
     """
     validate(cfg)
     warn_about_threads(cfg.threads)
@@ -90,6 +93,7 @@ def run(
     if on_log_dir is not None:
         on_log_dir(log_dir)
     reached: list[EpochMetrics] = []
+    ended: BaseException | None = None
     with RunTracker(log_dir) as tracker:
         try:
             train(
@@ -104,30 +108,30 @@ def run(
                 progress=cfg.progress,
                 on_epoch=[reached.append, lambda m: log.info(m.summary()), tracker.log_epoch, *on_epoch],
             )
+        except BaseException as error:
+            ended = error
+            raise
         finally:
-            # Also for a pruned or failed run: its last epoch is what it reached.
+            # Also for a pruned or failed run: its last epoch is what it reached, its outcome the error.
+            tracker.log_hparams(
+                {
+                    "lr": p.lr,
+                    "batch_size": p.batch_size,
+                    "epoch_count": p.epoch_count,
+                    "epochs_trained": reached[-1].epoch if reached else 0,
+                    "model": model_name(cfg),
+                    "hidden": hidden if isinstance(hidden := cfg.model.hidden, int) else str(list(hidden)),
+                    "optimizer": optimizer_name(cfg),
+                    "seed": cfg.seed,
+                    "data": data.identity.name,
+                    "device": device.type,
+                    "objective": cfg.objective,
+                },
+                outcome(ended),
+                session_name(cfg.run_name),
+            )
             if reached:
                 last = reached[-1]
-                tracker.log_hparams(
-                    {
-                        "lr": p.lr,
-                        "batch_size": p.batch_size,
-                        "epoch_count": p.epoch_count,
-                        "model": model_name(cfg),
-                        "hidden": hidden if isinstance(hidden := cfg.model.hidden, int) else str(list(hidden)),
-                        "optimizer": optimizer_name(cfg),
-                        "seed": cfg.seed,
-                        "data": data.identity.name,
-                        "device": device.type,
-                        "objective": cfg.objective,
-                    },
-                    {
-                        "hparam/test_accuracy": last.test_accuracy,
-                        **({} if last.val_accuracy is None else {"hparam/val_accuracy": last.val_accuracy}),
-                        "hparam/train_accuracy": last.train_accuracy,
-                        "hparam/epochs_trained": float(last.epoch),
-                    },
-                )
                 tracker.log_confusion(last.confusion, last.epoch)
                 if checkpoint is not None and math.isfinite(last.train_loss):
                     save_checkpoint(checkpoint, model, cfg, last.as_dict(), data.identity)

@@ -1,18 +1,48 @@
-"""TensorBoard logging of one run: epoch scalars, hparams, confusion matrix."""
+"""TensorBoard logging of one run: epoch scalars, hparams with the run's outcome, confusion matrix."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from ds.train import EpochMetrics
 
 HParamValue = bool | str | float | int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: `label` is shown as its hparam `outcome`; `status` is the HParams
+    session status (a name of tensorboard's hparams Status: STATUS_SUCCESS, STATUS_FAILURE...)."""
+
+    label: str
+    status: str
+
+
+COMPLETE = Outcome("complete", "STATUS_SUCCESS")
+FAILED = Outcome("failed", "STATUS_FAILURE")
+INTERRUPTED = Outcome("interrupted", "STATUS_FAILURE")
+
+
+def run_outcome(error: BaseException | None) -> Outcome:
+    """A run's outcome from the exception that ended it (None: it finished)."""
+    if error is None:
+        return COMPLETE
+    return INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+
+
+def session_name(run_name: str) -> str:
+    """The run's name in the HParams table, its last part first ("trial-0007 my-study" for
+    "my-study/trial-0007"): the table cuts long names, and the last part tells runs apart."""
+    return " ".join(reversed(PurePosixPath(run_name).parts)) or run_name
 
 
 def fresh_run_dir(wanted: Path) -> Path:
@@ -51,20 +81,30 @@ class RunTracker:
             self._writer.add_scalar("accuracy/val", m.val_accuracy, m.epoch)
         self._writer.add_scalar("time/epoch_seconds", m.seconds, m.epoch)
 
-    def log_hparams(self, params: dict[str, HParamValue], metrics: dict[str, float]) -> None:
-        """Record hyperparameters with final metrics for the HParams tab.
+    def log_hparams(self, params: dict[str, HParamValue], outcome: Outcome, name: str) -> None:
+        """Record the run's hyperparameters and how it ended for the HParams tab, as session `name`.
 
-        Written into this run's own directory (SummaryWriter.add_hparams would
-        make a new time-stamped subdirectory per call).
+        Its metrics there are the last values of its scalar curves (accuracy/test...), so no
+        `hparam/*` scalar of one point is written (SummaryWriter.add_hparams writes those, in a
+        new time-stamped subdirectory per call); the summaries go into this run's own directory.
         """
-        for summary in hparams(params, metrics):
-            self._writer.file_writer.add_summary(summary)
-        for name, value in metrics.items():
-            self._writer.add_scalar(name, value)
+        start = summary_v2.hparams_pb({**params, "outcome": outcome.label}, trial_id=name)
+        end = plugin_data_pb2.HParamsPluginData(
+            session_end_info=plugin_data_pb2.SessionEndInfo(
+                status=api_pb2.Status.Value(outcome.status), end_time_secs=time.time()
+            )
+        )
+        value = Summary.Value(
+            tag=metadata.SESSION_END_INFO_TAG,
+            metadata=metadata.create_summary_metadata(end),
+            tensor=metadata.NULL_TENSOR,
+        )
+        self._writer.file_writer.add_summary(start)
+        self._writer.file_writer.add_summary(Summary(value=[value]))
 
     def log_confusion(self, confusion: Tensor, step: int) -> None:
         self._writer.add_text("confusion/test", confusion_markdown(confusion), step)
-        self._writer.add_image("confusion/test", confusion_image(confusion), step, dataformats="HW")
+        self._writer.add_image("confusion/test", confusion_image(confusion, step), step, dataformats="HWC")
 
 
 def confusion_markdown(confusion: Tensor) -> str:
@@ -76,9 +116,28 @@ def confusion_markdown(confusion: Tensor) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def confusion_image(confusion: Tensor, cell: int = 24) -> Tensor:
-    """Row-normalised confusion as a grey image, one `cell`-pixel square per entry."""
-    rows = confusion.float()
-    shares = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
-    return shares.repeat_interleave(cell, dim=0).repeat_interleave(cell, dim=1).clamp(0, 1)
+def confusion_image(confusion: Tensor, epoch: int) -> Any:
+    """The confusion matrix drawn by matplotlib as an RGB array (height, width, 3): rows the true
+    digits, columns the predicted ones, each cell's count written in it and coloured by its share
+    of the true digit's examples, with a colour scale."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    counts = confusion.numpy()
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    figure = Figure(figsize=(6, 5), dpi=80)  # a fixed layout: "constrained" doubles the drawing time
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.93)
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true digit's examples")
+    n = counts.shape[0]
+    axes.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true")
+    axes.set_title(f"test set, epoch {epoch}")
+    for t in range(n):
+        for p in range(n):
+            axes.text(p, t, str(int(counts[t, p])), ha="center", va="center", fontsize=7,
+                      color="white" if shares[t, p] > 0.5 else "black")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()

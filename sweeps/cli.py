@@ -1,5 +1,6 @@
 """`python -m sweeps`: list studies, show the best trial, print the trials, recover dead workers'
-trials, export the best parameters, copy the best trial's stored model (its artifact) to a file.
+trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
+write a report (an HTML page and PNGs).
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
 else sqlite:///sweeps/optuna.db.
@@ -27,6 +28,7 @@ from sweeps.study import (
     describe_trial,
     load_study,
     trained_values,
+    trial_table,
 )
 
 # A name Hydra selects as a config group option: no path, no dot, no quoting.
@@ -51,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             show(study, storage, where)
         elif args.command == "trials":
-            for trial in study.get_trials(deepcopy=False):
-                print(describe_trial(trial))
+            trials = study.get_trials(deepcopy=False)
+            print("\n".join(trial_table(trials)) if trials else f"study {study.study_name}: no trials")
         elif args.command == "recover":
             recover(url, args.study, args.grace_period)
+        elif args.command == "report":
+            report(study, url, args.out)
         elif args.command == "model":
             copy_model(study, storage, url, Path(args.out), args.trial, args.attr)
         else:
@@ -84,6 +88,20 @@ def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) 
         print(f"best: {describe_trial(best)}")
         for key, value in best_params(best).items():
             print(f"  {key}={value}")
+
+
+def report(study: optuna.Study, url: str, out: str | None) -> None:
+    """Write the study's report (sweeps/report.py) into `out`, else its default folder, and say where."""
+    from sweeps.report import default_folder, write_report
+
+    folder = Path(out) if out else default_folder(url, study.study_name)
+    written = write_report(study, folder, mask_url(url))
+    size = written.html.stat().st_size
+    print(f"wrote {written.html} ({size / 1e6:.1f} MB, plotly.js included: opens offline)")
+    for png in written.pngs:
+        print(f"wrote {png} ({png.stat().st_size / 1e3:.0f} kB)")
+    for heading, why in written.skipped.items():
+        print(f"not drawn: {heading.lower()}: {why}")
 
 
 def recover(url: str, study_name: str, grace_period: int) -> None:
@@ -211,6 +229,15 @@ def _parser() -> argparse.ArgumentParser:
         ("trials", "every trial, one line each"),
     ):
         commands.add_parser(command, parents=[storage], help=text).add_argument("study")
+    report_cmd = commands.add_parser(
+        "report",
+        parents=[storage],
+        help="an HTML page of plots and trials, and PNGs of the main plots (needs plotly, matplotlib)",
+    )
+    report_cmd.add_argument("study")
+    report_cmd.add_argument(
+        "--out", help="the folder to write to (default: <study file>-reports/<study>/ beside a SQLite study)"
+    )
     recover_cmd = commands.add_parser(
         "recover", parents=[storage], help="fail and queue again the RUNNING trials of dead workers"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -76,21 +77,11 @@ def python_command() -> str:
 def describe_trial(t: FrozenTrial) -> str:
     """One line: number, state, value (the last reported for a pruned trial), parameters, duration,
     and the steps it reported (epochs, for a task that reports once an epoch)."""
-    params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
-    if t.state == TrialState.PRUNED and t.intermediate_values:
-        step = max(t.intermediate_values)
-        value = f"{t.intermediate_values[step]:.4f} at step {step}"
-    elif t.values is not None:
-        value = " ".join(f"{v:.4f}" for v in t.values)
-    else:
-        value = "-"
-    seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"
-    steps = len(t.intermediate_values)
-    reported = f", {steps} step{'s' if steps != 1 else ''}" if steps else ""
-    line = f"trial {t.number:3d} {t.state.name:8s} value={value} {params} ({seconds}{reported})"
-    if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON_ATTR):
-        line += f" reason: {t.user_attrs[FAIL_REASON_ATTR]}"
-    return line
+    row = trial_row(t)
+    params = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row.params.items())
+    reported = f", {row.epochs} step{'s' if row.epochs != 1 else ''}" if row.epochs else ""
+    line = f"trial {t.number:3d} {row.state:8s} value={row.value} {params} ({row.duration}{reported})"
+    return f"{line} reason: {row.reason}" if row.reason else line
 
 
 def _fmt(v: Any) -> str:
@@ -176,3 +167,58 @@ def _latest(storage: BaseStorage, where: str) -> str:
     if not started:
         raise StudyNotFoundError(f"no study in {where} has a trial yet, so none is the latest")
     return max(started, key=started.__getitem__)
+
+
+# The columns of a study's trial table, as `python -m sweeps trials` and `report` show them.
+TRIAL_COLUMNS = ("trial", "state", "value", "epochs", "duration", "params")
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as a row of text cells; `epochs` counts its reported steps (intermediate values)."""
+
+    number: int
+    state: str
+    value: str
+    epochs: int
+    duration: str
+    params: dict[str, str]
+    reason: str
+
+    def cells(self) -> tuple[str, ...]:
+        params = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items())
+        return (str(self.number), self.state, self.value, str(self.epochs), self.duration, params)
+
+
+def trial_row(t: FrozenTrial) -> TrialRow:
+    if t.state == TrialState.PRUNED and t.intermediate_values:  # its last reported value
+        step = max(t.intermediate_values)
+        value = f"{t.intermediate_values[step]:.4f} at step {step}"
+    elif t.values is not None:
+        value = " ".join(f"{v:.4f}" for v in t.values)
+    else:
+        value = "-"
+    return TrialRow(
+        number=t.number,
+        state=t.state.name,
+        value=value,
+        epochs=len(t.intermediate_values),
+        duration=f"{t.duration.total_seconds():.1f} s" if t.duration else "-",
+        params={k: _fmt(v) for k, v in t.params.items()},
+        reason=t.user_attrs.get(FAIL_REASON_ATTR, "") if t.state == TrialState.FAIL else "",
+    )
+
+
+def trial_table(trials: list[FrozenTrial]) -> list[str]:
+    """The trials as aligned text lines under a header, a failed trial's reason after its row."""
+    rows = [trial_row(t) for t in trials]
+    cells = [TRIAL_COLUMNS, *(r.cells() for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TRIAL_COLUMNS) - 1)]
+    lines = []
+    for row, cell in zip([None, *rows], cells):
+        padded = (c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(cell, widths)))
+        line = "  ".join(padded)
+        lines.append(f"{line}  {cell[-1]}".rstrip())
+        if row is not None and row.reason:
+            lines.append(f"{'':>{widths[0]}}  reason: {row.reason}")
+    return lines

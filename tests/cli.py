@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -104,3 +106,17 @@ def run_example(app: Path, *args: str, timeout: float = 180) -> subprocess.Compl
     """`python <args>` in the example app's folder, with neither this repository nor a storage in the environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWEEP_STORAGE")}
     return subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m sweeps args`: its `main`, called in this process from `cwd` (a
+    subprocess costs seconds of imports; `run_cli_process` is one)."""
+    from sweeps.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli_main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["python", "-m", "sweeps", *args], code, out.getvalue(), err.getvalue())

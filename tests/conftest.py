@@ -95,3 +95,25 @@ def http_mirror(sample_dir: Path) -> Iterator[MirrorServer]:
     files = {p.name: p.read_bytes() for p in sample_dir.glob("*.gz")}
     with MirrorServer(files) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def swept_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real sweep's folder, shared by the report, TensorBoard and browser tests: a study with
+    trials 0 and 1 COMPLETE (3 epochs, params.lr searched), 2 PRUNED after epoch 2, 3 FAIL (diverged
+    in epoch 1); three commands, each pinning what makes its trials end so."""
+    from optuna.trial import TrialState
+
+    from tests.sweep_helpers import load, run_sweep
+
+    workdir = tmp_path_factory.mktemp("swept")
+    pruner = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
+    for lr, epochs, n in (("tag(log, interval(0.002, 0.005))", 3, 2), ("0.00001", 3, 1), ("1e30", 1, 1)):
+        result = run_sweep(
+            workdir, f"params.lr={lr}", "params.batch_size=64", f"params.epoch_count={epochs}",
+            "hydra.sweeper.max_failure_rate=1.0", *pruner, n_trials=n,
+        )
+        assert result.returncode == 0, result.stderr
+    states = [t.state for t in load(workdir).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    return workdir

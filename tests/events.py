@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 
 def load_events(run_dir: Path) -> EventAccumulator:
@@ -23,3 +23,11 @@ def hparams(events: EventAccumulator) -> dict[str, float | str]:
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     return {name: getattr(value, value.WhichOneof("kind")) for name, value in info.hparams.items()}
+
+
+def session(events: EventAccumulator) -> tuple[str, str]:
+    """The run's name in the HParams table (its session group) and its session-end status name."""
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"])
+    return start.session_start_info.group_name, api_pb2.Status.Name(end.session_end_info.status)

@@ -17,7 +17,7 @@ from tests.cli import epoch_lines, offline_args, run_main
 from tests.dashboard import SWEEPS_DASHBOARD, dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url
 from tests.test_config import composed
-from tests.test_dashboard_cli import run_cli
+from tests.cli import run_cli
 
 STUDY = "linearnet-mnist-sample"
 # The bar at epoch 1 that a 2-epoch trial misses (so it is pruned there), set by 2 trials without models.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import signal
@@ -18,9 +16,8 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeps.cli import main as cli_main
 from sweeps.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
-from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_main
+from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_cli, run_main
 from tests.dashboard import dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -129,18 +126,6 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
 
 
 # --- python -m sweeps ----------------------------------------------------------------
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m sweeps args`: its `main`, called in this process from `cwd` (a
-    subprocess costs seconds of imports; `run_cli_process` is one)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(list(args))
-        except SystemExit as exit_:  # argparse's usage errors
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    return subprocess.CompletedProcess(["python", "-m", "sweeps", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from sweeps.artifacts import MODEL_ARTIFACT_ATTR
 from sweeps.trial import ARTIFACT_STORE_ATTR
 from tests.cli import epoch_lines, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url
-from tests.test_dashboard_cli import run_cli
+from tests.cli import run_cli
 
 STUDY = "linearnet-mnist-sample"
 STORE = "optuna.artifacts.FileSystemArtifactStore"

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from ds.config import Config, ConfigError, validate
 from tests.cli import MAIN, SHARED_MNIST, copy_of_the_project, epoch_lines, main_env, offline_args, run_main
-from tests.events import hparams, load_events
+from tests.events import hparams, load_events, session
 
 
 def torch_has_cuda() -> bool:
@@ -41,12 +41,14 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     events = load_events(tmp_path / "runs" / "first")
     test_curve = [s.value for s in events.Scalars("accuracy/test")]
     assert len(test_curve) == 2 and test_curve[-1] == pytest.approx(lines[-1][2], abs=1e-4)
-    assert "hparam/test_accuracy" in events.Tags()["scalars"]
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("hparam/")]  # HParams reads the curves
     assert "confusion/test" in events.Tags()["images"]
     assert hparams(events) == {
         "lr": pytest.approx(0.003), "batch_size": 64, "epoch_count": 2, "model": "LinearNet", "hidden": 32,
         "optimizer": "Adam", "seed": 0, "data": "mnist-sample", "device": "cpu", "objective": "test_accuracy",
+        "epochs_trained": 2, "outcome": "complete",
     }
+    assert session(events) == ("first", "STATUS_SUCCESS")
     assert "training path: fast (LinearNet + Adam on the CPU" in result.stdout
 
 

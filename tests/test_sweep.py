@@ -127,7 +127,7 @@ def test_the_pruner_prunes_a_hopeless_trial(tmp_path: Path, choice: str, warm_up
     assert epoch_lines(hopeless.stdout) == [] and len(epoch_lines(trial_log(tmp_path, 2))) == len(epochs_run)
     events = load_events(trial_run_dir(tmp_path, load(tmp_path), 2))
     assert scalar_curve(events, "accuracy/test") == pytest.approx(pruned.intermediate_values, abs=1e-6)
-    assert scalar_curve(events, "hparam/epochs_trained") == {0: float(len(epochs_run))}
+    assert (hparams(events)["epochs_trained"], hparams(events)["outcome"]) == (len(epochs_run), "pruned")
 
 
 def test_without_a_pruner_the_same_trial_runs_to_the_end(tmp_path: Path) -> None:
