@@ -224,42 +224,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__, parents=[storage])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
-    for command, text in (
-        ("show", "a study's best trial and its parameters"),
-        ("trials", "every trial, one line each"),
-    ):
-        commands.add_parser(command, parents=[storage], help=text).add_argument("study")
-    report_cmd = commands.add_parser(
-        "report",
-        parents=[storage],
-        help="an HTML page of plots and trials, and PNGs of the main plots (needs plotly, matplotlib)",
+
+    def study_command(name: str, text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, parents=[storage], help=text)
+        command.add_argument("study")
+        return command
+
+    study_command("show", "a study's best trial and its parameters")
+    study_command("trials", "every trial, one line each")
+    report_cmd = study_command(
+        "report", "an HTML page of plots and trials, and PNGs of the main plots (needs plotly, matplotlib)"
     )
-    report_cmd.add_argument("study")
     report_cmd.add_argument(
         "--out", help="the folder to write to (default: <study file>-reports/<study>/ beside a SQLite study)"
     )
-    recover_cmd = commands.add_parser(
-        "recover", parents=[storage], help="fail and queue again the RUNNING trials of dead workers"
-    )
-    recover_cmd.add_argument("study")
+    recover_cmd = study_command("recover", "fail and queue again the RUNNING trials of dead workers")
     recover_cmd.add_argument(
         "--grace-period", type=int, default=30, help="seconds without a heartbeat (default: %(default)s)"
     )
-    export_cmd = commands.add_parser(
-        "export",
-        parents=[storage],
-        help="write the best parameters as a config group option (conf/<group>/<name>.yaml)",
+    export_cmd = study_command(
+        "export", "write the best parameters as a config group option (conf/<group>/<name>.yaml)"
     )
-    export_cmd.add_argument("study")
     export_cmd.add_argument("--group", help="the config group (default: the common first part of the keys)")
     export_cmd.add_argument("--name", help="the option's name (default: best_<study>)")
     export_cmd.add_argument("--dir", help="where to write it (default: conf/<group>)")
-    model_cmd = commands.add_parser(
-        "model",
-        parents=[storage],
-        help="copy the best trial's stored model (an Optuna artifact) to a new file",
-    )
-    model_cmd.add_argument("study")
+    model_cmd = study_command("model", "copy the best trial's stored model (an Optuna artifact) to a new file")
     model_cmd.add_argument(
         "--out", required=True, help="the file to write (an existing one is not overwritten)"
     )
