@@ -24,6 +24,9 @@ CONFIG_ATTR = "config"
 RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
+# Where a trial's task ran, recorded by the task's side (sweeps.job): {"host", "pid", "beats": whether
+# that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
+JOB_ATTR = "job"
 
 
 class StudyError(LookupError):
@@ -74,7 +77,8 @@ def python_command() -> str:
 
 
 def describe_trial(t: FrozenTrial) -> str:
-    """One line: number, state, value (the last reported for a pruned trial), parameters, duration."""
+    """One line: number, state, value (the last reported for a pruned trial), parameters, duration,
+    and the SLURM job that ran it."""
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={_fmt(v)}" for k, v in t.params.items())
     if t.state == TrialState.PRUNED and t.intermediate_values:
         step = max(t.intermediate_values)
@@ -85,6 +89,9 @@ def describe_trial(t: FrozenTrial) -> str:
         value = "-"
     seconds = f"{t.duration.total_seconds():.1f} s" if t.duration else "-"
     line = f"trial {t.number:3d} {t.state.name:8s} value={value} {params} ({seconds})"
+    job = t.user_attrs.get(JOB_ATTR)
+    if isinstance(job, dict) and job.get("trial") == t.number and job.get("slurm_job_id"):
+        line += f" [SLURM job {job['slurm_job_id']}]"
     if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON_ATTR):
         line += f" reason: {t.user_attrs[FAIL_REASON_ATTR]}"
     return line
