@@ -36,6 +36,7 @@ import pytest
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sinfo", "squeue", "sbatch", "scancel")
 START_TIMEOUT_S = 60
+START_ATTEMPTS = 2
 CPUS = 2
 MEMORY_MB = 4000
 
@@ -67,6 +68,11 @@ class SlurmCluster:
 
     def cancel_all(self) -> None:
         self.run("scancel", "--full", *(job_id for job_id, _ in self.jobs()))
+
+
+def _tool(name: str) -> str | None:
+    """A program's path: on PATH, or in /usr/sbin (the daemons, off a user's PATH)."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
 def _unavailable(reason: str) -> None:
@@ -149,7 +155,7 @@ class _Daemons:
         socket_path = munge / "munge.socket"
         self._spawn(
             "munged",
-            ["runuser", "-u", "munge", "--", "munged", "--foreground", f"--socket={socket_path}",
+            [_tool("runuser"), "-u", "munge", "--", _tool("munged"), "--foreground", f"--socket={socket_path}",
              f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}", f"--seed-file={munge / 'seed'}",
              f"--log-file={munge / 'munged.log'}"],
         )  # fmt: skip
@@ -169,15 +175,15 @@ class _Daemons:
             )
         )
         cluster = SlurmCluster(self.root, conf, self.node)
-        self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(conf)])
-        self._spawn("slurmd", ["slurmd", "-D", "-f", str(conf)])
+        self._spawn("slurmctld", [_tool("slurmctld"), "-D", "-i", "-f", str(conf)])
+        self._spawn("slurmd", [_tool("slurmd"), "-D", "-f", str(conf)])
         _wait_for(lambda: cluster.node_state() == "idle", "the node to be idle in sinfo", self)
         return cluster
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str | None]) -> None:
         with (self.root / f"{name}.out").open("wb") as out:
             self.processes[name] = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                [str(part) for part in command], stdout=out, stderr=subprocess.STDOUT, env=self.env,
                 start_new_session=True,
             )  # fmt: skip
 
@@ -219,11 +225,12 @@ def _wait_for(condition, what: str, daemons: _Daemons) -> None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
-    missing = [tool for tool in (*DAEMONS, *CLIENTS, "runuser") if shutil.which(tool) is None]
+    missing = [tool for tool in (*DAEMONS, "runuser") if _tool(tool) is None]
+    missing += [tool for tool in CLIENTS if shutil.which(tool) is None]
     if missing:
         _unavailable(
-            f"no SLURM test cluster: {', '.join(missing)} not installed; install them with: "
-            "apt-get install slurm-wlm munge"
+            f"no SLURM test cluster: {', '.join(missing)} not found (on PATH, or the daemons in /usr/sbin); "
+            "install them with: apt-get install slurm-wlm munge"
         )
     if os.geteuid() != 0:
         _unavailable("the SLURM test cluster's daemons run as root (SlurmUser=root); run the tests as root")
@@ -231,11 +238,18 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         pwd.getpwnam("munge")
     except KeyError:
         _unavailable("there is no 'munge' user to run munged as")
-    daemons = _Daemons()
-    cluster = None
-    try:
-        cluster = daemons.start()
-        yield cluster
-    finally:
-        daemons.stop(cluster)
-        daemons.remove()
+    for attempt in range(1, START_ATTEMPTS + 1):
+        daemons = _Daemons()
+        cluster = None
+        try:
+            try:
+                cluster = daemons.start()
+            except RuntimeError:  # a port taken meanwhile, say: another cluster on other free ports
+                if attempt == START_ATTEMPTS:
+                    raise
+                continue
+            yield cluster
+            return
+        finally:
+            daemons.stop(cluster)
+            daemons.remove()
