@@ -25,6 +25,9 @@ CONFIG_ATTR = "config"
 RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
+# Where a trial's task ran, recorded by the task's side (sweeps.job): {"host", "pid", "beats": whether
+# that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
+JOB_ATTR = "job"
 
 
 class StudyError(LookupError):
@@ -76,11 +79,14 @@ def python_command() -> str:
 
 def describe_trial(t: FrozenTrial) -> str:
     """One line: number, state, value (the last reported for a pruned trial), parameters, duration,
-    and the steps it reported (epochs, for a task that reports once an epoch)."""
+    the steps it reported (epochs, for a task that reports once an epoch), the SLURM job that ran it."""
     row = trial_row(t)
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row.params.items())
     reported = f", {row.epochs} step{'s' if row.epochs != 1 else ''}" if row.epochs else ""
     line = f"trial {t.number:3d} {row.state:8s} value={row.value} {params} ({row.duration}{reported})"
+    job = t.user_attrs.get(JOB_ATTR)
+    if isinstance(job, dict) and job.get("trial") == t.number and job.get("slurm_job_id"):
+        line += f" [SLURM job {job['slurm_job_id']}]"
     return f"{line} reason: {row.reason}" if row.reason else line
 
 

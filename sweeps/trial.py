@@ -118,14 +118,22 @@ class SweepTrial:
         return True
 
 
-def trial_env_value(study_name: str, number: int) -> str:
-    """The value of TRIAL_ENV that names trial `number` of `study_name`: hex digits, which
-    need no quoting in a Hydra override whatever the study's name holds."""
-    return json.dumps({"study": study_name, "number": number}).encode().hex()
+def trial_env_value(study_name: str, number: int, sweep: str | None = None) -> str:
+    """The value of TRIAL_ENV that names trial `number` of `study_name`, and the sweep process
+    (host:pid) that launched it: hex digits, which need no quoting in a Hydra override whatever
+    the study's name holds."""
+    named: dict[str, Any] = {"study": study_name, "number": number}
+    if sweep is not None:
+        named["sweep"] = sweep
+    return json.dumps(named).encode().hex()
+
+
+class TrialNotRunningError(RuntimeError):
+    """The job's trial has ended already: its sweep stopped, or gave it up (no heartbeats)."""
 
 
 def read_trial_env(value: str) -> dict[str, Any]:
-    """{"study": name, "number": n} from a TRIAL_ENV value."""
+    """{"study": name, "number": n, "sweep": host:pid or absent} from a TRIAL_ENV value."""
     return json.loads(bytes.fromhex(value))
 
 
@@ -163,6 +171,17 @@ def current_trial() -> SweepTrial | NoTrial:
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(named["study"]), named["number"]
     )
+    if sweeper.get("storage") is not None:
+        state = storage.get_trial(trial_id).state
+        if state.is_finished():
+            # A queued job that starts after its sweep was interrupted, say: nothing to run for.
+            raise TrialNotRunningError(
+                f"trial {named['number']} of study {named['study']!r} is {state.name} already "
+                "(its sweep stopped or gave it up): this job does not run it"
+            )
+        from sweeps.job import take_over
+
+        take_over(storage, trial_id, named["number"], named.get("sweep"))
     setting = sweeper.get("artifact_store")
     store = functools.partial(artifact_store, setting, sweeper.storage)
     return SweepTrial(optuna.Trial(study, trial_id), store, store_record(setting, sweeper.storage))

@@ -14,6 +14,9 @@ from tests.cli import SHARED_MNIST
 # A real PostgreSQL server for the tests that need one (tests/postgres.py).
 from tests.postgres import fresh_postgres_url, postgres_server, postgres_url  # noqa: F401
 
+# A real one-node SLURM cluster for the tests that need one (tests/slurm.py).
+from tests.slurm import slurm_cluster  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:

@@ -159,7 +159,9 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     assert {p.name for p in shared.iterdir() if p.is_dir()} == {str(n) for n in launched}, detail
     for n in launched:
         env = OmegaConf.load(shared / str(n) / ".hydra" / "hydra.yaml").hydra.job.env_set
-        assert read_trial_env(env.PRUNING_OPTUNA_TRIAL) == {"study": "scale-test", "number": n}
+        named = read_trial_env(env.PRUNING_OPTUNA_TRIAL)
+        assert (named["study"], named["number"]) == ("scale-test", n)
+        assert int(named["sweep"].rsplit(":", 1)[1]) in {w.pid for w in started}  # the sweep that launched it
     assert len(counted_by) > 1, detail
     for w in started:
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]

@@ -27,9 +27,10 @@ from hydra.core.utils import JobReturn
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from sweeps.job import cancel_slurm_jobs, job_record
 from sweeps.storage import first_line, root_cause
 from sweeps.stranded import recover_stranded
 from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
@@ -71,6 +72,8 @@ class Plan:
     reseed_sampler: Callable[[int], optuna.samplers.BaseSampler] | None  # seed -> a sampler like the sweep's
     sampler_seed: int | None
     launcher_name: str = "basic"
+    # Queue a failed trial again, as for a dead worker's (Optuna's retry callback, max_retry times).
+    retry: Callable[[optuna.Study, FrozenTrial], None] | None = None
     describe: Callable[[optuna.Study], str] = field(default=lambda study: "")
     job_overrides: list[str] = field(default_factory=list)  # the same for every trial
 
@@ -93,6 +96,7 @@ class TrialLoop:
         self.sampled_before = False
         self.waiting_logged = False
         self.unmarked: list[int] = []  # trials this process could not close (the storage refused)
+        self.next_watch = 0.0
 
     def run(self) -> tuple[int, int]:
         """Launch the plan's trials; the number launched and failed."""
@@ -237,7 +241,7 @@ class TrialLoop:
             *(f"{name}={value}" for name, value in {**trial.params, **self.space.fixed}.items()),
             *self.space.fixed_overrides,
             *self.plan.job_overrides,
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value(self.study.study_name, trial.number)}",
+            f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value(self.study.study_name, trial.number, WORKER)}",
         ]
 
         def launch() -> None:
@@ -257,9 +261,13 @@ class TrialLoop:
         ended = []
         while not ended or (self.plan.batch and len(ended) < len(self.in_flight)):
             try:
-                ended.append(self.results.get(timeout=1.0))  # the timeout lets Ctrl-C through
+                number, outcome = self.results.get(timeout=1.0)  # the timeout lets Ctrl-C through
             except queue.Empty:
+                if self._watch():
+                    break  # a trial was ended elsewhere: its place is free
                 continue
+            if number in self.in_flight:  # else a trial given up on (_watch), whose job came back after all
+                ended.append((number, outcome))
         order = {number: i for i, number in enumerate(self.in_flight)}
         self._record(sorted(ended, key=lambda e: order[e[0]] if self.plan.batch else 0))
         allowed = math.floor(self.plan.max_failure_rate * self.plan.n_trials)
@@ -270,16 +278,61 @@ class TrialLoop:
                 f"last reason: {self.last_fail_reason.rstrip('.')}. Completed trials stay in the study."
             )
 
+    def _watch(self) -> bool:
+        """Follow async trials whose jobs run where this process cannot see them end (sweeps/job.py).
+
+        Once a trial's job beats for it, this process stops; a job cancelled or killed then goes
+        stale, and `fail_stale_trials` marks its trial FAIL and queues it again. A trial so ended
+        is given up here (its launcher may wait forever for a job that left no result). Checked
+        once per heartbeat interval; returns whether a trial was given up.
+        """
+        if self.plan.batch or not self.plan.in_thread or not self.heartbeats.interval:
+            return False
+        if time.monotonic() < self.next_watch:
+            return False
+        self.next_watch = time.monotonic() + self.heartbeats.interval
+        optuna.storages.fail_stale_trials(self.study)
+        given_up = False
+        for trial in list(self.in_flight.values()):
+            trial_id = self._id_of(trial)
+            frozen = self.storage.get_trial(trial_id)
+            record = job_record(frozen.user_attrs, trial.number) or {}
+            if record.get("beats"):
+                self.heartbeats.discard(trial_id)
+            if frozen.state.is_finished():
+                self._closed(trial)
+                given_up = True
+                if frozen.state == TrialState.FAIL:
+                    self.failed += 1
+                    self.last_fail_reason = f"trial {trial.number}'s job stopped sending heartbeats"
+                log.warning(
+                    "%s | its job%s stopped sending heartbeats: given up%s",
+                    describe_trial(frozen),
+                    f" (SLURM job {record['slurm_job_id']})" if record.get("slurm_job_id") else "",
+                    "; its retry is queued" if self._retried(trial.number) else "",
+                )
+        return given_up
+
+    def _retried(self, number: int) -> bool:
+        return any(
+            optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == number
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        )
+
     def _record(self, ended: list[tuple[int, JobReturn | BaseException]]) -> None:
         """Record the ended trials' outcomes; then raise the first launcher failure among them."""
         launch_error = None
         for number, outcome in ended:
             trial = self.in_flight[number]  # until recorded: a storage failure here leaves it to be closed
+            if isinstance(outcome, BaseException) and self._job_started(trial):
+                self._job_lost(trial, outcome)
+                continue
             if isinstance(outcome, BaseException):
                 launch_error = launch_error or LaunchError(
                     f"hydra/launcher={self.plan.launcher_name} failed to run trial {number}: "
-                    f"{type(outcome).__name__}: {first_line(outcome)}; expected launcher settings its plugin "
-                    "accepts (hydra.launcher.*), and a writable hydra.sweep.dir"
+                    f"{type(outcome).__name__}: {_gist(outcome)}; expected launcher settings its plugin "
+                    "accepts (hydra.launcher.*), a writable hydra.sweep.dir, and jobs that can import the "
+                    "app where they run (started in its folder, or PYTHONPATH set)"
                 )
                 fail_trial(self.study, trial, f"LaunchError: {launch_error}")
                 self._closed(trial)
@@ -296,6 +349,24 @@ class TrialLoop:
         if launch_error is not None:
             raise launch_error
 
+    def _job_started(self, trial: optuna.Trial) -> bool:
+        """Whether the trial's job reached its task (recorded itself): the launcher's settings worked."""
+        return job_record(self.storage.get_trial(self._id_of(trial)).user_attrs, trial.number) is not None
+
+    def _job_lost(self, trial: optuna.Trial, error: BaseException) -> None:
+        """A job that started and then ended without a result (killed, out of memory or time; the
+        launcher says so where the cluster keeps accounting): the trial's failure, not the sweep's.
+        It is marked FAIL and queued again, as for a dead worker."""
+        reason = f"its job ended without a result: {type(error).__name__}: {_gist(error)}"
+        frozen = fail_trial(self.study, trial, reason)
+        self._closed(trial)
+        self.failed += 1
+        self.last_fail_reason = reason
+        queued = frozen.state == TrialState.FAIL and self.plan.retry is not None
+        if queued:
+            self.plan.retry(self.study, frozen)
+        log.warning("%s | %s%s", describe_trial(frozen), reason, "; queued again" if queued else "")
+
     def _closed(self, trial: optuna.Trial) -> None:
         del self.in_flight[trial.number]
         self.heartbeats.discard(self._id_of(trial))
@@ -306,14 +377,16 @@ class TrialLoop:
         interrupted = isinstance(error, KeyboardInterrupt)
         cause = root_cause(error) if isinstance(error, (StorageInternalError, SQLAlchemyError)) else error
         reason = "interrupted" if interrupted else f"{type(cause).__name__}: {first_line(cause)}"
-        queued, unfinished = [], []
+        queued, unfinished, job_ids = [], [], []
         if not interrupted:
             _make_room(self.storage)
         ended = []  # returned before the stop: recorded as they ended, not as interrupted
         while not self.results.empty():
             ended.append(self.results.get_nowait())
         try:
-            self._record([(n, outcome) for n, outcome in ended if not isinstance(outcome, BaseException)])
+            self._record(
+                [(n, out) for n, out in ended if not isinstance(out, BaseException) and n in self.in_flight]
+            )
         except Exception:
             pass  # the storage refuses writes: those trials are closed below, or said by the caller
         for trial in self.in_flight.values():
@@ -321,6 +394,9 @@ class TrialLoop:
                 if self._state(trial).is_finished():
                     continue
                 unfinished.append(trial)
+                record = job_record(self.storage.get_trial(self._id_of(trial)).user_attrs, trial.number)
+                if record and record.get("slurm_job_id"):
+                    job_ids.append(str(record["slurm_job_id"]))
                 frozen = fail_trial(self.study, trial, reason)
                 if interrupted and frozen.state == TrialState.FAIL:
                     # The same parameters once more; an interrupt is not the trial's fault, so it
@@ -333,6 +409,7 @@ class TrialLoop:
         unfinished = [t for t in unfinished if t.number not in self.unmarked]
         if self.plan.in_thread:
             stop_child_processes()  # their jobs' results would be dropped; the exit would wait for them
+            self._cancel_jobs(job_ids)
         marked = ", ".join(f"trial {t.number}" for t in unfinished) or "no trial"
         if not unfinished and not interrupted:
             return
@@ -344,6 +421,18 @@ class TrialLoop:
             )
         else:
             log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
+
+    def _cancel_jobs(self, job_ids: list[str]) -> None:
+        """Cancel the SLURM jobs of trials this process closed: they are not its children, and
+        would run on for trials that are over. A job still queued has recorded nothing: when it
+        starts it finds its trial ended and does not run it (sweeps.current_trial)."""
+        if not job_ids:
+            return
+        problem = cancel_slurm_jobs(job_ids)
+        if problem:
+            log.error("Could not cancel SLURM job %s (%s): cancel with scancel.", " ".join(job_ids), problem)
+        else:
+            log.warning("Cancelled SLURM job %s of the closed trials.", " ".join(job_ids))
 
     def _id_of(self, trial: optuna.Trial) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
@@ -365,6 +454,15 @@ def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> 
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"{name}: unsupported distribution {distribution!r}")
+
+
+def _gist(error: BaseException) -> str:
+    """An error's first line, and its last where it holds a job's traceback (submitit's
+    FailedJobError: "... failed during processing with trace: ... ModuleNotFoundError: ...")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and "Traceback" in str(error):
+        return f"{lines[0].rstrip(':')}: {lines[-1]}"
+    return first_line(error)
 
 
 def stop_child_processes() -> None:

@@ -25,6 +25,7 @@ from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.hooks import SweepHooks
+from sweeps.job import job_record
 from sweeps.storage import StorageError, first_line, mask_url, open_storage, root_cause
 from sweeps.study import IDENTITY_ATTR, IdentityMismatchError, StudyError, check_identity
 from sweeps.trial import register_in_process_study
@@ -221,6 +222,7 @@ class SweepRun:
             launcher_name=self.launcher_name,
             describe=best_so_far,
             job_overrides=self.job_overrides,
+            retry=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry) if s.storage is not None else None,
         )
         loop = TrialLoop(study, storage, space, plan, progress := Progress(self.n_trials))
         try:
@@ -249,10 +251,11 @@ class SweepRun:
 
         def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             retry(study, trial)
+            job = job_record(trial.user_attrs, trial.number) or {}
             log.warning(
                 "trial %d of %s stopped sending heartbeats: marked FAIL and queued again (at most %d time%s).",
                 trial.number,
-                trial.user_attrs.get("worker", "another worker"),
+                _beating_for(trial, job),
                 s.max_retry,
                 "" if s.max_retry == 1 else "s",
             )
@@ -284,6 +287,13 @@ class SweepRun:
             return None
         extend = instantiate({"_target_": target, "_partial_": True}, _execution_whitelist_=[target])
         return lambda trial: extend(self.config, trial)
+
+
+def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
+    """Who beat for a trial: its job where the job did (sweeps/job.py), else the sweep's worker."""
+    if not job.get("beats"):
+        return trial.user_attrs.get("worker", "another worker")
+    return f"SLURM job {job['slurm_job_id']}" if job.get("slurm_job_id") else f"{job['host']}:{job['pid']}"
 
 
 def _storage_failure(

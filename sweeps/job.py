@@ -1,0 +1,109 @@
+"""Where a trial's task runs, seen from both sides: the job records itself, the sweep reads it.
+
+A launcher that runs jobs on other machines (SLURM through
+hydra-submitit-launcher) hides them from the sweep: it cannot see a job die,
+and Ctrl-C does not reach it. So a task that finds its trial
+(`sweeps.current_trial()`) in a process that is not the sweep's own nor one
+of its descendants records where it runs (JOB_ATTR: host, pid, and the
+SLURM job id from SLURM_JOB_ID) and sends the trial's heartbeats itself
+from then on; the sweep stops beating for that trial. A job that is
+cancelled or killed then stops beating, and after `grace_period` the sweep
+marks its trial FAIL and Optuna's retry callback queues it again. On an
+interrupt the sweep cancels the SLURM jobs its unfinished trials recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import BaseStorage
+
+from sweeps.study import JOB_ATTR
+
+log = logging.getLogger(__name__)
+SLURM_JOB_ENV = "SLURM_JOB_ID"
+HOST = socket.gethostname()
+
+_beating: set[int] = set()  # trial ids this process beats for
+_lock = threading.Lock()
+
+
+def _ancestors(pid: int) -> set[int]:
+    """The pids of `pid`'s parent, grandparent and so on, from /proc (empty where there is none)."""
+    found: set[int] = set()
+    while pid > 1 and pid not in found:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        found.add(pid)
+    return found
+
+
+def sweep_can_see(sweep: str | None) -> bool:
+    """Whether the sweep process `sweep` (host:pid) sees this process end: it is that process
+    or one of its descendants (a worker it forked), whose end its launcher reports."""
+    if not sweep:
+        return True  # a sweep that did not say: it beats as before
+    host, _, pid = sweep.rpartition(":")
+    if host != HOST:
+        return False
+    return int(pid) == os.getpid() or int(pid) in (_ancestors(os.getpid()) or {os.getppid()})
+
+
+def take_over(storage: BaseStorage, trial_id: int, number: int, sweep: str | None) -> None:
+    """Record where this trial runs; where its sweep cannot see this process, beat for it from here."""
+    with _lock:
+        if trial_id in _beating:
+            return
+        _beating.add(trial_id)
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    beats = bool(interval) and not sweep_can_see(sweep)
+    # The trial's number too: a retry is created with its failed trial's user attrs.
+    record: dict[str, Any] = {"trial": number, "host": HOST, "pid": os.getpid(), "beats": beats}
+    if os.environ.get(SLURM_JOB_ENV):
+        record["slurm_job_id"] = os.environ[SLURM_JOB_ENV]
+    if beats:
+        storage.record_heartbeat(trial_id)  # before the sweep reads `beats` and stops
+        threading.Thread(
+            target=_beat, args=(storage, trial_id, interval), name=f"trial-heartbeat-{trial_id}", daemon=True
+        ).start()
+    storage.set_trial_user_attr(trial_id, JOB_ATTR, record)
+
+
+def _beat(storage: BaseStorage, trial_id: int, interval: float) -> None:
+    """Beat until this process ends (a beat for a finished trial is ignored by Optuna)."""
+    while True:
+        time.sleep(interval)
+        try:
+            storage.record_heartbeat(trial_id)
+        except Exception as error:  # a lost beat is retried
+            log.warning("could not record a heartbeat for the trial (%s); retrying", type(error).__name__)
+
+
+def job_record(user_attrs: dict[str, Any], number: int) -> dict[str, Any] | None:
+    """What trial `number`'s own job recorded (not one its failed predecessor's job did), or None."""
+    record = user_attrs.get(JOB_ATTR)
+    return record if isinstance(record, dict) and record.get("trial") == number else None
+
+
+def cancel_slurm_jobs(job_ids: list[str]) -> str | None:
+    """`scancel` the SLURM jobs; None when done, else why not (no scancel here, or its error)."""
+    if not job_ids:
+        return None
+    if shutil.which("scancel") is None:
+        return "scancel is not on PATH"
+    try:
+        result = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{type(error).__name__}: {error}"
+    return None if result.returncode == 0 else (result.stderr.strip() or f"exit status {result.returncode}")
