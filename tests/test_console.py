@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, copy_of_the_project, main_env, run_main
-from tests.sweep_helpers import SHORT_EPOCHS, load, run_sweep, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
 TRIAL_LINE = re.compile(r"\] trial +(\d+) (COMPLETE|PRUNED|FAIL) .*\((\d+\.\d) s(, (\d+) steps?)?\) \| best: ")
 
