@@ -102,7 +102,7 @@ def http_mirror(sample_dir: Path) -> Iterator[MirrorServer]:
 
 @pytest.fixture(scope="session")
 def swept_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real sweep's folder, shared by the report, TensorBoard and browser tests: a study with
+    """One real sweep's folder, shared by the dashboard, report, TensorBoard and browser tests: a study with
     trials 0 and 1 COMPLETE (3 epochs, params.lr searched), 2 PRUNED after epoch 2, 3 FAIL (diverged
     in epoch 1); three commands, each pinning what makes its trials end so."""
     from optuna.trial import TrialState

@@ -1,5 +1,5 @@
-"""What a person sees: a sweep's console, its progress line on a terminal, `--help`, and a
-sweep killed outright whose trial the next one recovers at once."""
+"""What a person sees: a sweep's console (the default sweep's: tests/test_sweep.py), its progress
+line on a terminal, `--help`, and a sweep killed outright whose trial the next one recovers at once."""
 
 from __future__ import annotations
 
@@ -18,28 +18,6 @@ from tests.cli import MAIN, copy_of_the_project, main_env, run_main
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
 TRIAL_LINE = re.compile(r"\] trial +(\d+) (COMPLETE|PRUNED|FAIL) .*\((\d+\.\d) s(, (\d+) steps?)?\) \| best: ")
-
-
-def test_the_default_sweep_prints_a_line_per_trial_and_keeps_each_trial_s_lines_in_its_log(tmp_path: Path) -> None:
-    result = run_sweep(tmp_path, n_trials=20, parallel=True)
-
-    assert result.returncode == 0, result.stderr
-    console = (result.stdout + result.stderr).splitlines()
-    assert len(console) <= 40, "\n".join(console)
-    study = load(tmp_path)
-    lines = {int(m[1]): m for m in map(TRIAL_LINE.search, console) if m}
-    assert sorted(lines) == list(range(20))
-    for trial in study.get_trials():
-        assert lines[trial.number][2] == trial.state.name
-        assert int(lines[trial.number][5]) == len(trial.intermediate_values)  # the epochs it trained
-    text = "\n".join(console)
-    assert "[Epoch:" not in text and "Launching" not in text and "#0 :" not in text
-    assert text.count("FALLING BACK to the bundled") == 1  # the sweep's own data check; not once per trial
-    assert "Report (HTML, PNG):" in text and "-m sweeps report" in text
-    [sweep_dir] = tmp_path.glob("multirun/*/*")
-    for trial in study.get_trials():
-        log = (sweep_dir / str(trial.number) / "main.log").read_text()
-        assert f"[Epoch: {len(trial.intermediate_values)}/" in log
 
 
 def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_sweep_s_lines(tmp_path: Path) -> None:

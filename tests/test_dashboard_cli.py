@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -22,8 +21,6 @@ from tests.dashboard import dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
 STUDY = "linearnet-mnist-sample"
-PRUNER = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
-FIXED = ["params.batch_size=64", "params.epoch_count=3"]
 
 
 def by_number(detail: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -34,24 +31,11 @@ def steps(trial: dict[str, Any]) -> dict[int, float]:
     return {v["step"]: v["value"] for v in trial["intermediate_values"]}
 
 
-@pytest.fixture(scope="module")
-def pruned_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A study with two COMPLETE trials and one PRUNED after epoch 2 (see test_sweep.py)."""
-    workdir = tmp_path_factory.mktemp("pruned")
-    good = run_sweep(workdir, "params.lr=0.003", *FIXED, *PRUNER, n_trials=2)
-    assert good.returncode == 0, good.stderr
-    hopeless = run_sweep(workdir, "params.lr=0.00001", *FIXED, *PRUNER, n_trials=1)
-    assert hopeless.returncode == 0, hopeless.stderr
-    states = [t.state for t in load(workdir).get_trials()]
-    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
-    return workdir
-
-
-def test_the_dashboard_serves_the_study_with_its_pruned_trial(pruned_study: Path, tmp_path: Path) -> None:
-    study = load(pruned_study)
+def test_the_dashboard_serves_the_study_with_its_pruned_trial(swept_study: Path, tmp_path: Path) -> None:
+    study = load(swept_study)
     trials = study.get_trials()
 
-    with dashboard(sqlite_url(pruned_study), tmp_path) as server:
+    with dashboard(sqlite_url(swept_study), tmp_path) as server:
         listed = server.get("/api/studies")["study_summaries"]
         assert [s["study_name"] for s in listed] == [STUDY]
         assert listed[0]["directions"] == ["maximize"]
@@ -60,8 +44,8 @@ def test_the_dashboard_serves_the_study_with_its_pruned_trial(pruned_study: Path
     assert detail["name"] == STUDY
     assert detail["has_intermediate_values"] is True
     served = by_number(detail)
-    assert sorted(served) == [t.number for t in trials] == [0, 1, 2]
-    assert [served[t.number]["state"] for t in trials] == ["Complete", "Complete", "Pruned"]
+    assert sorted(served) == [t.number for t in trials] == [0, 1, 2, 3]
+    assert [served[t.number]["state"] for t in trials] == ["Complete", "Complete", "Pruned", "Fail"]
     for t in trials:
         assert steps(served[t.number]) == t.intermediate_values
     assert sorted(steps(served[2])) == [1, 2]  # pruned after epoch 2 of 3
@@ -140,17 +124,17 @@ def run_cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_list_shows_counts_by_state_and_the_best_value(pruned_study: Path, tmp_path: Path) -> None:
-    study = load(pruned_study)
+def test_list_shows_counts_by_state_and_the_best_value(swept_study: Path, tmp_path: Path) -> None:
+    study = load(swept_study)
     counts = Counter(t.state.name for t in study.get_trials())
-    assert counts == {"COMPLETE": 2, "PRUNED": 1}
+    assert counts == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 1}
 
-    result = run_cli_process("--storage", sqlite_url(pruned_study), "list", cwd=tmp_path)
+    result = run_cli_process("--storage", sqlite_url(swept_study), "list", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"studies in {sqlite_url(pruned_study)}:",
-        f"  {STUDY}: 2 COMPLETE, 1 PRUNED; best value {study.best_value:.4f}",
+        f"studies in {sqlite_url(swept_study)}:",
+        f"  {STUDY}: 2 COMPLETE, 1 FAIL, 1 PRUNED; best value {study.best_value:.4f}",
     ]
 
 

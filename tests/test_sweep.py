@@ -25,34 +25,46 @@ from sweeps.trial import HYPERBAND_RESOURCE_ATTR
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
 
-def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
-    result = run_sweep(tmp_path, SHORT_EPOCHS, n_trials=4, parallel=True)
+def test_the_default_sweep_records_every_trial_and_the_best_and_prints_a_line_for_each(tmp_path: Path) -> None:
+    """The default sweep as it is (20 trials, n_jobs auto), on the bundled sample."""
+    result = run_sweep(tmp_path, n_trials=20, parallel=True)
 
     assert result.returncode == 0, result.stderr
     study = load(tmp_path)
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3]
-    assert states(study) == [TrialState.COMPLETE] * 4  # the median pruner starts with the 6th trial
+    assert [t.number for t in trials] == list(range(20))
+    assert set(states(study)) <= {TrialState.COMPLETE, TrialState.PRUNED}
     for t in trials:
         assert set(t.params) == {"params.lr", "params.batch_size", "params.epoch_count"}
         assert 1e-4 <= t.params["params.lr"] <= 1e-1
         assert t.params["params.batch_size"] in (32, 64, 128, 256, 512)
-        # Test accuracy reported after every epoch; the last is the trial's value.
+        # Test accuracy reported after every epoch it trained; a complete trial's last is its value.
         epochs = t.params["params.epoch_count"]
-        assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
-        assert t.intermediate_values[epochs] == t.value
+        trained = len(t.intermediate_values)
+        assert sorted(t.intermediate_values) == list(range(1, trained + 1))
+        assert trained == epochs if t.state == TrialState.COMPLETE else trained < epochs
+        if t.state == TrialState.COMPLETE:
+            assert t.intermediate_values[epochs] == t.value
     assert study.user_attrs["identity"]["name"] == "mnist-sample"
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert study.metric_names == ["test_accuracy"]  # optuna-dashboard names the objective
 
-    log = result.stdout + result.stderr
-    best = max(trials, key=lambda t: t.value)
-    assert re.search(rf"Best: trial +{best.number} COMPLETE +value={best.value:.4f}", log)
-    [results] = tmp_path.glob("multirun/*/*/optimization_results.yaml")
-    saved = OmegaConf.load(results)
-    assert (saved.best_trial, saved.best_value, saved.best_params) == (best.number, best.value, best.params)
+    # The console: a line per trial with its state and the epochs it trained, and little else.
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 40, "\n".join(console)
+    log = "\n".join(console)
     for t in trials:
-        assert re.search(rf"trial +{t.number} COMPLETE +value=", log)
+        trained = len(t.intermediate_values)
+        assert re.search(rf"trial +{t.number} {t.state.name} +value=.*, {trained} steps?\) \| best: ", log)
+    assert "[Epoch:" not in log and "Launching" not in log and "#0 :" not in log
+    assert log.count("FALLING BACK to the bundled") == 1  # the sweep's own data check; not once per trial
+    [sweep_dir] = tmp_path.glob("multirun/*/*")
+    for t in trials:  # each trial's own lines are in its log file
+        assert f"[Epoch: {len(t.intermediate_values)}/" in (sweep_dir / str(t.number) / "main.log").read_text()
+    best = study.best_trial
+    assert re.search(rf"Best: trial +{best.number} COMPLETE +value={best.value:.4f}", log)
+    saved = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert (saved.best_trial, saved.best_value, saved.best_params) == (best.number, best.value, best.params)
     # TensorBoard: one run per trial, grouped by study, its curve and hparams those of the trial.
     study_runs = trial_run_dir(tmp_path, study, 0).parent
     assert sorted(p.name for p in study_runs.iterdir()) == [f"trial-{t.number:04d}" for t in trials]
@@ -65,6 +77,7 @@ def test_default_sweep_records_every_trial_and_the_best(tmp_path: Path) -> None:
     # A venv the shell has not activated (make test's): the hints name its Python, to work as pasted.
     venv_python = "python" if os.environ.get("VIRTUAL_ENV") == sys.prefix else sys.executable
     assert f"Watch the study:   {venv_python} -m sweeps.dashboard sqlite:///" in log
+    assert f"Report (HTML, PNG): {venv_python} -m sweeps report --storage sqlite:///" in log
     assert f"{venv_python} main.py best_of=linearnet-mnist-sample " in log
 
 
