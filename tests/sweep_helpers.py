@@ -35,8 +35,10 @@ def sweep_args(workdir: Path, *extra: str, n_trials: int = 3, parallel: bool = F
     ]
 
 
-def run_sweep(workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300, parallel: bool = False):
-    return run_main(sweep_args(workdir, *extra, n_trials=n_trials, parallel=parallel), workdir, timeout=timeout)
+def run_sweep(
+    workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300, parallel: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return run_main(sweep_args(workdir, *extra, n_trials=n_trials, parallel=parallel), workdir, timeout=timeout, **env)
 
 
 def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:

@@ -1,6 +1,6 @@
 """Trials in parallel without a batch barrier: the app's default sweep, 2 at once, on real SQLite studies.
 
-`python main.py -m hydra/sweeper=optuna` runs its trials in joblib's worker
+`python main.py -m hydra/sweeper=optuna` runs its trials in the pool launcher's worker
 processes, as many at once as `hydra.sweeper.n_jobs` (the app's default: the
 cores available); a new trial starts as soon as any ends.
 """
@@ -161,3 +161,17 @@ def test_one_at_a_time_the_default_sweep_is_reproducible_trial_for_trial(tmp_pat
         assert "Sweeping 3 trials, 1 at once" in result.stdout
         runs.append([(t.number, t.state, t.params, t.values) for t in load(folder).get_trials()])
     assert runs[0] == runs[1] and len(runs[0]) == 3
+
+
+def test_each_pool_worker_imports_the_preload_modules_once_when_it_starts(tmp_path: Path) -> None:
+    """hydra.launcher.preload: imported by every worker as it starts (the app's: ds.run, for torch)."""
+    (tmp_path / "marker.py").write_text("import os\nwith open('imported-by', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n")
+    preload = "hydra.launcher.preload=[marker,no_such_module]"
+    result = run_sweep(tmp_path, "params.epoch_count=1", *TWO_AT_ONCE, preload, n_trials=4, parallel=True,
+                       PYTHONPATH=str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE] * 4
+    workers = (tmp_path / "imported-by").read_text().split()
+    assert len(workers) == len(set(workers)) == 2  # each worker once, not each trial
+    assert "hydra.launcher.preload: could not import no_such_module" in result.stdout + result.stderr
