@@ -26,9 +26,10 @@ NOT_SWEPT = ("threads", "progress", "storage", "run_name", "best_of", "objective
 class LinearNetHooks(SweepHooks):
     def study_identity(self, config: DictConfig) -> dict[str, Any]:
         """The data and the objective: trials on other data, or judged by another accuracy, do not compare."""
-        from ds.run import load_data  # torch, imported once data is needed: settings errors come fast
+        from ds.data import data_options, load_arrays  # no torch: the sweep's process trains nothing
 
-        return {**dataclasses.asdict(load_data(config).identity), "objective": config.objective}
+        identity = load_arrays(**data_options(config)).identity
+        return {**dataclasses.asdict(identity), "objective": config.objective}
 
     def study_name(self, config: DictConfig, identity: dict[str, Any] | None) -> str:
         """linearnet-mnist, linearnet-mnist-sample; -val_accuracy added for that objective."""

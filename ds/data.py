@@ -12,6 +12,7 @@ an altered entry is rebuilt from the files, never used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,9 +24,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ds.datasets import (
     DEFAULT_MIRRORS,
@@ -44,13 +45,15 @@ from ds.datasets import (
 from ds.download import DownloadError, fetch_verified
 from ds.idx import IdxFormatError, check_mnist_pair, parse_idx, read_idx_bytes
 
+if TYPE_CHECKING:
+    import torch  # imported where tensors are made: load_arrays needs none
+
 logger = logging.getLogger(__name__)
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 _SCALE = 1.0 / (255.0 * MNIST_STD)
 _SHIFT = -MNIST_MEAN / MNIST_STD
-_SHIFT_TENSOR = torch.tensor(_SHIFT, dtype=torch.float32)
 PIXELS = 28 * 28
 
 _KNOWN_FILES = {r.sha256: (s.name, r.filename) for s in (MNIST, MNIST_SAMPLE) for r in s.resources()}
@@ -114,10 +117,7 @@ def load_mnist(
     mtimes: calls on the same unchanged files return the same `MnistData`, so a
     sweep's runs share one copy. Treat its tensors as read-only.
     """
-    sample = Path(sample_dir).expanduser().resolve()
-    if spec is MNIST and Path(data_dir).expanduser().resolve() == sample:
-        spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
-    entry = _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample)
+    entry = _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir)
     with _LOCK:
         if entry.data is None:
             a = entry.arrays
@@ -132,6 +132,41 @@ def load_mnist(
         return entry.data
 
 
+def load_arrays(
+    data_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    mirrors: Sequence[str] = DEFAULT_MIRRORS,
+    timeout_s: float = 10.0,
+    sample_fallback: bool = True,
+    spec: DatasetSpec = MNIST,
+    sample_dir: str | os.PathLike[str] = SAMPLE_DIR,
+) -> MnistArrays:
+    """What `load_mnist` finds, verifies and caches, as numpy arrays with the dataset's identity,
+    without importing torch (about a second): a sweep checks its data before its trials train."""
+    return _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir).arrays
+
+
+def data_options(cfg: Any) -> dict[str, Any]:
+    """`load_mnist`'s and `load_arrays`' arguments from a run's config (paths.*, data.*)."""
+    return {
+        "data_dir": Path(cfg.paths.data),
+        "cache_dir": Path(cfg.paths.cache),
+        "download": cfg.data.download,
+        "mirrors": list(cfg.data.mirrors),
+        "timeout_s": cfg.data.timeout_s,
+        "sample_fallback": cfg.data.sample_fallback,
+    }
+
+
+def _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir) -> _CacheEntry:
+    sample = Path(sample_dir).expanduser().resolve()
+    if spec is MNIST and Path(data_dir).expanduser().resolve() == sample:
+        spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
+    return _load_entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample)
+
+
 def clear_memory_cache() -> None:
     """Forget every dataset cached, and every fallback taken, in this process."""
     with _LOCK:
@@ -141,16 +176,27 @@ def clear_memory_cache() -> None:
 
 def normalise_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 images [..., 784] -> new float32 tensor, (x / 255 - 0.1307) / 0.3081."""
+    import torch
+
     source = _tensor(images) if isinstance(images, np.ndarray) else images
     if source.dtype != torch.uint8:
         raise ValueError(f"images have dtype {source.dtype}; expected uint8 pixel values 0..255.")
     # (x / 255 - mean) / std folded into shift + scale * x: one pass over the
     # data that also converts to float32, within 2e-7 of the literal formula.
-    return torch.add(_SHIFT_TENSOR, source, alpha=_SCALE)
+    return torch.add(_shift_tensor(), source, alpha=_SCALE)
+
+
+@functools.cache
+def _shift_tensor() -> torch.Tensor:
+    import torch
+
+    return torch.tensor(_SHIFT, dtype=torch.float32)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     """A tensor sharing the array's memory; the dataset's arrays are never written."""
+    import torch
+
     with warnings.catch_warnings():
         # Cached arrays are read-only (memory-mapped); torch warns about that.
         warnings.simplefilter("ignore", UserWarning)
@@ -165,6 +211,8 @@ def iterate_batches(
     Every index appears exactly once, the last batch may be smaller; the order
     comes from `generator`, so a seeded generator repeats the same epochs.
     """
+    import torch
+
     x = images
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size is {batch_size!r}; expected a positive integer.")
@@ -189,6 +237,8 @@ def validation_split(n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
     rule, the same for every seed, run and torch version, and a stratified
     tenth of the bundled sample, whose digits are in class order.
     """
+    import torch
+
     index = torch.arange(n_train)
     held_out = index % VALIDATION_EVERY == VALIDATION_EVERY - 1
     return index[~held_out], index[held_out]
@@ -494,4 +544,6 @@ def _write_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str, arrays: Mnis
 
 
 def _labels_tensor(labels: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(labels.astype(np.int64))

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from ds.build import build_model, optimizer_factory
 from ds.checkpoint import load_checkpoint, save_checkpoint
 from ds.config import validate
-from ds.data import MNIST_SAMPLE, MnistData, load_mnist, normalise_images, validation_split
+from ds.data import MNIST_SAMPLE, MnistData, data_options, load_mnist, normalise_images, validation_split
 from ds.device import resolve_device
 from ds.errors import CheckpointError
 from ds.tracking import Outcome, RunTracker, fresh_run_dir, run_outcome, session_name
@@ -24,14 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def load_data(cfg: DictConfig) -> MnistData:
-    return load_mnist(
-        Path(cfg.paths.data),
-        Path(cfg.paths.cache),
-        download=cfg.data.download,
-        mirrors=list(cfg.data.mirrors),
-        timeout_s=cfg.data.timeout_s,
-        sample_fallback=cfg.data.sample_fallback,
-    )
+    return load_mnist(**data_options(cfg))
 
 
 def usable_cores() -> int:
@@ -128,7 +121,7 @@ def run(
                     "objective": cfg.objective,
                 },
                 outcome(ended),
-                session_name(cfg.run_name),
+                session_name(log_dir.relative_to(cfg.paths.log).as_posix()),  # -2 where the name was taken
             )
             if reached:
                 last = reached[-1]

@@ -140,7 +140,8 @@ def confusion_image(confusion: Tensor, epoch: int) -> Any:
             ink = "white" if shares[t, p] > 0.5 else "black"
             draw.text((x + cell / 2, y + cell / 2), str(int(counts[t, p])), fill=ink, font=small, anchor="mm")
         draw.text((left - 6, top + t * cell + cell / 2), str(t), fill="black", font=font, anchor="rm")
-        draw.text((left + t * cell + cell / 2, top + n * cell + 4), str(t), fill="black", font=font, anchor="mt")
+        column = left + t * cell + cell / 2
+        draw.text((column, top + n * cell + 4), str(t), fill="black", font=font, anchor="mt")
     draw.text((left + n * cell / 2, size[1] - 6), "predicted", fill="black", font=font, anchor="mb")
     label = Image.new("RGB", (n * cell, 18), "white")
     ImageDraw.Draw(label).text((n * cell / 2, 9), "true", fill="black", font=font, anchor="mm")

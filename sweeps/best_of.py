@@ -36,7 +36,7 @@ class BestOfError(ValueError):
 def load_best(
     study_name: str, storage_url: str | None, identity: dict[str, Any] | None = None
 ) -> tuple[optuna.Study, BaseStorage, optuna.trial.FrozenTrial]:
-    """The study (`latest`: the one whose last trial started most recently), its storage and its
+    """The study (`latest`: the one whose last completed trial ended most recently), its storage and its
     best trial; a study of several objectives, or one recorded with another `identity` than this
     run's, is refused."""
     where = mask_url(storage_url)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             trials = study.get_trials(deepcopy=False)
             print("\n".join(trial_table(trials)) if trials else f"study {study.study_name}: no trials")
         elif args.command == "recover":
-            recover(url, args.study, args.grace_period)
+            recover(url, study.study_name, args.grace_period)
         elif args.command == "report":
             report(study, url, args.out)
         elif args.command == "model":
@@ -112,7 +112,7 @@ def recover(url: str, study_name: str, grace_period: int) -> None:
     storage = open_storage(url, heartbeat_interval=1, grace_period=grace_period, stale_trial_callback=retry)
     study = optuna.load_study(study_name=study_name, storage=storage)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
-    stranded = recover_stranded(study, storage)
+    stranded = [t.number for t in recover_stranded(study, storage, retry)]
     for number in stranded:
         print(f"trial {number}: its sweep process on this machine has ended; marked FAIL and queued again")
     optuna.storages.fail_stale_trials(study)

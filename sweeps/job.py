@@ -90,12 +90,6 @@ def _beat(storage: BaseStorage, trial_id: int, interval: float) -> None:
             log.warning("could not record a heartbeat for the trial (%s); retrying", type(error).__name__)
 
 
-def job_record(user_attrs: dict[str, Any], number: int) -> dict[str, Any] | None:
-    """What trial `number`'s own job recorded (not one its failed predecessor's job did), or None."""
-    record = user_attrs.get(JOB_ATTR)
-    return record if isinstance(record, dict) and record.get("trial") == number else None
-
-
 def cancel_slurm_jobs(job_ids: list[str]) -> str | None:
     """`scancel` the SLURM jobs; None when done, else why not (no scancel here, or its error)."""
     if not job_ids:

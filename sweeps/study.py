@@ -84,10 +84,17 @@ def describe_trial(t: FrozenTrial) -> str:
     params = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row.params.items())
     reported = f", {row.epochs} step{'s' if row.epochs != 1 else ''}" if row.epochs else ""
     line = f"trial {t.number:3d} {row.state:8s} value={row.value} {params} ({row.duration}{reported})"
-    job = t.user_attrs.get(JOB_ATTR)
-    if isinstance(job, dict) and job.get("trial") == t.number and job.get("slurm_job_id"):
+    job = job_record(t.user_attrs, t.number) or {}
+    if job.get("slurm_job_id"):
         line += f" [SLURM job {job['slurm_job_id']}]"
     return f"{line} reason: {row.reason}" if row.reason else line
+
+
+def job_record(user_attrs: dict[str, Any], number: int) -> dict[str, Any] | None:
+    """What trial `number`'s own job recorded (JOB_ATTR; not what its failed predecessor's job
+    did, copied with the user attrs into a retry), or None."""
+    record = user_attrs.get(JOB_ATTR)
+    return record if isinstance(record, dict) and record.get("trial") == number else None
 
 
 def _fmt(v: Any) -> str:
@@ -109,7 +116,7 @@ LATEST = "latest"
 
 def load_study(name: str, storage: BaseStorage, where: str) -> optuna.Study:
     """The study called `name`; `latest` (unless a study has that name) is the one whose last
-    trial started most recently."""
+    completed trial ended most recently."""
     if name == LATEST and name not in study_names(storage):
         name = _latest(storage, where)
     try:
@@ -164,15 +171,16 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _latest(storage: BaseStorage, where: str) -> str:
-    started = {}
+    """The study whose last COMPLETE trial ended most recently: the one a sweep just finished."""
+    ended = {}
     for name in study_names(storage):
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-        times = [t.datetime_start for t in trials if t.datetime_start is not None]
+        study = optuna.load_study(study_name=name, storage=storage)
+        times = [t.datetime_complete for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         if times:
-            started[name] = max(times)
-    if not started:
-        raise StudyNotFoundError(f"no study in {where} has a trial yet, so none is the latest")
-    return max(started, key=started.__getitem__)
+            ended[name] = max(times)
+    if not ended:
+        raise StudyNotFoundError(f"no study in {where} has a completed trial yet, so none is the latest")
+    return max(ended, key=ended.__getitem__)
 
 
 # The columns of a study's trial table, as `python -m sweeps trials` and `report` show them.

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +56,17 @@ def copy_of_the_project(destination: Path, root: Path = ROOT) -> Path:
     Files a user made in the checkout (what git calls untracked: `python -m sweeps export` writes
     conf/params/<name>.yaml) are left out, so that no test depends on them."""
     made_by_user = users_files(root)
+    left_out = []
     for package in ("ds", "sweeps", "hydra_plugins", "conf", "data/sample"):
 
         def ignore(folder: str, names: list[str]) -> list[str]:
-            return [n for n in names if n == "__pycache__" or Path(folder, n).resolve() in made_by_user]
+            users = [n for n in names if Path(folder, n).resolve() in made_by_user]
+            left_out.extend(Path(folder, n).relative_to(root).as_posix() for n in users)
+            return [*users, *(n for n in names if n == "__pycache__")]
 
         shutil.copytree(root / package, destination / package, ignore=ignore)
+    if left_out and root == ROOT:  # a new project file not yet `git add`ed would be missed silently
+        warnings.warn(f"the tests run without files git does not track: {', '.join(sorted(left_out))}", stacklevel=2)
     for module in ("main.py", "sweep_hooks.py"):
         shutil.copy2(root / module, destination / module)
     return destination / "main.py"
@@ -71,12 +77,12 @@ def users_files(root: Path) -> set[Path]:
     if not (root / ".git").exists() or shutil.which("git") is None:
         return set()
     listed = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {(root / name).resolve() for name in listed.split("\0") if name}
+        ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard"], capture_output=True, text=True
+    )
+    if listed.returncode != 0:
+        warnings.warn(f"git cannot list the untracked files, so none is left out: {listed.stderr.strip()}", stacklevel=2)
+        return set()
+    return {(root / name).resolve() for name in listed.stdout.split("\0") if name}
 
 
 # Every test runs this copy of the app: the checkout's as the project has it (see copy_of_the_project).

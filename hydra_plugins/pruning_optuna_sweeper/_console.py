@@ -9,7 +9,9 @@ says the same and more.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -17,32 +19,48 @@ from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+log = logging.getLogger(__name__)
 SWEEP_LOGGER = "hydra_plugins.pruning_optuna_sweeper"
 REDRAW_S = 0.5
 
 
 def file_only_overrides(job_logging: DictConfig | None) -> list[str]:
-    """Overrides that leave Hydra's job logging without the handlers that write to the console."""
+    """Overrides that leave Hydra's job logging without the handlers that write to the console
+    (a StreamHandler that is not a FileHandler, whatever its class); what cannot be overridden
+    so (a logger whose name needs quoting) is said once."""
     if job_logging is None:
         return []
     logging_config = OmegaConf.to_container(job_logging, resolve=False)
-    handlers = logging_config.get("handlers") or {}
-    console = {name for name, handler in handlers.items() if _writes_to_console(handler or {})}
-    owners = {"root": logging_config.get("root") or {}}
-    owners.update(
-        {f"loggers.{name}": logger or {} for name, logger in (logging_config.get("loggers") or {}).items()}
-    )
+    handlers = logging_config.get("handlers")
+    if not isinstance(handlers, dict):
+        return []
+    console = {name for name, handler in handlers.items() if _writes_to_console(handler)}
+    loggers = logging_config.get("loggers")
+    owners = {"root": logging_config.get("root")}
+    owners.update({f"loggers.{n}": lg for n, lg in (loggers.items() if isinstance(loggers, dict) else [])})
     overrides = []
     for owner, logger in owners.items():
-        used = list(logger.get("handlers") or [])
-        if console & set(used):
-            kept = ",".join(h for h in used if h not in console)
-            overrides.append(f"hydra.job_logging.{owner}.handlers=[{kept}]")
+        used = logger.get("handlers") if isinstance(logger, dict) else None
+        if not isinstance(used, list) or not console & set(used):
+            continue
+        if not re.fullmatch(r"root|loggers\.[A-Za-z_][A-Za-z0-9_]*", owner):
+            log.warning("job_output=file: hydra.job_logging.%s keeps its console handlers", owner)
+            continue
+        kept = ",".join(h for h in used if h not in console)
+        overrides.append(f"hydra.job_logging.{owner}.handlers=[{kept}]")
     return overrides
 
 
-def _writes_to_console(handler: dict[str, Any]) -> bool:
-    return "stream" in handler or handler.get("class") in ("logging.StreamHandler", "StreamHandler")
+def _writes_to_console(handler: Any) -> bool:
+    if not isinstance(handler, dict):
+        return False
+    module, _, name = str(handler.get("class", "")).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module or "logging"), name)
+    except (ImportError, AttributeError, ValueError):  # a `()` factory, or a class not importable here
+        return "stream" in handler
+    stream = isinstance(cls, type) and issubclass(cls, logging.StreamHandler)
+    return stream and not issubclass(cls, logging.FileHandler)
 
 
 def quieten_launcher(launcher: Any) -> None:
@@ -72,16 +90,17 @@ def _is_console(handler: logging.Handler) -> bool:
 
 class Progress:
     """One live line at the bottom of a terminal: trials done of n, the best so far, the time
-    elapsed and an estimate of the time left. Off where the console is not a terminal.
+    elapsed and an estimate of the time left. Off where the console is not a terminal, and
+    where the jobs write to it too (job_output=console: their lines would cross it).
 
     The console handlers' stream is wrapped so that a log line first clears the live line,
     which is drawn again after it.
     """
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None) -> None:
         self.total = total
         self.stream = stream or sys.stdout
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.done = 0
         self.best = "none yet"
         self.started = time.monotonic()
@@ -101,11 +120,11 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        for handler, stream in self._wrapped:  # outside the lock: a handler writing holds its own
+            handler.setStream(stream)
+        self._wrapped.clear()
         with self._lock:
             self._clear()
-            for handler, stream in self._wrapped:
-                handler.setStream(stream)
-            self._wrapped.clear()
 
     def update(self, done: int, best: str) -> None:
         with self._lock:
@@ -122,6 +141,15 @@ class Progress:
         return (
             f"[{self.done}/{self.total} trials] best: {self.best} | elapsed {_clock(elapsed)} | left {left}"
         )
+
+    def write_through(self, text: str) -> int:
+        """Write a log line: the live line is cleared first and drawn again after it."""
+        with self._lock:
+            self._clear()
+            written = self.stream.write(text)
+            if text.endswith("\n"):
+                self._draw()
+            return written
 
     def _tick(self) -> None:
         while not self._stop.wait(REDRAW_S):
@@ -148,12 +176,7 @@ class _ClearingStream:
         self.progress = progress
 
     def write(self, text: str) -> int:
-        with self.progress._lock:
-            self.progress._clear()
-            written = self.progress.stream.write(text)
-            if text.endswith("\n"):
-                self.progress._draw()
-            return written
+        return self.progress.write_through(text)
 
     def flush(self) -> None:
         self.progress.stream.flush()

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,17 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from sweeps.job import cancel_slurm_jobs, job_record
+from sweeps.job import cancel_slurm_jobs
 from sweeps.storage import first_line, root_cause
-from sweeps.stranded import recover_stranded
-from sweeps.study import FAIL_REASON_ATTR, FIXED_PARAMS_ATTR, RETRY_OF_ATTR, WORKER_ATTR, describe_trial
+from sweeps.stranded import PROCESS_ATTR, process_record, recover_stranded
+from sweeps.study import (
+    FAIL_REASON_ATTR,
+    FIXED_PARAMS_ATTR,
+    RETRY_OF_ATTR,
+    WORKER_ATTR,
+    describe_trial,
+    job_record,
+)
 from sweeps.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
@@ -118,10 +126,15 @@ class TrialLoop:
     def _recover_stranded(self) -> None:
         """Fail and queue again the trials of sweep processes of this host that have ended (killed
         outright) without waiting for their heartbeats to go stale."""
-        for number in recover_stranded(self.study, self.storage):
+        stranded = recover_stranded(self.study, self.storage, self.plan.retry)
+        for trial in stranded:
             log.warning(
-                "trial %d was RUNNING for a sweep process that has ended: marked FAIL and queued again.", number
+                "trial %d was RUNNING for a sweep process that has ended: marked FAIL%s.",
+                trial.number,
+                " and queued again" if self.plan.retry is not None else "",
             )
+        self._cancel_jobs([str(r["slurm_job_id"]) for t in stranded if (r := job_record(t.user_attrs, t.number))
+                           and r.get("slurm_job_id")])
 
     def _finished(self) -> bool:
         if self.in_flight:
@@ -172,6 +185,9 @@ class TrialLoop:
         trial = self.study.ask()
         trial_id = None
         try:
+            # First: which process runs it (a retry carries its failed trial's records till now).
+            trial.set_user_attr(PROCESS_ATTR, process_record(trial.number))
+            trial.set_user_attr(WORKER_ATTR, WORKER)
             trial_id = self._id_of(trial)
             self.heartbeats.add(trial_id)  # should this process die now, the trial goes stale and is retried
             trial = self._sample(trial)
@@ -233,7 +249,6 @@ class TrialLoop:
                 raise ValueError(
                     f"custom_search_space suggests parameters the sweep fixes: {sorted(overlap)}"
                 )
-        trial.set_user_attr(WORKER_ATTR, WORKER)
         return trial
 
     def _start(self, trial: optuna.Trial) -> None:
@@ -259,6 +274,7 @@ class TrialLoop:
     def _collect(self) -> None:
         """Wait for trials to end and record them: the whole batch, or the next one to end."""
         ended = []
+        self._watch()  # also where results keep coming: it checks once per heartbeat interval
         while not ended or (self.plan.batch and len(ended) < len(self.in_flight)):
             try:
                 number, outcome = self.results.get(timeout=1.0)  # the timeout lets Ctrl-C through
@@ -266,8 +282,10 @@ class TrialLoop:
                 if self._watch():
                     break  # a trial was ended elsewhere: its place is free
                 continue
-            if number in self.in_flight:  # else a trial given up on (_watch), whose job came back after all
+            if number in self.in_flight:
                 ended.append((number, outcome))
+            else:
+                log.warning("trial %d's job came back after it was given up: its result is dropped", number)
         order = {number: i for i, number in enumerate(self.in_flight)}
         self._record(sorted(ended, key=lambda e: order[e[0]] if self.plan.batch else 0))
         allowed = math.floor(self.plan.max_failure_rate * self.plan.n_trials)
@@ -314,10 +332,11 @@ class TrialLoop:
         return given_up
 
     def _retried(self, number: int) -> bool:
-        return any(
-            optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == number
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        )
+        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            return any(retried(t) == number for t in waiting)
 
     def _record(self, ended: list[tuple[int, JobReturn | BaseException]]) -> None:
         """Record the ended trials' outcomes; then raise the first launcher failure among them."""
@@ -342,10 +361,7 @@ class TrialLoop:
             if recorded and frozen.state == TrialState.FAIL:
                 self.failed += 1
                 self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
-            best = self.plan.describe(self.study)
-            self.ended += 1
-            log.info("%s | best: %s", describe_trial(frozen), best)
-            self.progress.update(self.ended, best)
+            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
         if launch_error is not None:
             raise launch_error
 
@@ -358,8 +374,11 @@ class TrialLoop:
         launcher says so where the cluster keeps accounting): the trial's failure, not the sweep's.
         It is marked FAIL and queued again, as for a dead worker."""
         reason = f"its job ended without a result: {type(error).__name__}: {_gist(error)}"
+        failed_before = self._state(trial).is_finished()  # by its stale heartbeat: queued again then
         frozen = fail_trial(self.study, trial, reason)
         self._closed(trial)
+        if failed_before:
+            return
         self.failed += 1
         self.last_fail_reason = reason
         queued = frozen.state == TrialState.FAIL and self.plan.retry is not None
@@ -370,6 +389,8 @@ class TrialLoop:
     def _closed(self, trial: optuna.Trial) -> None:
         del self.in_flight[trial.number]
         self.heartbeats.discard(self._id_of(trial))
+        self.ended += 1
+        self.progress.update(self.ended, self.plan.describe(self.study))
 
     def _close_in_flight(self, error: BaseException) -> None:
         """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an

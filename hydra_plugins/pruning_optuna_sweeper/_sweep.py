@@ -25,9 +25,15 @@ from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.hooks import SweepHooks
-from sweeps.job import job_record
 from sweeps.storage import StorageError, first_line, mask_url, open_storage, root_cause
-from sweeps.study import IDENTITY_ATTR, IdentityMismatchError, StudyError, check_identity
+from sweeps.study import (
+    IDENTITY_ATTR,
+    WORKER_ATTR,
+    IdentityMismatchError,
+    StudyError,
+    check_identity,
+    job_record,
+)
 from sweeps.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
@@ -224,7 +230,8 @@ class SweepRun:
             job_overrides=self.job_overrides,
             retry=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry) if s.storage is not None else None,
         )
-        loop = TrialLoop(study, storage, space, plan, progress := Progress(self.n_trials))
+        progress = Progress(self.n_trials, enabled=s.job_output == "file")
+        loop = TrialLoop(study, storage, space, plan, progress)
         try:
             with first_interrupt_unwinds(), progress:
                 launched, failed = loop.run()
@@ -292,7 +299,7 @@ class SweepRun:
 def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
     """Who beat for a trial: its job where the job did (sweeps/job.py), else the sweep's worker."""
     if not job.get("beats"):
-        return trial.user_attrs.get("worker", "another worker")
+        return trial.user_attrs.get(WORKER_ATTR, "another worker")
     return f"SLURM job {job['slurm_job_id']}" if job.get("slurm_job_id") else f"{job['host']}:{job['pid']}"
 
 

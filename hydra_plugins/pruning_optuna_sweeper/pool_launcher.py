@@ -59,6 +59,8 @@ ConfigStore.instance().store(
 
 # What a forked worker runs its jobs with: set in the sweep process just before the fork.
 _STATE: dict[str, Any] = {}
+# Set in a worker once it has imported `preload`.
+_PRELOADED = threading.Event()
 
 
 class PoolLauncher(Launcher):
@@ -100,19 +102,23 @@ def _start_worker(parent: int, preload: list[str]) -> None:
         os._exit(1)
 
     def import_preload() -> None:
-        for name in preload:
-            try:
-                importlib.import_module(name)
-            except Exception as error:  # the job's own import says it again, where it matters
-                log.warning("hydra.launcher.preload: could not import %s: %s", name, error)
+        try:
+            for name in preload:
+                try:
+                    importlib.import_module(name)
+                except Exception as error:  # the job's own import says it again, where it matters
+                    log.warning("hydra.launcher.preload: could not import %s: %s", name, error)
+        finally:
+            _PRELOADED.set()
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
-    if preload:
-        threading.Thread(target=import_preload, name="preload", daemon=True).start()
+    threading.Thread(target=import_preload, name="preload", daemon=True).start()
 
 
 def _run_one(overrides: list[str], idx: int) -> JobReturn:
-    """A job in a worker, as Hydra's own launchers run one."""
+    """A job in a worker, as Hydra's own launchers run one, once the worker's preload is done
+    (a job that forks while another thread holds an import lock would leave its child stuck)."""
+    _PRELOADED.wait()
     setup_globals()
     hydra_context, config = _STATE["hydra_context"], _STATE["config"]
     sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
