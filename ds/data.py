@@ -277,7 +277,7 @@ def _resolve_files(
     if fell_back_before is not None:
         # Once per process is enough: a sweep would otherwise retry every
         # mirror (and wait out their timeouts) before each trial.
-        logger.info("Using the bundled sample again (warned about above): %s", fell_back_before)
+        logger.info("Using the bundled sample again, as warned when this process first looked for the data")
         return _sample_files(sample_dir, fell_back_before), MNIST_SAMPLE
 
     if download:

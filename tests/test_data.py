@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from ds.data import (
     normalise_images,
 )
 from ds.idx import read_mnist_pair
+from tests.cli import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +52,20 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 # --- the bundled sample -------------------------------------------------------
+
+
+def test_the_arrays_and_their_identity_load_without_torch(sample_dir: Path, tmp_path: Path) -> None:
+    """What a sweep's own process needs, the dataset's identity, costs no torch import (a second)."""
+    code = (
+        "import sys; from ds.data import load_arrays, load_mnist\n"
+        f"arrays = load_arrays({str(sample_dir)!r}, {str(tmp_path)!r})\n"
+        "print(arrays.identity.name, arrays.train_x.shape, 'torch' in sys.modules)\n"
+        f"print(load_mnist({str(sample_dir)!r}, {str(tmp_path)!r}).identity == arrays.identity)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["mnist-sample (8000, 784) False", "True"]
 
 
 def test_sample_loads_normalised(sample_dir: Path) -> None:

@@ -150,14 +150,13 @@ class SweepRun:
         space = parse_search_space(s.params, arguments)
         check_search_space(space, self.config, self.group_options, self.hooks)
         sampler = self._sampler(space)
-        log.info(
-            "Sweeping %d trial%s, %d at once (%s, hydra/launcher=%s)",
-            self.n_trials,
-            "s" if self.n_trials > 1 else "",
-            self.n_jobs,
-            "in batches" if self.batch else "each started as soon as one ends",
-            self.launcher_name,
-        )
+        trials = f"{self.n_trials} trial{'s' if self.n_trials > 1 else ''}"
+        if self.in_thread:
+            how = "in batches" if self.batch else "each started as soon as one ends"
+            log.info("Sweeping %s, %d at once (%s, hydra/launcher=%s)", trials, self.n_jobs, how, self.launcher_name)
+        else:
+            log.info("Sweeping %s in batches of %d, run one after another by hydra/launcher=%s in this process",
+                     trials, self.n_jobs, self.launcher_name)
         pruner = build("pruner", s.pruner)
         multi = len(self.directions) > 1
         startup = OmegaConf.select(s.sampler, "n_startup_trials", default=None) or 0
