@@ -88,17 +88,11 @@ class MnistData:
 
 
 def load_mnist(
-    data_dir: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = True,
-    mirrors: Sequence[str] = DEFAULT_MIRRORS,
-    timeout_s: float = 10.0,
-    sample_fallback: bool = True,
-    spec: DatasetSpec = MNIST,
-    sample_dir: str | os.PathLike[str] = SAMPLE_DIR,
+    data_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> MnistData:
-    """Find, verify, parse and cache MNIST; return it as training-ready tensors.
+    """Find, verify, parse and cache MNIST; return it as training-ready tensors. `options`:
+    download=True, mirrors=DEFAULT_MIRRORS, timeout_s=10.0, sample_fallback=True, spec=MNIST,
+    sample_dir=SAMPLE_DIR (`_entry`).
 
     Resolution: (0) `data_dir` is the bundled sample's folder: the sample is
     loaded; (1) the four files of `spec` in `data_dir`, named as in the spec
@@ -117,7 +111,7 @@ def load_mnist(
     mtimes: calls on the same unchanged files return the same `MnistData`, so a
     sweep's runs share one copy. Treat its tensors as read-only.
     """
-    entry = _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir)
+    entry = _entry(data_dir, cache_dir, **options)
     with _LOCK:
         if entry.data is None:
             a = entry.arrays
@@ -133,19 +127,11 @@ def load_mnist(
 
 
 def load_arrays(
-    data_dir: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = True,
-    mirrors: Sequence[str] = DEFAULT_MIRRORS,
-    timeout_s: float = 10.0,
-    sample_fallback: bool = True,
-    spec: DatasetSpec = MNIST,
-    sample_dir: str | os.PathLike[str] = SAMPLE_DIR,
+    data_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> MnistArrays:
     """What `load_mnist` finds, verifies and caches, as numpy arrays with the dataset's identity,
     without importing torch (about a second): a sweep checks its data before its trials train."""
-    return _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir).arrays
+    return _entry(data_dir, cache_dir, **options).arrays
 
 
 def data_options(cfg: Any) -> dict[str, Any]:
@@ -160,7 +146,17 @@ def data_options(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _entry(data_dir, cache_dir, download, mirrors, timeout_s, sample_fallback, spec, sample_dir) -> _CacheEntry:
+def _entry(
+    data_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    mirrors: Sequence[str] = DEFAULT_MIRRORS,
+    timeout_s: float = 10.0,
+    sample_fallback: bool = True,
+    spec: DatasetSpec = MNIST,
+    sample_dir: str | os.PathLike[str] = SAMPLE_DIR,
+) -> _CacheEntry:
     sample = Path(sample_dir).expanduser().resolve()
     if spec is MNIST and Path(data_dir).expanduser().resolve() == sample:
         spec = MNIST_SAMPLE  # paths.data=data/sample: the bundled sample, chosen, not fallen back to
