@@ -32,5 +32,7 @@ bench: install
 	$(PY) benchmarks/bench.py
 
 # Creates the study tables first (sweeps/dashboard.py), so it can start before the first sweep.
+# The storage is $SWEEP_STORAGE, else sqlite:///sweeps/optuna.db: read from the environment, so
+# that a password is on no command line.
 dashboard: install
-	$(PY) -m sweeps.dashboard "$${SWEEP_STORAGE:-sqlite:///sweeps/optuna.db}" $(DASHBOARD_ARGS)
+	$(PY) -m sweeps.dashboard $(DASHBOARD_ARGS)
