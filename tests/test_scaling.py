@@ -10,6 +10,7 @@ REQUIRE_POSTGRES=1) or a SQLite file.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,6 +168,9 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
         leaks = [line.replace(password, "<PASSWORD>") for line in w.output().splitlines() if password in line]
         assert not leaks, f"worker {w.pid} printed the storage password:\n" + "\n".join(leaks[:3])
         assert "Sweep done" in w.output(), w.tail()
+        # The storage is $SWEEP_STORAGE, which the printed commands read themselves: no URL on them.
+        assert re.search(r"Watch the study: +\S*python -m sweeps.dashboard\n", w.output()), w.tail()
+        assert re.search(r"Report \(HTML, PNG\): +\S*python -m sweeps report scale-test\n", w.output()), w.tail()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert not written, f"files holding the storage password: {written}"
 

@@ -13,19 +13,16 @@ import logging
 import math
 import os
 import queue
-import signal
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import optuna
 from hydra.core.utils import JobReturn
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -48,7 +45,8 @@ from . import _budget as budget
 from ._console import Progress
 from ._heartbeat import Heartbeats
 from ._outcome import fail_trial, record_outcome
-from ._search_space import SearchSpace
+from ._cleanup import make_room, stop_child_processes
+from ._search_space import SearchSpace, suggest
 
 log = logging.getLogger(__name__)
 BUDGET_POLL_S = 1.0
@@ -228,7 +226,7 @@ class TrialLoop:
                     trial.number,
                 )
         for name, distribution in self.space.distributions.items():
-            _suggest(trial, name, distribution)
+            suggest(trial, name, distribution)
         # A queued retry keeps the values it was queued with where this sweep has a range for them.
         queued = self.storage.get_trial(self._id_of(trial)).system_attrs.get(OPTUNA_QUEUED_PARAMS, {})
         dropped = sorted(set(queued) - set(self.space.distributions))
@@ -400,7 +398,7 @@ class TrialLoop:
         reason = "interrupted" if interrupted else f"{type(cause).__name__}: {first_line(cause)}"
         queued, unfinished, job_ids = [], [], []
         if not interrupted:
-            _make_room(self.storage)
+            make_room(self.storage)
         ended = []  # returned before the stop: recorded as they ended, not as interrupted
         while not self.results.empty():
             ended.append(self.results.get_nowait())
@@ -462,21 +460,6 @@ class TrialLoop:
         return self.storage.get_trial(self._id_of(trial)).state
 
 
-def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
-    """What `study.ask(distributions)` does, through the public suggest API."""
-    if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    raise TypeError(f"{name}: unsupported distribution {distribution!r}")
-
-
 def _gist(error: BaseException) -> str:
     """An error's first line, and its last where it holds a job's traceback (submitit's
     FailedJobError: "... failed during processing with trace: ... ModuleNotFoundError: ...")."""
@@ -484,33 +467,3 @@ def _gist(error: BaseException) -> str:
     if len(lines) > 1 and "Traceback" in str(error):
         return f"{lines[0].rstrip(':')}: {lines[-1]}"
     return first_line(error)
-
-
-def stop_child_processes() -> None:
-    """End the worker processes this sweep started (a joblib pool): their trials are closed."""
-    children = set()
-    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                children.update(int(pid) for pid in f.read().split())
-        except OSError:
-            continue
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-
-
-def _make_room(storage: BaseStorage) -> None:
-    """After a failed write, give a SQLite study back the space its write-ahead log holds
-    (a full disk): the log's pages are copied into the database and the log truncated,
-    so that closing the trials in flight, a few small writes, can still succeed."""
-    engine = getattr(storage, "engine", None)
-    if engine is None or engine.dialect.name != "sqlite":
-        return
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    except Exception:
-        pass  # nothing more to try: the caller says which trials stay RUNNING

@@ -229,3 +229,18 @@ def describe(distribution: BaseDistribution) -> str:
         scale = " (log)" if distribution.log else ""
         return f"{kind}in [{distribution.low:g}, {distribution.high:g}]{step}{scale}"
     return repr(distribution)
+
+
+def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """What `study.ask(distributions)` does, through the public suggest API."""
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"{name}: unsupported distribution {distribution!r}")

@@ -4,7 +4,6 @@ and Hydra's optimization_results.yaml (the stock sweeper's keys, plus the trial 
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import default_storage, mask_url, url_password
+from sweeps.storage import default_storage, mask_url
 from sweeps.study import WORKER_ATTR, describe_states, describe_trial, python_command
 
 log = logging.getLogger(__name__)
@@ -47,14 +46,20 @@ def summarise(
         failed,
         describe_states(study),
     )
+    python, name = python_command(), shlex.quote(study.study_name)
+    # The storage where it is not what the commands read by themselves ($SWEEP_STORAGE, else the
+    # default): a password stays in the environment, never on a command line.
+    where = "" if storage is None or storage == default_storage() else f" {shlex.quote(mask_url(storage))}"
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log.warning(
             "trial %d is still RUNNING for %s; should that sweep have died, a later sweep or "
-            "`python -m sweeps recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
+            "`%s -m sweeps%s recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
             "for grace_period seconds.",
             trial.number,
             trial.user_attrs.get(WORKER_ATTR, "another sweep"),
-            shlex.quote(study.study_name),
+            python,
+            f" --storage{where}" if where else "",
+            name,
         )
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         log.warning("No trial completed, so there is no best trial yet.")
@@ -81,12 +86,8 @@ def summarise(
             "best_trials": [_numbered(t) for t in front],
         }
     if storage is not None:
-        from_env = storage == os.environ.get("SWEEP_STORAGE")
-        shown = '"$SWEEP_STORAGE"' if from_env and url_password(storage) else shlex.quote(mask_url(storage))
-        python = python_command()
-        option = "" if storage == default_storage() else f" --storage {shown}"
-        log.info("Watch the study:   %s -m sweeps.dashboard %s", python, shown)
-        log.info("Report (HTML, PNG): %s -m sweeps report%s %s", python, option, shlex.quote(study.study_name))
+        log.info("Watch the study:   %s -m sweeps.dashboard%s", python, where)
+        log.info("Report (HTML, PNG): %s -m sweeps report%s %s", python, f" --storage{where}" if where else "", name)
     if best_command:
         log.info("Train with its best parameters:   %s", best_command)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ class PruningOptunaSweeper(Sweeper):
 def _exit_now(status: int, message: str | None = None) -> None:
     """End a stopped sweep at once: its trials are recorded and its workers ended, so nothing is
     left to wait for (a worker pool's exit handlers would wait for, or trip over, the workers)."""
-    from ._loop import stop_child_processes
+    from ._cleanup import stop_child_processes
 
     stop_child_processes()  # a launcher's idle workers too, which would hold this process's output open
     if message:
