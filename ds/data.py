@@ -130,7 +130,7 @@ def load_arrays(
     data_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, **options: Any
 ) -> MnistArrays:
     """What `load_mnist` finds, verifies and caches, as numpy arrays with the dataset's identity,
-    without importing torch (about a second): a sweep checks its data before its trials train."""
+    without importing torch: a sweep checks its data before its trials train, and trains none."""
     return _entry(data_dir, cache_dir, **options).arrays
 
 

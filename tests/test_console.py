@@ -3,6 +3,7 @@ line on a terminal, `--help`, and a sweep killed outright whose trial the next o
 
 from __future__ import annotations
 
+import logging
 import os
 import pty
 import re
@@ -142,3 +143,31 @@ def test_best_of_latest_is_the_study_whose_last_completed_trial_ended_last(tmp_p
     ran = run_main(["best_of=latest", f"storage={url}", "params.epoch_count=1", "paths.data=nowhere",
                     "data.download=false"], tmp_path)
     assert "best_of=newer: trial 0" in ran.stdout + ran.stderr
+
+
+class LoudHandler(logging.StreamHandler):
+    """An app's own console handler, known only by its class (no `stream` key in the config)."""
+
+
+def test_job_output_file_drops_every_console_handler_an_app_s_job_logging_names(caplog) -> None:
+    """The overrides each job gets: console handlers judged by class, file handlers kept; a logger
+    whose name an override cannot spell keeps its handlers, and the sweep says so."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pruning_optuna_sweeper._console import file_only_overrides
+
+    job_logging = OmegaConf.create({
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+            "loud": {"class": f"{__name__}.LoudHandler"},
+            "file": {"class": "logging.FileHandler", "filename": "job.log"},
+        },
+        "root": {"handlers": ["console", "file"]},
+        "loggers": {"app": {"handlers": ["loud", "file"]}, "quiet": {"handlers": ["file"]}, "a.b": {"handlers": ["loud"]}},
+    })  # fmt: skip
+
+    assert file_only_overrides(job_logging) == [
+        "hydra.job_logging.root.handlers=[file]",
+        "hydra.job_logging.loggers.app.handlers=[file]",
+    ]
+    assert "hydra.job_logging.loggers.a.b keeps its console handlers" in caplog.text

@@ -98,6 +98,7 @@ class TrialLoop:
         self.results: queue.SimpleQueue[tuple[int, JobReturn | BaseException]] = queue.SimpleQueue()
         self.in_flight: dict[int, optuna.Trial] = {}
         self.launched = self.failed = self.ended = 0
+        self.best = ""
         self.last_fail_reason = "unknown"
         self.sampled_before = False
         self.waiting_logged = False
@@ -359,7 +360,7 @@ class TrialLoop:
             if recorded and frozen.state == TrialState.FAIL:
                 self.failed += 1
                 self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
-            log.info("%s | best: %s", describe_trial(frozen), self.plan.describe(self.study))
+            log.info("%s | best: %s", describe_trial(frozen), self.best)
         if launch_error is not None:
             raise launch_error
 
@@ -388,7 +389,8 @@ class TrialLoop:
         del self.in_flight[trial.number]
         self.heartbeats.discard(self._id_of(trial))
         self.ended += 1
-        self.progress.update(self.ended, self.plan.describe(self.study))
+        self.best = self.plan.describe(self.study)  # once a trial: the progress line and its log line
+        self.progress.update(self.ended, self.best)
 
     def _close_in_flight(self, error: BaseException) -> None:
         """Leave no trial of this process RUNNING: mark the unfinished ones FAIL; after an

@@ -11,8 +11,8 @@ threads may launch at once (the sweeper's async mode does). Linux and other
 systems with fork only.
 
 `preload` names modules each worker imports as soon as it starts, while the
-sweep still sets up: the task's heavy imports (torch takes about a second) are
-then done before the first trial instead of inside it.
+sweep still sets up: the task's heavy imports (torch) are then done before the
+first trial instead of inside it.
 
     hydra/launcher=pool hydra.launcher.n_jobs=2 'hydra.launcher.preload=[torch]'
 """
