@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,30 +33,46 @@ def build_model(config: DictConfig | Mapping[str, Any]) -> nn.Module:
     return instantiate(node, _execution_whitelist_=tuple(MODEL_SCHEMAS))
 
 
-def optimizer_factory(config: DictConfig | Mapping[str, Any], lr: float) -> OptimizerFactory:
-    """A function of the model's parameters returning the configured optimizer with `lr`.
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A configured optimizer not yet built: its class and the options it is given (lr included).
 
-    Where the optimizer class has a fused implementation for the parameters'
-    device (torch.optim.Adam, AdamW and SGD on CPU and CUDA), it is used: one
-    kernel for every parameter instead of a loop over them, the fastest on
-    this project's small models (benchmarks/bench.py measures it).
+    Called with the parameters, it builds the optimizer. Its settings are known
+    before that: the fast path (ds/step.py) reads them and builds none, which
+    spares the process the import of torch's compiler stack that the first
+    torch.optim optimizer sets off. Where the class has a fused implementation
+    for the parameters' device (torch.optim.Adam, AdamW and SGD on CPU and CUDA), it is
+    used: one kernel for every parameter instead of a loop over them, the
+    fastest on this project's small models (benchmarks/bench.py measures it).
     """
+
+    cls: type[torch.optim.Optimizer]
+    options: Mapping[str, Any]
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting the optimizer gets: the class's defaults, the configured options over them."""
+        parameters = inspect.signature(self.cls).parameters.values()
+        return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **self.options}
+
+    def __call__(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        parameters = list(parameters)
+        device = parameters[0].device.type if parameters else "cpu"
+        fused = _has_fused(self.cls, device) and all(p.dtype.is_floating_point for p in parameters)
+        return self.cls(parameters, **self.options, **({"fused": True} if fused else {}))
+
+
+def optimizer_factory(config: DictConfig | Mapping[str, Any], lr: float) -> OptimizerSpec:
+    """The configured optimizer with `lr`, to be built with the model's parameters."""
     node = _plain(config)
     if node.get("_target_") not in OPTIMIZER_SCHEMAS:
         raise CheckpointError(
             f"optimizer._target_={node.get('_target_')!r}: expected one of {', '.join(OPTIMIZER_SCHEMAS)}"
         )
     configured = instantiate({**node, "_partial_": True}, _execution_whitelist_=tuple(OPTIMIZER_SCHEMAS))
-    if "betas" in configured.keywords:  # a YAML list; torch's kernels read a tuple
-        configured = partial(configured, betas=tuple(configured.keywords["betas"]))
-
-    def build(parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        parameters = list(parameters)
-        device = parameters[0].device.type if parameters else "cpu"
-        fused = _has_fused(configured.func, device) and all(p.dtype.is_floating_point for p in parameters)
-        return configured(parameters, lr=lr, **({"fused": True} if fused else {}))
-
-    return build
+    options = dict(configured.keywords)
+    if "betas" in options:  # a YAML list; torch's kernels read a tuple
+        options["betas"] = tuple(options["betas"])
+    return OptimizerSpec(configured.func, {**options, "lr": lr})
 
 
 def _has_fused(optimizer_class: type, device: str) -> bool:

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ds.build import OptimizerSpec
 from ds.model import LinearNet
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,40 @@ _PLAIN_ADAM = {
 }
 
 
-def fast_path_refusal(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> str | None:
+def fast_path_refusal(
+    model: nn.Module, optimizer: torch.optim.Optimizer | OptimizerSpec, device: torch.device
+) -> str | None:
     """Why the fast path cannot train `model` with `optimizer` on `device`, or None when it can.
 
     The whole structure is checked, not a name: the exact module types in
     order (a LinearNet whose activation was swapped or with an extra layer is
     refused), biases, float32 parameters that all train, no hooks or
-    instance-level forward; the optimizer must be torch.optim.Adam itself with
-    one group over exactly those parameters and none of the options the fast
-    update lacks (betas and eps are passed through).
+    instance-level forward; the optimizer must be torch.optim.Adam itself,
+    built (one group over exactly those parameters) or still an OptimizerSpec,
+    without the options the fast update lacks (betas and eps are passed through).
     """
+    why = _model_refusal(model, device)
+    if why is not None:
+        return why
+    if isinstance(optimizer, OptimizerSpec):
+        cls, group = optimizer.cls, optimizer.settings()
+    else:
+        cls, group = type(optimizer), optimizer.param_groups[0]
+        if len(optimizer.param_groups) != 1:
+            return "the optimizer has more than one parameter group"
+        if [id(p) for p in group["params"]] != [id(p) for p in model.parameters()]:
+            return "the optimizer does not train exactly the model's parameters"
+    if cls is not torch.optim.Adam:
+        return f"the optimizer is {cls.__qualname__}, not torch.optim.Adam"
+    changed = [f"{k}={group.get(k)!r}" for k, plain in _PLAIN_ADAM.items() if group.get(k, plain) != plain]
+    if changed:
+        return f"Adam has {', '.join(changed)}"
+    if not all(isinstance(v, float) for v in (group["lr"], *group["betas"], group["eps"])):
+        return "Adam's lr, betas or eps are tensors"
+    return None
+
+
+def _model_refusal(model: nn.Module, device: torch.device) -> str | None:
     if device.type != "cpu":
         return f"the device is {device}, not a CPU"
     kinds = tuple(type(m) for m in model.modules())
@@ -54,23 +79,10 @@ def fast_path_refusal(model: nn.Module, optimizer: torch.optim.Optimizer, device
     first, _, second = model.layers
     if first.bias is None or second.bias is None or first.out_features != second.in_features:
         return "LinearNet's layers lack a bias or do not connect"
-    parameters = list(model.parameters())
-    if any(p.dtype != torch.float32 or not p.requires_grad for p in parameters):
+    if any(p.dtype != torch.float32 or not p.requires_grad for p in model.parameters()):
         return "a parameter is not a trainable float32 tensor"
     if "forward" in vars(model) or any(_has_hooks(m) for m in model.modules()):
         return "the model has hooks or its own forward, which the fast path would skip"
-    if type(optimizer) is not torch.optim.Adam:
-        return f"the optimizer is {type(optimizer).__qualname__}, not torch.optim.Adam"
-    if len(optimizer.param_groups) != 1:
-        return "the optimizer has more than one parameter group"
-    group = optimizer.param_groups[0]
-    if [id(p) for p in group["params"]] != [id(p) for p in parameters]:
-        return "the optimizer does not train exactly the model's parameters"
-    changed = [f"{k}={group.get(k)!r}" for k, plain in _PLAIN_ADAM.items() if group.get(k, plain) != plain]
-    if changed:
-        return f"Adam has {', '.join(changed)}"
-    if not all(isinstance(v, float) for v in (group["lr"], *group["betas"], group["eps"])):
-        return "Adam's lr, betas or eps are tensors"
     return None
 
 
@@ -145,7 +157,8 @@ def fused_adam_kernel_works() -> bool:
     """Whether torch's private fused Adam kernel exists here and updates as torch.optim.Adam does.
 
     Probed once per process: three steps on a 3-element tensor, compared with
-    torch.optim.Adam (its public, single-tensor implementation). A torch
+    FlatAdam's public-operation update (torch.optim.Adam's single-tensor
+    formula; tests/test_training.py holds both to torch.optim.Adam). A torch
     without the kernel, with another signature or with other arithmetic gets
     the public-operation update instead.
     """
@@ -163,18 +176,18 @@ def _probe_kernel() -> bool:
         return False
     start = torch.tensor([0.5, -1.5, 2.0])
     gradients = ([0.3, -0.2, 1.0], [-0.5, 0.4, 0.1], [0.25, 0.0, -2.0])
-    reference = start.clone().requires_grad_()
-    adam = torch.optim.Adam([reference], lr=0.01, betas=(0.8, 0.99), eps=1e-6, foreach=False, fused=False)
-    ours = FlatAdam(start.clone(), torch.zeros(3), lr=0.01, betas=(0.8, 0.99), eps=1e-6, use_kernel=True)
+    public, kernel = (
+        FlatAdam(start.clone(), torch.zeros(3), lr=0.01, betas=(0.8, 0.99), eps=1e-6, use_kernel=use)
+        for use in (False, True)
+    )
     try:
         for g in gradients:
-            reference.grad = torch.tensor(g)
-            adam.step()
-            ours.grad.copy_(torch.tensor(g))
-            ours.step()
+            for adam in (public, kernel):
+                adam.grad.copy_(torch.tensor(g))
+                adam.step()
     except (TypeError, RuntimeError, ValueError):  # another signature or a refused argument
         return False
-    return torch.allclose(ours.flat, reference.detach(), rtol=1e-6, atol=1e-7)
+    return torch.allclose(kernel.flat, public.flat, rtol=1e-6, atol=1e-7)
 
 
 class LinearNetAdam:

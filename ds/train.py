@@ -14,13 +14,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ds.build import OptimizerFactory
+from ds.build import OptimizerFactory, OptimizerSpec
 from ds.data import MnistData, iterate_batches, normalise_images, validation_split
 from ds.errors import NonFiniteLossError
 from ds.step import LinearNetAdam, fast_path_refusal
@@ -91,8 +92,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
 class _FastSteps:
     """LinearNet + Adam on a CPU through ds/step.py; per-example results summed per epoch."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, n_train: int) -> None:
-        group = optimizer.param_groups[0]
+    def __init__(self, model: nn.Module, group: dict[str, Any], n_train: int) -> None:
         self.step_fn = LinearNetAdam(model, lr=group["lr"], betas=group["betas"], eps=group["eps"])
         kernel = "torch's fused Adam kernel" if self.step_fn.adam.use_kernel else "Adam in public tensor operations"
         self.description = f"fast (LinearNet + Adam on the CPU: hand-derived gradients, {kernel})"
@@ -154,6 +154,23 @@ def _class_name(optimizer: torch.optim.Optimizer) -> str:
     return f"torch.optim.{cls.__name__}" if public else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _choose_path(
+    model: nn.Module, make_optimizer: OptimizerFactory, device: torch.device, allow_fast_path: bool
+) -> tuple[str | None, torch.optim.Optimizer | None, dict[str, Any]]:
+    """Why the fast path is refused (None: it is taken), the optimizer the general path steps, and
+    the optimizer's settings. An OptimizerSpec is judged, and built only for the general path."""
+    spec = make_optimizer if isinstance(make_optimizer, OptimizerSpec) else None
+    why = "turned off by the caller"
+    if allow_fast_path and spec is not None:
+        why = fast_path_refusal(model, spec, device)
+        if why is None:
+            return None, None, spec.settings()
+    optimizer = make_optimizer(model.parameters())
+    if allow_fast_path and spec is None:
+        why = fast_path_refusal(model, optimizer, device)
+    return why, None if why is None else optimizer, optimizer.param_groups[0]
+
+
 def train(
     data: MnistData,
     model: nn.Module,
@@ -177,11 +194,12 @@ def train(
     then the same seed gives the same result on a CPU. Each callback sees every
     epoch's metrics and may raise to stop the run (a sweep's reporter raises
     when the trial is pruned). `allow_fast_path=False` forces the general path
-    (to compare the two).
+    (to compare the two). An OptimizerSpec (ds.build.optimizer_factory) is
+    built only when the general path trains.
     """
     device = torch.device(device)
     model.to(device).train()
-    optimizer = make_optimizer(model.parameters())
+    why_not_fast, optimizer, settings = _choose_path(model, make_optimizer, device, allow_fast_path)
     images, labels = data.train_images.to(device), data.train_y.to(device)
     val_x = val_y = None
     if objective == "val_accuracy":
@@ -190,8 +208,7 @@ def train(
         images, labels = images.index_select(0, kept), labels.index_select(0, kept)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
 
-    why_not_fast = fast_path_refusal(model, optimizer, device) if allow_fast_path else "turned off by the caller"
-    steps = _FastSteps(model, optimizer, len(labels)) if why_not_fast is None else _AutogradSteps(
+    steps = _FastSteps(model, settings, len(labels)) if optimizer is None else _AutogradSteps(
         model, optimizer, device, len(labels), why_not_fast
     )
     log.info("training path: %s", steps.description)
@@ -199,7 +216,7 @@ def train(
     batches = torch.Generator().manual_seed(seed)
     n_train = len(labels)
     n_batches = math.ceil(n_train / batch_size)
-    lr = optimizer.param_groups[0]["lr"]
+    lr = settings["lr"]
     history: list[EpochMetrics] = []
     for epoch in range(1, epoch_count + 1):
         started = time.perf_counter()

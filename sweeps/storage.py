@@ -168,21 +168,8 @@ def open_storage(
     key = (url, heartbeat_interval, grace_period)
     if key in _open:
         return _open[key]
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError(
-            f"storage '{mask_url(url)}' is not a SQLAlchemy URL; expected e.g. "
-            f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
-        ) from None
-    if url.split("://", 1)[-1].split("/", 1)[0].count("@") > 1:
-        raise StorageError(
-            f"storage {mask_url(url)} has more than one @ before its host; expected a password's own @ "
-            "written as %40 (user:p%40ss@host), as in any URL"
-        )
+    parsed = check_storage(url, must_exist=must_exist)
     engine_kwargs = {}
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        check_sqlite_study_file(url, Path(parsed.database), must_exist=must_exist)
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     try:
@@ -198,6 +185,26 @@ def open_storage(
         raise StorageError(f"cannot open storage {mask_url(url)}: {type(e).__name__}: {reason}") from None
     _open[key] = storage
     return storage
+
+
+def check_storage(url: str, *, must_exist: bool = False) -> URL:
+    """`url` parsed, once it is known to be a URL and, for a SQLite file, an Optuna study file (or
+    none yet); a StorageError says what is wrong, before anything is written."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"storage '{mask_url(url)}' is not a SQLAlchemy URL; expected e.g. "
+            f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
+        ) from None
+    if url.split("://", 1)[-1].split("/", 1)[0].count("@") > 1:
+        raise StorageError(
+            f"storage {mask_url(url)} has more than one @ before its host; expected a password's own @ "
+            "written as %40 (user:p%40ss@host), as in any URL"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        check_sqlite_study_file(url, Path(parsed.database), must_exist=must_exist)
+    return parsed
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

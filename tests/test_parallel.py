@@ -51,6 +51,23 @@ def test_a_new_trial_starts_as_soon_as_one_ends_not_when_its_batch_ends(tmp_path
     )
 
 
+@pytest.mark.skipif(CORES < 2, reason="trials run at once on two cores or more")
+def test_the_last_trial_takes_the_first_free_place_not_the_last(tmp_path: Path) -> None:
+    # Trial 0 trains ten epochs, trials 1 and 2 one: trial 2 starts when trial 1 ends.
+    study = optuna.create_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path), direction="maximize")
+    for epochs in (10, 1, 1):
+        study.enqueue_trial({"params.lr": 0.001, "params.batch_size": 32, "params.epoch_count": epochs})
+    result = run_sweep(tmp_path, *TWO_AT_ONCE, n_trials=3, parallel=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    long, short, last = load(tmp_path).get_trials()
+    assert [t.state for t in (long, short, last)] == [TrialState.COMPLETE] * 3
+    assert len(long.intermediate_values) == 10 and len(last.intermediate_values) == 1
+    assert short.datetime_complete <= last.datetime_start < long.datetime_complete, (
+        [(t.number, t.datetime_start.time(), t.datetime_complete.time()) for t in (long, short, last)]
+    )
+
+
 @pytest.mark.parametrize(
     ("signum", "times"),
     [(signal.SIGINT, 1), (signal.SIGINT, 3), (signal.SIGTERM, 1)],
@@ -163,15 +180,21 @@ def test_one_at_a_time_the_default_sweep_is_reproducible_trial_for_trial(tmp_pat
     assert runs[0] == runs[1] and len(runs[0]) == 3
 
 
-def test_each_pool_worker_imports_the_preload_modules_once_when_it_starts(tmp_path: Path) -> None:
-    """hydra.launcher.preload: imported by every worker as it starts (the app's: ds.run, for torch)."""
-    (tmp_path / "marker.py").write_text("import os\nwith open('imported-by', 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n")
+def test_each_pool_worker_imports_the_preload_modules_once_before_the_first_trial(tmp_path: Path) -> None:
+    """hydra.launcher.preload: imported by every worker as it starts (the app's: ds.warmup), and the
+    first trial is asked for once all have, so that no trial's recorded time holds a worker's start."""
+    marker = "import os, time\ntime.sleep(1)  # a heavy import\nwith open('imported-by', 'a') as f:\n"
+    marker += "    f.write(f'{os.getpid()} {time.time()}\\n')\n"
+    (tmp_path / "marker.py").write_text(marker)
     preload = "hydra.launcher.preload=[marker,no_such_module]"
     result = run_sweep(tmp_path, "params.epoch_count=1", *TWO_AT_ONCE, preload, n_trials=4, parallel=True,
                        PYTHONPATH=str(tmp_path))
 
     assert result.returncode == 0, result.stderr
-    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE] * 4
-    workers = (tmp_path / "imported-by").read_text().split()
-    assert len(workers) == len(set(workers)) == 2  # each worker once, not each trial
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    imports = [line.split() for line in (tmp_path / "imported-by").read_text().splitlines()]
+    assert len(imports) == len({pid for pid, _ in imports}) == 2  # each worker once, not each trial
+    all_imported = max(float(at) for _, at in imports)
+    assert min(t.datetime_start.timestamp() for t in trials) >= all_imported
     assert "hydra.launcher.preload: could not import no_such_module" in result.stdout + result.stderr

@@ -113,6 +113,46 @@ def test_the_fast_path_takes_exactly_linearnet_with_plain_adam_on_a_cpu() -> Non
     assert "hooks" in fast_path_refusal(hooked, _adam(hooked), CPU)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "fast"),
+    [((), True), (("optimizer.betas=[0.8,0.99]", "optimizer.eps=1e-6"), True),
+     (("optimizer.weight_decay=1e-4",), False), (("optimizer.amsgrad=true",), False),
+     (("optimizer=adamw",), False), (("optimizer=sgd",), False)],
+    ids=["adam", "adam-betas-eps", "weight-decay", "amsgrad", "adamw", "sgd"],
+)
+def test_a_configured_optimizer_is_judged_as_its_built_instance_would_be(overrides, fast) -> None:
+    """optimizer_factory's spec: the fast path reads its settings instead of building it."""
+    cfg = composed(*overrides)
+    spec = optimizer_factory(cfg.optimizer, lr=cfg.params.lr)
+    model = LinearNet(32)
+    built = spec(model.parameters())
+    assert fast_path_refusal(model, spec, CPU) == fast_path_refusal(model, built, CPU)
+    assert (fast_path_refusal(model, spec, CPU) is None) == fast
+    group, settings = built.param_groups[0], spec.settings()
+    shared = (set(group) & set(settings)) - {"fused"}  # fused: chosen when built, for the device
+    assert shared >= {"lr", "weight_decay"}
+    assert {k: settings[k] for k in shared} == {k: group[k] for k in shared}
+
+
+def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -> None:
+    """The spec, never built, and torch.optim.Adam built from the same settings: the same updates."""
+    caplog.set_level(logging.INFO, logger="ds.train")
+    cfg = composed("optimizer.betas=[0.8,0.99]", "params.lr=0.002")
+    spec = optimizer_factory(cfg.optimizer, lr=cfg.params.lr)
+    torch.manual_seed(0)
+    from_spec, from_instance = LinearNet(32), LinearNet(32)
+    from_instance.load_state_dict(from_spec.state_dict())
+    built = partial(torch.optim.Adam, **spec.options)
+    first = train(sample, from_spec, spec, batch_size=64, epoch_count=1, seed=5)[0]
+    second = train(sample, from_instance, built, batch_size=64, epoch_count=1, seed=5)[0]
+
+    taken = [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("training path:")]
+    assert taken == ["training path: fast"] * 2
+    for ours, theirs in zip(from_spec.state_dict().values(), from_instance.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert first.train_loss == second.train_loss and first.test_accuracy == second.test_accuracy
+
+
 @pytest.mark.parametrize("make_model", [_swapped_activation, _extra_layer], ids=["tanh", "extra-layer"])
 def test_a_changed_linearnet_trains_through_autograd_and_learns(sample, make_model, caplog) -> None:
     caplog.set_level(logging.INFO, logger="ds.train")

@@ -82,6 +82,9 @@ class Plan:
     retry: Callable[[optuna.Study, FrozenTrial], None] | None = None
     describe: Callable[[optuna.Study], str] = field(default=lambda study: "")
     job_overrides: list[str] = field(default_factory=list)  # the same for every trial
+    # Blocks until the launcher can start trials at once (the pool launcher's warm workers): the
+    # first trials are asked for then, so that their recorded times are their own.
+    ready: Callable[[], None] | None = None
 
 
 class TrialLoop:
@@ -109,6 +112,8 @@ class TrialLoop:
         """Launch the plan's trials; the number launched and failed."""
         with self.heartbeats.running():
             try:
+                if self.plan.ready is not None:
+                    self.plan.ready()
                 self._recover_stranded()
                 while not self._finished():
                     self._fill()
@@ -156,7 +161,7 @@ class TrialLoop:
         for each free place in async mode."""
         if self.plan.batch and self.in_flight:
             return
-        room = min(self.plan.n_jobs, self.plan.n_trials - self.launched) - len(self.in_flight)
+        room = min(self.plan.n_jobs - len(self.in_flight), self.plan.n_trials - self.launched)
         asked = []
         for _ in range(room):
             optuna.storages.fail_stale_trials(self.study)

@@ -25,7 +25,15 @@ from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
 from sweeps.hooks import SweepHooks
-from sweeps.storage import StorageError, first_line, mask_url, open_storage, root_cause
+from sweeps.storage import (
+    StorageError,
+    check_storage,
+    first_line,
+    mask_url,
+    open_storage,
+    optuna_tables,
+    root_cause,
+)
 from sweeps.study import (
     IDENTITY_ATTR,
     WORKER_ATTR,
@@ -113,6 +121,9 @@ class SweepRun:
         check_settings(s)
         self.directions = directions(s.direction)
         check_trials_reach(s.storage, chdir=bool(config.hydra.job.chdir))
+        if s.storage is not None:  # before the launcher starts any worker
+            check_storage(s.storage)  # a URL or file that is no study storage is refused now
+            optuna_tables()  # Optuna's database layer, imported once here: forked workers inherit it
         hydra_context = dataclasses.replace(
             hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader)
         )
@@ -228,6 +239,7 @@ class SweepRun:
             describe=best_so_far,
             job_overrides=self.job_overrides,
             retry=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry) if s.storage is not None else None,
+            ready=getattr(self.launcher, "wait_until_ready", None),
         )
         progress = Progress(self.n_trials, enabled=s.job_output == "file")
         loop = TrialLoop(study, storage, space, plan, progress)

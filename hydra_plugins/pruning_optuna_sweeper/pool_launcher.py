@@ -12,7 +12,8 @@ systems with fork only.
 
 `preload` names modules each worker imports as soon as it starts, while the
 sweep still sets up: the task's heavy imports (torch) are then done before the
-first trial instead of inside it.
+first trial instead of inside it. The sweeper asks for its first trials once
+`wait_until_ready` returns, so that a trial's recorded time is its own.
 
     hydra/launcher=pool hydra.launcher.n_jobs=2 'hydra.launcher.preload=[torch]'
 """
@@ -74,14 +75,23 @@ class PoolLauncher(Launcher):
         if "fork" not in multiprocessing.get_all_start_methods():
             raise RuntimeError("hydra/launcher=pool forks its workers, which this system cannot; use joblib")
         self.config = config
-        _STATE.update(hydra_context=hydra_context, task_function=task_function, config=config)
+        context = multiprocessing.get_context("fork")
+        ready = context.Barrier(self.n_jobs)  # shared with the workers by the fork, as it must be
+        _STATE.update(hydra_context=hydra_context, task_function=task_function, config=config, ready=ready)
         self.pool = ProcessPoolExecutor(
             max_workers=self.n_jobs,
-            mp_context=multiprocessing.get_context("fork"),
+            mp_context=context,
             initializer=_start_worker,
             initargs=(os.getpid(), self.preload),
         )
         self.pool.submit(os.getpid).result()  # forks every worker now, before any thread of the sweep
+
+    def wait_until_ready(self) -> None:
+        """Return once every worker has imported `preload` (raises BrokenProcessPool if one died)."""
+        assert self.pool is not None, "setup() first"
+        # Each task holds its worker at the barrier until all are there: one task per worker.
+        for future in [self.pool.submit(_ready) for _ in range(self.n_jobs)]:
+            future.result()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.pool is not None and self.config is not None, "setup() first"
@@ -113,6 +123,11 @@ def _start_worker(parent: int, preload: list[str]) -> None:
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
     threading.Thread(target=import_preload, name="preload", daemon=True).start()
+
+
+def _ready() -> None:
+    _PRELOADED.wait()
+    _STATE["ready"].wait()
 
 
 def _run_one(overrides: list[str], idx: int) -> JobReturn:
