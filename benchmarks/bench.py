@@ -28,8 +28,9 @@ quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in th
             Hydra's basic sweeper and of the stock hydra-optuna-sweeper
             running a task that only returns (noop_task.py);
 - parallel: the same 12 queued trials, no pruning, with hydra.sweeper.n_jobs=1
-            and 2 (the app's pool launcher both: the targets), and for comparison n_jobs=1 on
-            the basic launcher, n_jobs=2 in batches, and 2 sweep processes;
+            and 2 (the app's pool launcher both: the targets, that pair run 3 times
+            and its median ratio checked), and for comparison n_jobs=1 on the basic
+            launcher, joblib, n_jobs=2 in batches, and 2 sweep processes;
 - parallel-sweep: the default sweep vs the same command with
             hydra.sweeper.n_jobs=1, on TPE seeds 0 to 4 (--seeds), each pair
             back to back: wall time, best accuracy, and the default sweep's

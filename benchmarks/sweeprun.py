@@ -96,10 +96,10 @@ class SweepRunner:
             *self.shrink(overrides), *overrides,
         ]
 
-    def run(self, name: str, *overrides: str, processes: int = 1, queue: int = 0) -> Sweep:
+    def run(self, name: str, *overrides: str, processes: int = 1, queue: int = 0, repeat: int = 0) -> Sweep:
         """The sweep of `overrides` (`processes` of them at once on one study, which holds `queue`
-        queued trials first), or its figures if already run."""
-        key = (str(processes), str(queue), *overrides)
+        queued trials first), or its figures if already run (`repeat`: another run of the same)."""
+        key = (str(processes), str(queue), str(repeat), *overrides)
         if key in self._done:
             return self._done[key]
         if not self._names:  # the disk cache of the data, so that no sweep pays for making it
