@@ -33,15 +33,16 @@ def build_model(config: DictConfig | Mapping[str, Any]) -> nn.Module:
     return instantiate(node, _execution_whitelist_=tuple(MODEL_SCHEMAS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OptimizerSpec:
     """A configured optimizer not yet built: its class and the options it is given (lr included).
 
     Called with the parameters, it builds the optimizer. Its settings are known
     before that: the fast path (ds/step.py) reads them and builds none, which
     spares the process the import of torch's compiler stack that the first
-    torch.optim optimizer sets off. Where the class has a fused implementation
-    for the parameters' device (torch.optim.Adam, AdamW and SGD on CPU and CUDA), it is
+    torch.optim optimizer sets off. An option the class does not take is refused
+    here, as building would. Where the class has a fused implementation for the
+    parameters' device (torch.optim.Adam, AdamW and SGD on CPU and CUDA), it is
     used: one kernel for every parameter instead of a loop over them, the
     fastest on this project's small models (benchmarks/bench.py measures it).
     """
@@ -49,8 +50,11 @@ class OptimizerSpec:
     cls: type[torch.optim.Optimizer]
     options: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        inspect.signature(self.cls).bind([], **self.options)  # TypeError, as the class would raise
+
     def settings(self) -> dict[str, Any]:
-        """Every setting the optimizer gets: the class's defaults, the configured options over them."""
+        """The configured options over the class's defaults (`fused` is chosen when it is built)."""
         parameters = inspect.signature(self.cls).parameters.values()
         return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **self.options}
 
@@ -58,7 +62,7 @@ class OptimizerSpec:
         parameters = list(parameters)
         device = parameters[0].device.type if parameters else "cpu"
         fused = _has_fused(self.cls, device) and all(p.dtype.is_floating_point for p in parameters)
-        return self.cls(parameters, **self.options, **({"fused": True} if fused else {}))
+        return self.cls(parameters, **{**({"fused": True} if fused else {}), **self.options})
 
 
 def optimizer_factory(config: DictConfig | Mapping[str, Any], lr: float) -> OptimizerSpec:

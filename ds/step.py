@@ -67,6 +67,9 @@ def fast_path_refusal(
         return f"Adam has {', '.join(changed)}"
     if not all(isinstance(v, float) for v in (group["lr"], *group["betas"], group["eps"])):
         return "Adam's lr, betas or eps are tensors"
+    lr, betas, eps = group["lr"], tuple(group["betas"]), group["eps"]
+    if not (lr >= 0 and eps >= 0 and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
+        return "Adam's lr, betas or eps are out of range (torch.optim.Adam says which)"
     return None
 
 

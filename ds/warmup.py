@@ -11,6 +11,7 @@ import io
 
 import torch
 
+import ds.run  # noqa: F401  (the training code: data, checkpoints, tracking)
 from ds.step import fused_adam_kernel_works
 from ds.tracking import confusion_image
 

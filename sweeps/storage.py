@@ -189,7 +189,8 @@ def open_storage(
 
 def check_storage(url: str, *, must_exist: bool = False) -> URL:
     """`url` parsed, once it is known to be a URL and, for a SQLite file, an Optuna study file (or
-    none yet); a StorageError says what is wrong, before anything is written."""
+    none yet); a StorageError says what is wrong, before anything is written. A file is checked
+    once per process (its integrity check reads it all)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -202,9 +203,14 @@ def check_storage(url: str, *, must_exist: bool = False) -> URL:
             f"storage {mask_url(url)} has more than one @ before its host; expected a password's own @ "
             "written as %40 (user:p%40ss@host), as in any URL"
         )
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+    is_file = parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
+    if is_file and (url, must_exist) not in _checked:
         check_sqlite_study_file(url, Path(parsed.database), must_exist=must_exist)
+        _checked.add((url, must_exist))
     return parsed
+
+
+_checked: set[tuple[str, bool]] = set()
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -54,7 +54,9 @@ def test_a_new_trial_starts_as_soon_as_one_ends_not_when_its_batch_ends(tmp_path
 @pytest.mark.skipif(CORES < 2, reason="trials run at once on two cores or more")
 def test_the_last_trial_takes_the_first_free_place_not_the_last(tmp_path: Path) -> None:
     # Trial 0 trains ten epochs, trials 1 and 2 one: trial 2 starts when trial 1 ends.
-    study = optuna.create_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path), direction="maximize")
+    study = optuna.create_study(
+        study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path), direction="maximize"
+    )
     for epochs in (10, 1, 1):
         study.enqueue_trial({"params.lr": 0.001, "params.batch_size": 32, "params.epoch_count": epochs})
     result = run_sweep(tmp_path, *TWO_AT_ONCE, n_trials=3, parallel=True)
@@ -183,7 +185,7 @@ def test_one_at_a_time_the_default_sweep_is_reproducible_trial_for_trial(tmp_pat
 def test_each_pool_worker_imports_the_preload_modules_once_before_the_first_trial(tmp_path: Path) -> None:
     """hydra.launcher.preload: imported by every worker as it starts (the app's: ds.warmup), and the
     first trial is asked for once all have, so that no trial's recorded time holds a worker's start."""
-    marker = "import os, time\ntime.sleep(1)  # a heavy import\nwith open('imported-by', 'a') as f:\n"
+    marker = "import os, time\ntime.sleep(3)  # a heavy import\nwith open('imported-by', 'a') as f:\n"
     marker += "    f.write(f'{os.getpid()} {time.time()}\\n')\n"
     (tmp_path / "marker.py").write_text(marker)
     preload = "hydra.launcher.preload=[marker,no_such_module]"
@@ -198,3 +200,17 @@ def test_each_pool_worker_imports_the_preload_modules_once_before_the_first_tria
     all_imported = max(float(at) for _, at in imports)
     assert min(t.datetime_start.timestamp() for t in trials) >= all_imported
     assert "hydra.launcher.preload: could not import no_such_module" in result.stdout + result.stderr
+
+
+def test_a_worker_that_dies_importing_the_preload_stops_the_sweep_with_one_error(tmp_path: Path) -> None:
+    (tmp_path / "crashing.py").write_text("import os\nos._exit(3)  # as a crash in native code would\n")
+    result = run_sweep(tmp_path, *TWO_AT_ONCE, "hydra.launcher.preload=[crashing]", n_trials=4, parallel=True,
+                       PYTHONPATH=str(tmp_path))
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "hydra/launcher=trials could not start: a worker process ended while importing" in error
+    assert "['crashing']" in error and "Traceback" not in result.stderr
+    # The crash ends the pool as it starts or while the sweep waits for it: no trial is asked either way.
+    studies = optuna.study.get_all_study_names(storage=sqlite_url(tmp_path))
+    assert all(not load(tmp_path, name).get_trials() for name in studies)

@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from ds.build import build_model, optimizer_factory
+from ds.build import OptimizerSpec, build_model, optimizer_factory
 from ds.config import register_configs, validate
 from ds.data import MNIST_SAMPLE, load_mnist, normalise_images, validation_split
 from ds.device import resolve_device
@@ -132,6 +132,42 @@ def test_a_configured_optimizer_is_judged_as_its_built_instance_would_be(overrid
     shared = (set(group) & set(settings)) - {"fused"}  # fused: chosen when built, for the device
     assert shared >= {"lr", "weight_decay"}
     assert {k: settings[k] for k in shared} == {k: group[k] for k in shared}
+
+
+class CountingSpec(OptimizerSpec):
+    """optimizer_factory's spec, counting how often train() builds it."""
+
+    def __call__(self, parameters):
+        built.append(self.cls)
+        return super().__call__(parameters)
+
+
+built: list[type] = []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "builds"),
+    [((), 0), (("model=mlp", "model.hidden=[32]"), 1), (("optimizer=adamw",), 1)],
+    ids=["linearnet-adam", "mlp", "adamw"],
+)
+def test_train_builds_the_configured_optimizer_only_for_the_general_path(sample, overrides, builds) -> None:
+    cfg = composed(*overrides)
+    spec = optimizer_factory(cfg.optimizer, lr=cfg.params.lr)
+    built.clear()
+    counting = CountingSpec(spec.cls, spec.options)
+    train(sample, build_model(cfg.model), counting, batch_size=512, epoch_count=1, seed=0)
+    assert len(built) == builds
+
+
+def test_options_an_optimizer_does_not_take_or_out_of_range_are_refused_as_torch_refuses_them(sample) -> None:
+    with pytest.raises(TypeError, match="weight_decya"):
+        OptimizerSpec(torch.optim.Adam, {"lr": 1e-3, "weight_decya": 0.1})
+    model = LinearNet(32)
+    for options in ({"lr": -0.1}, {"lr": 1e-3, "betas": (0.9, 1.5)}, {"lr": 1e-3, "eps": -1.0}):
+        spec = OptimizerSpec(torch.optim.Adam, options)
+        assert "out of range" in fast_path_refusal(model, spec, CPU), options
+        with pytest.raises(ValueError):
+            train(sample, LinearNet(32), spec, batch_size=512, epoch_count=1, seed=0)
 
 
 def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -> None:

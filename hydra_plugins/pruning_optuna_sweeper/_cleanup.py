@@ -10,7 +10,7 @@ from optuna.storages import BaseStorage
 
 
 def stop_child_processes() -> None:
-    """End the worker processes this sweep started (a joblib pool): their trials are closed."""
+    """End the worker processes this sweep started (the pool's or joblib's): their trials are closed."""
     children = set()
     for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
         try:

@@ -112,8 +112,7 @@ class TrialLoop:
         """Launch the plan's trials; the number launched and failed."""
         with self.heartbeats.running():
             try:
-                if self.plan.ready is not None:
-                    self.plan.ready()
+                self._wait_for_launcher()
                 self._recover_stranded()
                 while not self._finished():
                     self._fill()
@@ -126,6 +125,14 @@ class TrialLoop:
                 self._close_in_flight(error)
                 raise
         return self.launched, self.failed
+
+    def _wait_for_launcher(self) -> None:
+        if self.plan.ready is None:
+            return
+        try:
+            self.plan.ready()
+        except Exception as error:  # no trial asked yet: nothing to close
+            raise LaunchError(f"hydra/launcher={self.plan.launcher_name} could not start: {error}") from None
 
     def _recover_stranded(self) -> None:
         """Fail and queue again the trials of sweep processes of this host that have ended (killed

@@ -127,10 +127,13 @@ class SweepRun:
         hydra_context = dataclasses.replace(
             hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader)
         )
-        self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function
-        )
         self.launcher_name = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        try:
+            self.launcher = Plugins.instance().instantiate_launcher(
+                config=config, hydra_context=hydra_context, task_function=task_function
+            )
+        except Exception as error:  # its settings, or workers that could not start
+            raise LaunchError(f"hydra/launcher={self.launcher_name} could not start: {error}") from None
         self.job_overrides = []
         if s.job_output == "file":
             self.job_overrides = file_only_overrides(config.hydra.get("job_logging"))

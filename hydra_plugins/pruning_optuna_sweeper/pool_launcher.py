@@ -30,7 +30,8 @@ import pickle
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ ConfigStore.instance().store(
     group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="pruning_optuna_sweeper", replace=True
 )
 
+# After this long, the sweep says that it waits for its workers' preload.
+SLOW_PRELOAD_S = 20.0
 # What a forked worker runs its jobs with: set in the sweep process just before the fork.
 _STATE: dict[str, Any] = {}
 # Set in a worker once it has imported `preload`.
@@ -84,20 +87,38 @@ class PoolLauncher(Launcher):
             initializer=_start_worker,
             initargs=(os.getpid(), self.preload),
         )
-        self.pool.submit(os.getpid).result()  # forks every worker now, before any thread of the sweep
+        try:
+            self.pool.submit(os.getpid).result()  # forks every worker now, before any thread of the sweep
+        except BrokenProcessPool:
+            raise self._preload_died() from None
 
     def wait_until_ready(self) -> None:
-        """Return once every worker has imported `preload` (raises BrokenProcessPool if one died)."""
+        """Return once every worker has imported `preload`; a worker that died meanwhile is an error."""
         assert self.pool is not None, "setup() first"
         # Each task holds its worker at the barrier until all are there: one task per worker.
-        for future in [self.pool.submit(_ready) for _ in range(self.n_jobs)]:
-            future.result()
+        futures = [self.pool.submit(_ready) for _ in range(self.n_jobs)]
+        try:
+            if wait(futures, timeout=SLOW_PRELOAD_S).not_done:
+                log.info("Waiting for the %d pool workers to import hydra.launcher.preload=%s",
+                         self.n_jobs, self.preload)
+            for future in futures:
+                future.result()
+        except BrokenProcessPool:
+            raise self._preload_died() from None
+
+    def _preload_died(self) -> RuntimeError:
+        return RuntimeError(
+            f"a worker process ended while importing hydra.launcher.preload={self.preload} (killed, or "
+            "a crash in a module's native code); expected modules that import in a fresh process "
+            "(python -c 'import <module>' shows the crash)"
+        )
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.pool is not None and self.config is not None, "setup() first"
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         futures = [
-            self.pool.submit(_run_one, list(overrides), initial_job_idx + i) for i, overrides in enumerate(job_overrides)
+            self.pool.submit(_run_one, list(overrides), initial_job_idx + i)
+            for i, overrides in enumerate(job_overrides)
         ]
         return [future.result() for future in futures]
 
