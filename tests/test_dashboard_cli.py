@@ -59,9 +59,9 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
     # starts: the study is created first, as the sweep would create it, and the
     # dashboard watches it before the sweep's first trial. The dashboard re-reads a
     # study's trials at most every 2 s (optuna_dashboard/_storage.py), so each trial
-    # runs longer than that (10 epochs of 0.3 s): some read lands after an epoch.
+    # runs longer than that (10 epochs of about 0.3 s): some read lands after an epoch.
     optuna.create_study(study_name=STUDY, storage=sqlite_url(tmp_path), direction="maximize")
-    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=8", "hydra/sweeper/pruner=none", n_trials=2)
+    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=4", "hydra/sweeper/pruner=none", n_trials=2)
     with dashboard(sqlite_url(tmp_path), tmp_path) as server:
         study_id = server.study_id(STUDY)
         assert study_id is not None
