@@ -5,7 +5,7 @@ the task function) with every job, and each worker unpickles it: about 0.65 s
 a job on this project's 2-core machine, against 0.27 s for a job run in the
 sweep's own process (benchmarks/results.md), for trials that train for a
 second. Here the workers are forked when the launcher is set up, before the
-sweep starts any thread or opens any database, and inherit that state: a job
+sweep starts any thread or connects to its study, and inherit that state: a job
 sends its overrides and its number, and returns its JobReturn. Several
 threads may launch at once (the sweeper's async mode does). Linux and other
 systems with fork only.
