@@ -9,7 +9,6 @@ python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
 import logging
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ from sweeps import ArtifactError, BestOfError, TrialPruned, apply_best, current_
 from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
 from sweeps.storage import StorageError, refuse_password_in_overrides
 from sweeps.study import IdentityMismatchError, StudyError
+from sweeps.trial import folder_name
 from sweep_hooks import LinearNetHooks
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
     from ds.run import run
     from ds.tracking import Outcome, run_outcome
 
-    study = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.study_name).lstrip(".") or "study"  # one folder name
-    OmegaConf.update(cfg, "run_name", f"{study}/trial-{trial.number:04d}")
+    OmegaConf.update(cfg, "run_name", f"{folder_name(trial.study_name)}/trial-{trial.number:04d}")
     OmegaConf.update(cfg, "progress", False)  # trials at once would draw their bars over one another
     trial.set_user_attr("config", {"params": OmegaConf.to_container(cfg.params, resolve=True)})
     reached = []

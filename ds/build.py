@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ class OptimizerSpec:
     def __post_init__(self) -> None:
         inspect.signature(self.cls).bind([], **self.options)  # TypeError, as the class would raise
 
+    @cached_property
     def settings(self) -> dict[str, Any]:
         """The configured options over the class's defaults (`fused` is chosen when it is built)."""
         parameters = inspect.signature(self.cls).parameters.values()

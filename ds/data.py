@@ -481,8 +481,8 @@ N_CLASSES = 10
 
 
 def _array_sha256(array: np.ndarray) -> str:
-    """SHA-256 of an array's bytes in memory order: about 25 ms for full MNIST's 55 MB
-    (hashlib's SHA-256 uses the CPU's SHA instructions; faster here than BLAKE2b)."""
+    """SHA-256 of an array's bytes in memory order (hashlib's SHA-256 uses the CPU's SHA
+    instructions)."""
     return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
 
 

@@ -53,7 +53,7 @@ def fast_path_refusal(
     if why is not None:
         return why
     if isinstance(optimizer, OptimizerSpec):
-        cls, group = optimizer.cls, optimizer.settings()
+        cls, group = optimizer.cls, optimizer.settings
     else:
         cls, group = type(optimizer), optimizer.param_groups[0]
         if len(optimizer.param_groups) != 1:
@@ -103,7 +103,7 @@ class FlatAdam:
     `torch.optim.Adam(fused=True)` calls: one operation instead of seven and
     none of the optimizer's per-step Python) when a probe at first use finds
     it present and matching torch.optim.Adam; otherwise the same formula in
-    public tensor operations (about 3x slower per step, still exact).
+    public tensor operations (slower per step, still exact).
     """
 
     def __init__(
@@ -124,7 +124,6 @@ class FlatAdam:
         self.use_kernel = fused_adam_kernel_works() if use_kernel is None else use_kernel
 
     def step(self) -> None:
-        self.count += 1
         if self.use_kernel:
             self.steps.add_(1)
             torch._fused_adam_(
@@ -144,6 +143,7 @@ class FlatAdam:
             )
             return
         # torch.optim.Adam's single-tensor update, in public operations.
+        self.count += 1
         step = self.count
         self.exp_avg.lerp_(self.grad, 1 - self.beta1)
         self.exp_avg_sq.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1 - self.beta2)

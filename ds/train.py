@@ -164,7 +164,7 @@ def _choose_path(
     if allow_fast_path and spec is not None:
         why = fast_path_refusal(model, spec, device)
         if why is None:
-            return None, None, spec.settings()
+            return None, None, spec.settings
     optimizer = make_optimizer(model.parameters())
     if allow_fast_path and spec is None:
         why = fast_path_refusal(model, optimizer, device)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import html
 import importlib.util
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.study import TRIAL_COLUMNS, StudyError, describe_states, trial_row
+from sweeps.trial import beside_study_file, folder_name
 
 # What the report draws with, as the distribution's extra `report` installs them.
 REPORT_PACKAGES = ("plotly", "matplotlib")
@@ -59,15 +59,7 @@ class Plot:
 def default_folder(storage_url: str | None, study_name: str) -> Path:
     """`<study file>-reports/<study>/` beside a SQLite study (as its artifacts are), else `reports/<study>/`,
     the study's name made one folder name."""
-    from sqlalchemy.engine import make_url
-
-    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).lstrip(".") or "study"
-    if storage_url:
-        parsed = make_url(storage_url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            database = Path(parsed.database)
-            return database.with_name(f"{database.stem}-reports") / folder
-    return Path("reports") / folder
+    return (beside_study_file(storage_url, "reports") or Path("reports")) / folder_name(study_name)
 
 
 def check_packages() -> None:

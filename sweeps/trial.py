@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import functools
 import json
 import os
@@ -269,6 +271,11 @@ def _filesystem_store(path: Path) -> optuna.artifacts.FileSystemArtifactStore:
 
 def artifact_folder(url: str | None) -> Path | None:
     """The default artifact store's folder: `<study file>-artifacts/` beside a SQLite study."""
+    return beside_study_file(url, "artifacts")
+
+
+def beside_study_file(url: str | None, suffix: str) -> Path | None:
+    """`<study file>-<suffix>/` beside a SQLite study file; None for other storages."""
     if url is None:
         return None
     from sqlalchemy.engine import make_url
@@ -277,4 +284,9 @@ def artifact_folder(url: str | None) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     database = Path(parsed.database)
-    return database.with_name(f"{database.stem}-artifacts")
+    return database.with_name(f"{database.stem}-{suffix}")
+
+
+def folder_name(study_name: str) -> str:
+    """A study's name made one folder name (its runs' and reports' folder)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", study_name).lstrip(".") or "study"

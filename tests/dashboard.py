@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.cli import ROOT, main_env
+from tests.cli import ROOT, free_port, main_env
 from tests.sweep_helpers import wait_for
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
@@ -21,12 +21,6 @@ DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 SWEEPS_DASHBOARD = (sys.executable, "-m", "sweeps.dashboard")
 # Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def accepts_connections(port: int) -> bool:

@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.cli import free_port
 
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 SUPERUSER = "sweeper"
@@ -84,12 +85,6 @@ def find_bin_dir() -> Path | None:
         if all((Path(p) / tool).is_file() for tool in ("initdb", "pg_ctl", "pg_isready"))
     ]
     return max(candidates, key=version) if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Cluster:
@@ -152,7 +147,7 @@ class _Cluster:
     def start(self) -> int:
         """Start on a free port (another one if that port was taken meanwhile); return the port."""
         for attempt in itertools.count(1):
-            port = _free_port()
+            port = free_port()
             options = (
                 f"-p {port} -c listen_addresses=127.0.0.1 -k {self.sockets} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sinfo", "squeue", "sbatch", "scancel")
 START_TIMEOUT_S = 60
@@ -79,12 +81,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("REQUIRE_SLURM") == "1":
         pytest.fail(f"REQUIRE_SLURM=1 but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SLURM_CONF = """\
@@ -166,8 +162,8 @@ class _Daemons:
         conf.write_text(
             SLURM_CONF.format(
                 node=self.node,
-                ctld_port=_free_port(),
-                slurmd_port=_free_port(),
+                ctld_port=free_port(),
+                slurmd_port=free_port(),
                 munge_socket=socket_path,
                 root=self.root,
                 cpus=CPUS,

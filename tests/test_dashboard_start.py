@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,10 @@ from pathlib import Path
 
 import optuna
 
-from tests.cli import ROOT, main_env
+from tests.cli import ROOT, free_port, main_env
 
 # Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def studies(port: int) -> list[dict] | None:

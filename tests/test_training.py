@@ -72,6 +72,30 @@ def test_the_fused_kernel_probe_passes_here_and_both_updates_equal_torch_adam() 
     torch.testing.assert_close(public.flat, reference.detach(), rtol=1e-6, atol=1e-7)
 
 
+def test_a_torch_without_the_private_kernel_trains_the_same_with_public_operations(
+    sample, monkeypatch, caplog
+) -> None:
+    """The probe's fallback: with torch._fused_adam_ gone, the fast path says so, uses the public
+    update, and trains to the same weights as with the kernel."""
+    import ds.step
+
+    caplog.set_level(logging.INFO, logger="ds")
+    torch.manual_seed(0)
+    with_kernel, without = LinearNet(32), LinearNet(32)
+    without.load_state_dict(with_kernel.state_dict())
+    adam = partial(torch.optim.Adam, lr=2e-3)
+    train(sample, with_kernel, adam, batch_size=64, epoch_count=1, seed=5)
+    monkeypatch.delattr(torch, "_fused_adam_")
+    monkeypatch.setattr(ds.step, "_KERNEL_WORKS", None)  # probed again, as in a new process
+    train(sample, without, adam, batch_size=64, epoch_count=1, seed=5)
+
+    paths = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training path:")]
+    assert "torch's fused Adam kernel" in paths[0] and "Adam in public tensor operations" in paths[1], paths
+    assert any("torch._fused_adam_ is missing" in r.getMessage() for r in caplog.records)
+    for ours, theirs in zip(without.state_dict().values(), with_kernel.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 # --- which path trains what --------------------------------------------------------------
 
 
@@ -128,7 +152,7 @@ def test_a_configured_optimizer_is_judged_as_its_built_instance_would_be(overrid
     built = spec(model.parameters())
     assert fast_path_refusal(model, spec, CPU) == fast_path_refusal(model, built, CPU)
     assert (fast_path_refusal(model, spec, CPU) is None) == fast
-    group, settings = built.param_groups[0], spec.settings()
+    group, settings = built.param_groups[0], spec.settings
     shared = (set(group) & set(settings)) - {"fused"}  # fused: chosen when built, for the device
     assert shared >= {"lr", "weight_decay"}
     assert {k: settings[k] for k in shared} == {k: group[k] for k in shared}

@@ -1,8 +1,8 @@
 """Compose a sweep's config once, then give each trial a copy with its values.
 
 Hydra recomposes the whole config (defaults tree, schemas, hydra's own
-groups) for every job a launcher starts: about 125 ms a trial here, more than
-a one-epoch trial on a small dataset takes to train. Trials of a sweep differ
+groups) for every job a launcher starts, which can take longer than a
+one-epoch trial on a small dataset takes to train. Trials of a sweep differ
 only in the values of the same keys: when a trial's overrides that are not
 plain values (config groups, `~` deletions, `+` additions of new keys) are the
 same as those of the last composition, and its plain values set the same

@@ -63,6 +63,11 @@ class LaunchError(RuntimeError):
     """The Hydra launcher failed to run a trial (most often its settings)."""
 
 
+def could_not_start(launcher_name: str, error: BaseException) -> LaunchError:
+    """A launcher whose setup, or whose workers' start, failed before any trial."""
+    return LaunchError(f"hydra/launcher={launcher_name} could not start: {error}")
+
+
 @dataclass
 class Plan:
     """What the loop runs: how many trials, how many at once, and how to launch one."""
@@ -132,7 +137,7 @@ class TrialLoop:
         try:
             self.plan.ready()
         except Exception as error:  # no trial asked yet: nothing to close
-            raise LaunchError(f"hydra/launcher={self.plan.launcher_name} could not start: {error}") from None
+            raise could_not_start(self.plan.launcher_name, error) from None
 
     def _recover_stranded(self) -> None:
         """Fail and queue again the trials of sweep processes of this host that have ended (killed
@@ -332,12 +337,10 @@ class TrialLoop:
                 self._closed(trial)
                 given_up = True
                 if frozen.state == TrialState.FAIL:
-                    self.failed += 1
-                    self.last_fail_reason = f"trial {trial.number}'s job stopped sending heartbeats"
-                log.warning(
-                    "%s | its job%s stopped sending heartbeats: given up%s",
+                    self._count_failure(f"trial {trial.number}'s job stopped sending heartbeats")
+                log.warning(  # describe_trial names its SLURM job, where it had one
+                    "%s | its job stopped sending heartbeats: given up%s",
                     describe_trial(frozen),
-                    f" (SLURM job {record['slurm_job_id']})" if record.get("slurm_job_id") else "",
                     "; its retry is queued" if self._retried(trial.number) else "",
                 )
         return given_up
@@ -370,8 +373,7 @@ class TrialLoop:
             frozen, recorded = record_outcome(self.study, trial, outcome)
             self._closed(trial)
             if recorded and frozen.state == TrialState.FAIL:
-                self.failed += 1
-                self.last_fail_reason = frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown"
+                self._count_failure(frozen.user_attrs.get(FAIL_REASON_ATTR) or "unknown")
             log.info("%s | best: %s", describe_trial(frozen), self.best)
         if launch_error is not None:
             raise launch_error
@@ -390,12 +392,16 @@ class TrialLoop:
         self._closed(trial)
         if failed_before:
             return
-        self.failed += 1
-        self.last_fail_reason = reason
+        self._count_failure(reason)
         queued = frozen.state == TrialState.FAIL and self.plan.retry is not None
         if queued:
             self.plan.retry(self.study, frozen)
         log.warning("%s | %s%s", describe_trial(frozen), reason, "; queued again" if queued else "")
+
+    def _count_failure(self, reason: str) -> None:
+        """A trial of this sweep failed (max_failure_rate counts these); `reason` is the latest."""
+        self.failed += 1
+        self.last_fail_reason = reason
 
     def _closed(self, trial: optuna.Trial) -> None:
         del self.in_flight[trial.number]

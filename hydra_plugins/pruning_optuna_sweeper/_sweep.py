@@ -46,7 +46,7 @@ from sweeps.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
-from ._loop import LaunchError, Plan, SweepAborted, TrialLoop
+from ._loop import LaunchError, Plan, SweepAborted, TrialLoop, could_not_start
 from ._search_space import (
     describe,
     SearchSpace,
@@ -119,6 +119,8 @@ class SweepRun:
         self.config = config
         self.group_options = hydra_context.config_loader.get_group_options
         check_settings(s)
+        # Queues a failed trial again (a dead worker's, a lost job's), at most max_retry times.
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry)
         self.directions = directions(s.direction)
         check_trials_reach(s.storage, chdir=bool(config.hydra.job.chdir))
         if s.storage is not None:  # before the launcher starts any worker
@@ -133,7 +135,7 @@ class SweepRun:
                 config=config, hydra_context=hydra_context, task_function=task_function
             )
         except Exception as error:  # its settings, or workers that could not start
-            raise LaunchError(f"hydra/launcher={self.launcher_name} could not start: {error}") from None
+            raise could_not_start(self.launcher_name, error) from None
         self.job_overrides = []
         if s.job_output == "file":
             self.job_overrides = file_only_overrides(config.hydra.get("job_logging"))
@@ -241,7 +243,7 @@ class SweepRun:
             launcher_name=self.launcher_name,
             describe=best_so_far,
             job_overrides=self.job_overrides,
-            retry=RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry) if s.storage is not None else None,
+            retry=self.retry if s.storage is not None else None,
             ready=getattr(self.launcher, "wait_until_ready", None),
         )
         progress = Progress(self.n_trials, enabled=s.job_output == "file")
@@ -268,10 +270,8 @@ class SweepRun:
         s = self.settings
         if s.storage is None:
             return InMemoryStorage()
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry)
-
         def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            retry(study, trial)
+            self.retry(study, trial)
             job = job_record(trial.user_attrs, trial.number) or {}
             log.warning(
                 "trial %d of %s stopped sending heartbeats: marked FAIL and queued again (at most %d time%s).",

@@ -1,10 +1,9 @@
 """A Hydra launcher whose worker processes are forked once and keep the sweep's state.
 
 Hydra's joblib launcher sends Hydra's state (the config store, the context,
-the task function) with every job, and each worker unpickles it: about 0.65 s
-a job on this project's 2-core machine, against 0.27 s for a job run in the
-sweep's own process (benchmarks/results.md), for trials that train for a
-second. Here the workers are forked when the launcher is set up, before the
+the task function) with every job, and each worker unpickles it, for trials
+that may train for a second (benchmarks/results.md, part `parallel`, compares
+the two). Here the workers are forked when the launcher is set up, before the
 sweep starts any thread or connects to its study, and inherit that state: a job
 sends its overrides and its number, and returns its JobReturn. Several
 threads may launch at once (the sweeper's async mode does). Linux and other
