@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard sweeps/*.py hydra_plugins/pruning_optuna_sweeper/*.py)
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard pruning_optuna_sweeper/*.py hydra_plugins/pruning_optuna_sweeper/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	rm -rf build  # setuptools' build folder: a module renamed since would be installed again
@@ -31,8 +31,8 @@ test: install
 bench: install
 	$(PY) benchmarks/bench.py
 
-# Creates the study tables first (sweeps/dashboard.py), so it can start before the first sweep.
-# The storage is $SWEEP_STORAGE, else sqlite:///sweeps/optuna.db: read from the environment, so
+# Creates the study tables first (pruning_optuna_sweeper/dashboard.py), so it can start before the first sweep.
+# The storage is $SWEEP_STORAGE, else sqlite:///studies/optuna.db: read from the environment, so
 # that a password is on no command line.
 dashboard: install
-	$(PY) -m sweeps.dashboard $(DASHBOARD_ARGS)
+	$(PY) -m pruning_optuna_sweeper.dashboard $(DASHBOARD_ARGS)

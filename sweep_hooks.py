@@ -1,4 +1,4 @@
-"""This app's additions to its sweeps (see sweeps/hooks.py): the dataset a study was run on,
+"""This app's additions to its sweeps (see pruning_optuna_sweeper/hooks.py): the dataset a study was run on,
 ranges checked against the training config's validation, and the command that trains
 with the best parameters."""
 
@@ -13,9 +13,9 @@ import optuna
 from omegaconf import DictConfig
 
 from ds.config import validate
-from sweeps import SweepHooks
-from sweeps.storage import default_storage, mask_url
-from sweeps.study import python_command
+from pruning_optuna_sweeper import SweepHooks
+from pruning_optuna_sweeper.storage import default_storage, mask_url
+from pruning_optuna_sweeper.study import python_command
 
 # Overrides that choose the data: a best_of run needs the same.
 DATA_KEYS = ("paths.", "data.")

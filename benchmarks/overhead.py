@@ -84,7 +84,7 @@ def optuna_alone(sweeper, space: list[str], workdir: Path, trials: int) -> float
 
     import hydra_plugins.pruning_optuna_sweeper._sweep  # noqa: F401  silences Optuna's experimental warnings
     from hydra_plugins.pruning_optuna_sweeper._settings import PRUNER_WHITELIST, SAMPLER_WHITELIST
-    from sweeps.storage import open_storage
+    from pruning_optuna_sweeper.storage import open_storage
 
     storage = open_storage(
         f"sqlite:///{workdir / 'optuna-alone.db'}",

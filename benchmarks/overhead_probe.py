@@ -37,8 +37,8 @@ import hydra_plugins.pruning_optuna_sweeper._config_reuse as _config_reuse  # no
 import hydra_plugins.pruning_optuna_sweeper._heartbeat as _heartbeat  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._loop as _loop  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._sweep as _sweep  # noqa: E402
-import sweeps  # noqa: E402
-import sweeps.trial  # noqa: E402
+import pruning_optuna_sweeper  # noqa: E402
+import pruning_optuna_sweeper.trial  # noqa: E402
 
 starts: defaultdict[str, list[float]] = defaultdict(list)
 durations: defaultdict[str, list[float]] = defaultdict(list)
@@ -79,14 +79,14 @@ basic_launcher.run_job = _run_job_timing_its_task
 timed(hydra_job, "_save_config", "hydra: save the job's config files (in run_job)")
 timed(hydra_job, "configure_log", "hydra: configure logging (in run_job)")
 # main.py imports current_trial from the package when it runs (below), after this.
-timed(sweeps, "current_trial", "task: find the trial: storage, study, pruner (in run_job)")
+timed(pruning_optuna_sweeper, "current_trial", "task: find the trial: storage, study, pruner (in run_job)")
 timed(ds.run, "load_data", "task: data, cached in process (in run_job)")
 timed(ds.run, "train", "task: training (in run_job)")
 timed(optuna.Trial, "report", "optuna: trial.report (in training)")
 timed(optuna.Trial, "should_prune", "optuna: trial.should_prune (in training)")
 timed(ds.run, "save_checkpoint", "task: save model.pt (in run_job)")
-timed(sweeps.trial.SweepTrial, "upload_artifact", "task: upload model.pt as an artifact (in run_job)")
-timed(sweeps.trial.SweepTrial, "set_user_attr", "task: the trial's user attrs (in run_job)")
+timed(pruning_optuna_sweeper.trial.SweepTrial, "upload_artifact", "task: upload model.pt as an artifact (in run_job)")
+timed(pruning_optuna_sweeper.trial.SweepTrial, "set_user_attr", "task: the trial's user attrs (in run_job)")
 timed(optuna.storages, "fail_stale_trials", "sweeper: stale-trial check (before an ask)")
 timed(_loop.TrialLoop, "_ask", "sweeper: ask (sampling, attrs)")
 timed(_heartbeat.Heartbeats, "add", "sweeper: the trial's first heartbeat (in ask)")

@@ -1,10 +1,10 @@
-"""The pictures the README shows: optuna-dashboard's study page, and a plot of `python -m sweeps report`.
+"""The pictures the README shows: optuna-dashboard's study page, and a plot of `python -m pruning_optuna_sweeper report`.
 
     python scripts/screenshot.py                             # a fresh 20-trial sweep on the bundled sample
     python scripts/screenshot.py --storage URL --study NAME  # an existing study
 
 Without --storage it runs `python main.py -m hydra/sweeper=optuna` on the bundled
-sample in a temporary folder. It serves the study with `python -m sweeps.dashboard`
+sample in a temporary folder. It serves the study with `python -m pruning_optuna_sweeper.dashboard`
 on 127.0.0.1, loads the study page in Debian's headless Chromium (selenium through
 /usr/bin/chromedriver: nothing is downloaded), waits for the plots and saves the
 screenshot; then writes the study's report and copies its intermediate-values PNG.
@@ -72,14 +72,14 @@ def sweep(workdir: Path, trials: int) -> str:
 
 
 def serve(storage: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m sweeps.dashboard` on a free 127.0.0.1 port, once its API answers; the process and port."""
+    """`python -m pruning_optuna_sweeper.dashboard` on a free 127.0.0.1 port, once its API answers; the process and port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = workdir / "dashboard.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sweeps.dashboard", storage, "--port", str(port)],
+            [sys.executable, "-m", "pruning_optuna_sweeper.dashboard", storage, "--port", str(port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + WAIT_S
@@ -131,9 +131,9 @@ def shoot(port: int, study: str, out: Path) -> None:
 
 
 def report_png(storage: str, study: str, folder: Path, out: Path) -> None:
-    """`python -m sweeps report`'s intermediate-values PNG (every trial's curve, pruned too), as `out`."""
+    """`python -m pruning_optuna_sweeper report`'s intermediate-values PNG (every trial's curve, pruned too), as `out`."""
     subprocess.run(
-        [sys.executable, "-m", "sweeps", "--storage", storage, "report", study, "--out", str(folder)],
+        [sys.executable, "-m", "pruning_optuna_sweeper", "--storage", storage, "report", study, "--out", str(folder)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,11 +54,11 @@ def copy_of_the_project(destination: Path, root: Path = ROOT) -> Path:
     """main.py with its packages, configs and the bundled sample, copied to `destination`, so that a
     test may damage the copy's data/sample/ (ds.datasets.SAMPLE_DIR is beside the code).
 
-    Files a user made in the checkout (what git calls untracked: `python -m sweeps export` writes
+    Files a user made in the checkout (what git calls untracked: `python -m pruning_optuna_sweeper export` writes
     conf/params/<name>.yaml) are left out, so that no test depends on them."""
     made_by_user = users_files(root)
     left_out = []
-    for package in ("ds", "sweeps", "hydra_plugins", "conf", "data/sample"):
+    for package in ("ds", "pruning_optuna_sweeper", "hydra_plugins", "conf", "data/sample"):
 
         def ignore(folder: str, names: list[str]) -> list[str]:
             users = [n for n in names if Path(folder, n).resolve() in made_by_user]
@@ -116,9 +116,9 @@ def run_example(app: Path, *args: str, timeout: float = 180) -> subprocess.Compl
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m sweeps args`: its `main`, called in this process from `cwd` (a
+    """`python -m pruning_optuna_sweeper args`: its `main`, called in this process from `cwd` (a
     subprocess costs seconds of imports; `run_cli_process` is one)."""
-    from sweeps.cli import main as cli_main
+    from pruning_optuna_sweeper.cli import main as cli_main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -126,7 +126,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             code = cli_main(list(args))
         except SystemExit as exit_:  # argparse's usage errors
             code = exit_.code if isinstance(exit_.code, int) else 1
-    return subprocess.CompletedProcess(["python", "-m", "sweeps", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(["python", "-m", "pruning_optuna_sweeper", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

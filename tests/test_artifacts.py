@@ -1,5 +1,5 @@
 """Every trial keeps its trained model as an Optuna artifact: listed, downloaded, served by the
-dashboard, evaluated again (best_of_model=true), copied out (python -m sweeps model)."""
+dashboard, evaluated again (best_of_model=true), copied out (python -m pruning_optuna_sweeper model)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from ds.config import ConfigError, validate
-from sweeps.artifacts import MODEL_ARTIFACT_ATTR
-from sweeps.trial import ARTIFACT_STORE_ATTR
+from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR
+from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR
 from tests.cli import epoch_lines, offline_args, run_main
 from tests.dashboard import SWEEPS_DASHBOARD, dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url
@@ -204,7 +204,7 @@ def recorded_trial(url: str, name: str, **user_attrs: object) -> None:
 def test_a_trial_s_model_that_cannot_be_fetched_is_one_error_naming_study_and_trial(
     tmp_path: Path, attrs: dict, message: str
 ) -> None:
-    """In-process (`python -m sweeps model`); best_of_model=true says the same, run for real below."""
+    """In-process (`python -m pruning_optuna_sweeper model`); best_of_model=true says the same, run for real below."""
     url = sqlite_url(tmp_path)
     shown = {k: in_tmp(v, tmp_path) for k, v in attrs.items()}
     recorded_trial(url, "old", **shown)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ds.config import register_configs
 from hydra_plugins.pruning_optuna_sweeper import sweeper as _registers_sweeper_configs  # noqa: F401
 from hydra_plugins.pruning_optuna_sweeper._config_reuse import ReusingConfigLoader, copy_config
-from sweeps.trial import TRIAL_ENV, read_trial_env, trial_env_value
+from pruning_optuna_sweeper.trial import TRIAL_ENV, read_trial_env, trial_env_value
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

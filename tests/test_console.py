@@ -109,7 +109,7 @@ def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_on
 
 def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: Path) -> None:
     """The tests run a copy of the app without the files git does not track: a checkout in which
-    `python -m sweeps export` wrote conf/params/tuned.yaml tests as a fresh clone does."""
+    `python -m pruning_optuna_sweeper export` wrote conf/params/tuned.yaml tests as a fresh clone does."""
     checkout = tmp_path / "checkout"
     copy_of_the_project(checkout)
     subprocess.run(["git", "init", "-q", str(checkout)], check=True)
@@ -136,8 +136,8 @@ def test_best_of_latest_is_the_study_whose_last_completed_trial_ended_last(tmp_p
     failing = optuna.create_study(study_name="failing", storage=url)
     failing.tell(failing.ask(), state=TrialState.FAIL)  # the last to end, but with nothing to reuse
 
-    from sweeps.storage import open_storage
-    from sweeps.study import load_study
+    from pruning_optuna_sweeper.storage import open_storage
+    from pruning_optuna_sweeper.study import load_study
 
     assert load_study("latest", open_storage(url), "here").study_name == "newer"
     ran = run_main(["best_of=latest", f"storage={url}", "params.epoch_count=1", "paths.data=nowhere",

@@ -1,4 +1,4 @@
-"""Watching and using a sweep's study: a real `optuna-dashboard`, and `python -m sweeps`."""
+"""Watching and using a sweep's study: a real `optuna-dashboard`, and `python -m pruning_optuna_sweeper`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeps.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
+from pruning_optuna_sweeper.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_cli, run_main
 from tests.dashboard import dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
@@ -109,13 +109,13 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
     assert steps(live) == {step: final[step] for step in steps(live)}
 
 
-# --- python -m sweeps ----------------------------------------------------------------
+# --- python -m pruning_optuna_sweeper ----------------------------------------------------------------
 
 
 def run_cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m sweeps args` in a subprocess: everything it prints, whatever prints it."""
+    """`python -m pruning_optuna_sweeper args` in a subprocess: everything it prints, whatever prints it."""
     return subprocess.run(
-        [sys.executable, "-m", "sweeps", *args],
+        [sys.executable, "-m", "pruning_optuna_sweeper", *args],
         cwd=cwd,
         env=main_env(PYTHONPATH=str(ROOT)),
         capture_output=True,

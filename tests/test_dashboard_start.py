@@ -1,4 +1,4 @@
-"""`make dashboard` before any sweep: python -m sweeps.dashboard, the command it runs, on a storage not made yet."""
+"""`make dashboard` before any sweep: python -m pruning_optuna_sweeper.dashboard, the command it runs, on a storage not made yet."""
 
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> 
     options = ["--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref"]
     with log.open("wb") as out:
         dashboard = subprocess.Popen(
-            [sys.executable, "-m", "sweeps.dashboard", url, *options],
+            [sys.executable, "-m", "pruning_optuna_sweeper.dashboard", url, *options],
             cwd=tmp_path, env=main_env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while (listed := studies(port)) is None:  # polled: the port answers once the server is up
-            assert dashboard.poll() is None, f"sweeps.dashboard exited with {dashboard.returncode}:\n{log.read_text()}"
+            assert dashboard.poll() is None, f"pruning_optuna_sweeper.dashboard exited with {dashboard.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         assert listed == []

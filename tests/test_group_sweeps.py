@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from sweeps.artifacts import MODEL_ARTIFACT_ATTR
-from sweeps.trial import ARTIFACT_STORE_ATTR
+from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR
+from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR
 from tests.cli import epoch_lines, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url
 from tests.cli import run_cli

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from optuna.storages import RDBStorage
 
 from hydra_plugins.pruning_optuna_sweeper.config import HyperbandPrunerConfig, MedianPrunerConfig
-from sweeps.trial import HYPERBAND_RESOURCE_ATTR, _pinned
+from pruning_optuna_sweeper.trial import HYPERBAND_RESOURCE_ATTR, _pinned
 
 HYPERBAND = OmegaConf.structured(HyperbandPrunerConfig)
 STUDY = "hyperband"

@@ -27,7 +27,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
-from sweeps.trial import read_trial_env
+from pruning_optuna_sweeper.trial import read_trial_env
 from tests.cli import MAIN, main_env, offline_args, run_main
 from tests.events import load_events
 from tests.sweep_helpers import SHORT_EPOCHS, sqlite_url, sweep_args, trial_run_dir, wait_for
@@ -169,8 +169,8 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
         assert not leaks, f"worker {w.pid} printed the storage password:\n" + "\n".join(leaks[:3])
         assert "Sweep done" in w.output(), w.tail()
         # The storage is $SWEEP_STORAGE, which the printed commands read themselves: no URL on them.
-        assert re.search(r"Watch the study: +\S*python -m sweeps.dashboard\n", w.output()), w.tail()
-        assert re.search(r"Report \(HTML, PNG\): +\S*python -m sweeps report scale-test\n", w.output()), w.tail()
+        assert re.search(r"Watch the study: +\S*python -m pruning_optuna_sweeper.dashboard\n", w.output()), w.tail()
+        assert re.search(r"Report \(HTML, PNG\): +\S*python -m pruning_optuna_sweeper report scale-test\n", w.output()), w.tail()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert not written, f"files holding the storage password: {written}"
 
@@ -321,7 +321,7 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
 OPEN_IN_ROUNDS = """
 import sys, time
 from pathlib import Path
-from sweeps.storage import StorageError, open_storage
+from pruning_optuna_sweeper.storage import StorageError, open_storage
 folder, me, urls = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 for i, url in enumerate(urls):
     (folder / f"ready-{me}-{i}").touch()
@@ -373,7 +373,7 @@ def test_a_forked_worker_opens_its_own_storage_not_its_parent_s(tmp_path: Path) 
     """joblib's multiprocessing backend forks a worker per trial while the
     sweep's heartbeat thread uses the storage: the trial, which asks for the
     sweep's storage settings, must get its own connections, not its parent's."""
-    from sweeps.storage import open_storage
+    from pruning_optuna_sweeper.storage import open_storage
 
     url = sqlite_url(tmp_path)
     parent = open_storage(url, heartbeat_interval=1, grace_period=4)

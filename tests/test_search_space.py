@@ -21,7 +21,7 @@ from hydra_plugins.pruning_optuna_sweeper._search_space import (
     parse_search_space,
 )
 from sweep_hooks import LinearNetHooks
-from sweeps.hooks import SweepHooks
+from pruning_optuna_sweeper.hooks import SweepHooks
 
 NO_GROUPS = lambda key: []  # noqa: E731
 

@@ -24,7 +24,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
-from sweeps.study import JOB_ATTR
+from pruning_optuna_sweeper.study import JOB_ATTR
 from tests.cli import MAIN, ROOT, main_env, offline_args, run_main
 from tests.postgres import PostgresServer
 from tests.slurm import SlurmCluster

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 from tests.events import hparams, load_events, scalar_curve
 from tests.cli import MAIN, SHARED_MNIST, epoch_lines, main_env, offline_args, run_main
 from tests.sweep_helpers import SHORT_EPOCHS, best_of_hint, load, run_sweep, sqlite_url, states, sweep_args, trial_log, trial_run_dir, wait_for
-from sweeps.study import trained_values
-from sweeps.trial import HYPERBAND_RESOURCE_ATTR
+from pruning_optuna_sweeper.study import trained_values
+from pruning_optuna_sweeper.trial import HYPERBAND_RESOURCE_ATTR
 
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
@@ -76,8 +76,8 @@ def test_the_default_sweep_records_every_trial_and_the_best_and_prints_a_line_fo
         assert (logged["batch_size"], logged["epoch_count"]) == (t.params["params.batch_size"], t.params["params.epoch_count"])
     # A venv the shell has not activated (make test's): the hints name its Python, to work as pasted.
     venv_python = "python" if os.environ.get("VIRTUAL_ENV") == sys.prefix else sys.executable
-    assert f"Watch the study:   {venv_python} -m sweeps.dashboard sqlite:///" in log
-    assert f"Report (HTML, PNG): {venv_python} -m sweeps report --storage sqlite:///" in log
+    assert f"Watch the study:   {venv_python} -m pruning_optuna_sweeper.dashboard sqlite:///" in log
+    assert f"Report (HTML, PNG): {venv_python} -m pruning_optuna_sweeper report --storage sqlite:///" in log
     assert f"{venv_python} main.py best_of=linearnet-mnist-sample " in log
 
 
@@ -241,7 +241,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ("model.hidden=0", "invalid config: model.hidden=0: expected an integer >= 1"),
         ("hydra.sweeper.pruner.n_startup_trials=-1", "hydra.sweeper.pruner cannot be used: Number of startup trials cannot be negative"),
         ("hydra/sweeper/sampler=grid", "the grid sampler needs a finite grid, but the sweep's range for params.lr is a continuous"),
-        ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///sweeps/optuna.db"),
+        ("hydra.sweeper.storage=notaurl", "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///studies/optuna.db"),
         ("params=choice(default, no_such_option)", "the sweep has params=no_such_option, but config group 'params' has the options"),
         (
             ("hydra/sweeper/pruner=hyperband", "hydra.sweeper.pruner.reduction_factor=1"),

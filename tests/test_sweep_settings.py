@@ -29,7 +29,7 @@ from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 )
 def test_a_setting_out_of_range_is_named(key: str, value: Any, message: str) -> None:
     settings = OmegaConf.structured(PruningOptunaSweeperConf)
-    settings.storage = "sqlite:///sweeps/optuna.db"  # for total_trials
+    settings.storage = "sqlite:///studies/optuna.db"  # for total_trials
     check_settings(settings)  # the defaults pass
     settings[key] = value
 

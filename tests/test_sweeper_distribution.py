@@ -49,11 +49,11 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
     where = run_example(
         app,
         "-c",
-        "import sweeps, hydra_plugins.pruning_optuna_sweeper as p; print(sweeps.__file__, p.__file__)",
+        "import pruning_optuna_sweeper as s, hydra_plugins.pruning_optuna_sweeper as p; print(s.__file__, p.__file__)",
     )
     assert where.returncode == 0, where.stderr
     for path in map(Path, where.stdout.split()):
-        assert "site-packages" in path.parts and not path.is_relative_to(ROOT / "sweeps"), path
+        assert "site-packages" in path.parts and not path.is_relative_to(ROOT / "pruning_optuna_sweeper"), path
     # Neither package imports this app: not ds, main or conf.
     for package in where.stdout.split():
         for module in Path(package).parent.glob("*.py"):

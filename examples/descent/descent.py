@@ -12,7 +12,7 @@ import math
 import hydra
 from omegaconf import DictConfig
 
-from sweeps import TrialPruned, current_trial
+from pruning_optuna_sweeper import TrialPruned, current_trial
 
 
 def rosenbrock(x: float, y: float) -> tuple[float, float, float]:

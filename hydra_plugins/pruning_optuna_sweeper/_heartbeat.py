@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from optuna.storages import BaseStorage
 
-from sweeps.storage import first_line
+from pruning_optuna_sweeper.storage import first_line
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from sweeps.job import cancel_slurm_jobs
-from sweeps.storage import first_line, root_cause
-from sweeps.stranded import PROCESS_ATTR, process_record, recover_stranded
-from sweeps.study import (
+from pruning_optuna_sweeper.job import cancel_slurm_jobs
+from pruning_optuna_sweeper.storage import first_line, root_cause
+from pruning_optuna_sweeper.stranded import PROCESS_ATTR, process_record, recover_stranded
+from pruning_optuna_sweeper.study import (
     FAIL_REASON_ATTR,
     FIXED_PARAMS_ATTR,
     RETRY_OF_ATTR,
@@ -39,7 +39,7 @@ from sweeps.study import (
     describe_trial,
     job_record,
 )
-from sweeps.trial import TRIAL_ENV, trial_env_value
+from pruning_optuna_sweeper.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
 from ._console import Progress
@@ -313,7 +313,7 @@ class TrialLoop:
             )
 
     def _watch(self) -> bool:
-        """Follow async trials whose jobs run where this process cannot see them end (sweeps/job.py).
+        """Follow async trials whose jobs run where this process cannot see them end (pruning_optuna_sweeper/job.py).
 
         Once a trial's job beats for it, this process stops; a job cancelled or killed then goes
         stale, and `fail_stale_trials` marks its trial FAIL and queues it again. A trial so ended
@@ -464,7 +464,7 @@ class TrialLoop:
     def _cancel_jobs(self, job_ids: list[str]) -> None:
         """Cancel the SLURM jobs of trials this process closed: they are not its children, and
         would run on for trials that are over. A job still queued has recorded nothing: when it
-        starts it finds its trial ended and does not run it (sweeps.current_trial)."""
+        starts it finds its trial ended and does not run it (pruning_optuna_sweeper.current_trial)."""
         if not job_ids:
             return
         problem = cancel_slurm_jobs(job_ids)

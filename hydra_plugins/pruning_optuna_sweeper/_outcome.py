@@ -17,8 +17,8 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import first_line, root_cause
-from sweeps.study import FAIL_REASON_ATTR
+from pruning_optuna_sweeper.storage import first_line, root_cause
+from pruning_optuna_sweeper.study import FAIL_REASON_ATTR
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from optuna.distributions import (
     check_distribution_compatibility,
 )
 
-from sweeps.hooks import SweepHooks, overridden
-from sweeps.storage import first_line
+from pruning_optuna_sweeper.hooks import SweepHooks, overridden
+from pruning_optuna_sweeper.storage import first_line
 
 from ._config_reuse import copy_config
 

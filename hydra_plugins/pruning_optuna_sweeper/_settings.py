@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from sweeps.storage import mask_url
+from pruning_optuna_sweeper.storage import mask_url
 
 T = TypeVar("T")
 DIRECTIONS = ("minimize", "maximize")

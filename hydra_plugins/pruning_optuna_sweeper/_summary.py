@@ -11,8 +11,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.storage import default_storage, mask_url
-from sweeps.study import WORKER_ATTR, describe_states, describe_trial, python_command
+from pruning_optuna_sweeper.storage import default_storage, mask_url
+from pruning_optuna_sweeper.study import WORKER_ATTR, describe_states, describe_trial, python_command
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def summarise(
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log.warning(
             "trial %d is still RUNNING for %s; should that sweep have died, a later sweep or "
-            "`%s -m sweeps%s recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
+            "`%s -m pruning_optuna_sweeper%s recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
             "for grace_period seconds.",
             trial.number,
             trial.user_attrs.get(WORKER_ATTR, "another sweep"),
@@ -86,8 +86,8 @@ def summarise(
             "best_trials": [_numbered(t) for t in front],
         }
     if storage is not None:
-        log.info("Watch the study:   %s -m sweeps.dashboard%s", python, where)
-        log.info("Report (HTML, PNG): %s -m sweeps report%s %s", python, f" --storage{where}" if where else "", name)
+        log.info("Watch the study:   %s -m pruning_optuna_sweeper.dashboard%s", python, where)
+        log.info("Report (HTML, PNG): %s -m pruning_optuna_sweeper report%s %s", python, f" --storage{where}" if where else "", name)
     if best_command:
         log.info("Train with its best parameters:   %s", best_command)
     sweep_dir.mkdir(parents=True, exist_ok=True)

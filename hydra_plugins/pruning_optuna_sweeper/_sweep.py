@@ -1,7 +1,7 @@
 """The sweep: check the settings and search space, open the study, run the trial loop, summarise.
 
 Each trial's task finds its trial through the job's own config (see
-sweeps/trial.py); whatever the launcher, the outcome comes back here as a
+pruning_optuna_sweeper/trial.py); whatever the launcher, the outcome comes back here as a
 JobReturn, recorded by _outcome.py.
 """
 
@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
-from sweeps.hooks import SweepHooks
-from sweeps.storage import (
+from pruning_optuna_sweeper.hooks import SweepHooks
+from pruning_optuna_sweeper.storage import (
     StorageError,
     check_storage,
     first_line,
@@ -34,7 +34,7 @@ from sweeps.storage import (
     optuna_tables,
     root_cause,
 )
-from sweeps.study import (
+from pruning_optuna_sweeper.study import (
     IDENTITY_ATTR,
     WORKER_ATTR,
     IdentityMismatchError,
@@ -42,7 +42,7 @@ from sweeps.study import (
     check_identity,
     job_record,
 )
-from sweeps.trial import register_in_process_study
+from pruning_optuna_sweeper.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
@@ -311,7 +311,7 @@ class SweepRun:
 
 
 def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
-    """Who beat for a trial: its job where the job did (sweeps/job.py), else the sweep's worker."""
+    """Who beat for a trial: its job where the job did (pruning_optuna_sweeper/job.py), else the sweep's worker."""
     if not job.get("beats"):
         return trial.user_attrs.get(WORKER_ATTR, "another worker")
     return f"SLURM job {job['slurm_job_id']}" if job.get("slurm_job_id") else f"{job['host']}:{job['pid']}"
@@ -327,7 +327,7 @@ def _storage_failure(
         names = ", ".join(f"trial {n}" for n in unmarked)
         stale = f" after grace_period={grace} s without heartbeats" if grace else ""
         left = (
-            f" {names} could not be marked FAIL: a later sweep or `python -m sweeps recover {study}` fails "
+            f" {names} could not be marked FAIL: a later sweep or `python -m pruning_optuna_sweeper recover {study}` fails "
             f"{'it' if len(unmarked) == 1 else 'them'}{stale}, once the storage takes writes again."
         )
     return StorageError(

@@ -82,7 +82,7 @@ class PruningOptunaSweeperConf:
     # Where trials store files (optuna.artifacts): auto (beside a SQLite study), a folder, a
     # `_target_` store config, or null.
     artifact_store: Any = "auto"
-    # An app's sweeps.hooks.SweepHooks subclass, as a `_target_` config.
+    # An app's pruning_optuna_sweeper.hooks.SweepHooks subclass, as a `_target_` config.
     hooks: Any = None
     # Batch mode (the stock behaviour: ask n_jobs, launch them together, wait for all) or async
     # (start a trial as soon as one ends). auto: async with a launcher that runs jobs in other

@@ -25,7 +25,7 @@ CONFIG_ATTR = "config"
 RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
-# Where a trial's task ran, recorded by the task's side (sweeps.job): {"host", "pid", "beats": whether
+# Where a trial's task ran, recorded by the task's side (pruning_optuna_sweeper.job): {"host", "pid", "beats": whether
 # that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
 JOB_ATTR = "job"
 
@@ -183,7 +183,7 @@ def _latest(storage: BaseStorage, where: str) -> str:
     return max(ended, key=ended.__getitem__)
 
 
-# The columns of a study's trial table, as `python -m sweeps trials` and `report` show them.
+# The columns of a study's trial table, as `python -m pruning_optuna_sweeper trials` and `report` show them.
 TRIAL_COLUMNS = ("trial", "state", "value", "epochs", "duration", "params")
 
 

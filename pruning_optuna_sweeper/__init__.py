@@ -4,15 +4,15 @@
 - `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
 - `apply_best`: train once more with a study's best parameters; `fetch_best`: or take its stored file;
 - `fetch_artifact`: any trial's stored file (an Optuna artifact) copied to a path;
-- `python -m sweeps`: list, show, trials, recover, export, model.
+- `python -m pruning_optuna_sweeper`: list, show, trials, recover, export, model.
 """
 
 from optuna import TrialPruned
 
-from sweeps.artifacts import ArtifactError, fetch_artifact
-from sweeps.best_of import BestOfError, apply_best, fetch_best
-from sweeps.hooks import SweepHooks
-from sweeps.trial import current_trial
+from pruning_optuna_sweeper.artifacts import ArtifactError, fetch_artifact
+from pruning_optuna_sweeper.best_of import BestOfError, apply_best, fetch_best
+from pruning_optuna_sweeper.hooks import SweepHooks
+from pruning_optuna_sweeper.trial import current_trial
 
 __all__ = [
     "ArtifactError",

@@ -3,7 +3,7 @@
 A launcher that runs jobs on other machines (SLURM through
 hydra-submitit-launcher) hides them from the sweep: it cannot see a job die,
 and Ctrl-C does not reach it. So a task that finds its trial
-(`sweeps.current_trial()`) in a process that is not the sweep's own nor one
+(`pruning_optuna_sweeper.current_trial()`) in a process that is not the sweep's own nor one
 of its descendants records where it runs (JOB_ATTR: host, pid, and the
 SLURM job id from SLURM_JOB_ID) and sends the trial's heartbeats itself
 from then on; the sweep stops beating for that trial. A job that is
@@ -26,7 +26,7 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeps.study import JOB_ATTR
+from pruning_optuna_sweeper.study import JOB_ATTR
 
 log = logging.getLogger(__name__)
 SLURM_JOB_ENV = "SLURM_JOB_ID"

@@ -1,9 +1,9 @@
-"""`python -m sweeps`: list studies, show the best trial, print the trials, recover dead workers'
+"""`python -m pruning_optuna_sweeper`: list studies, show the best trial, print the trials, recover dead workers'
 trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
 write a report (an HTML page and PNGs).
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
-else sqlite:///sweeps/optuna.db.
+else sqlite:///studies/optuna.db.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-from sweeps.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
-from sweeps.stranded import recover_stranded
-from sweeps.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
-from sweeps.study import (
+from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
+from pruning_optuna_sweeper.stranded import recover_stranded
+from pruning_optuna_sweeper.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
+from pruning_optuna_sweeper.study import (
     StudyError,
     best_params,
     best_trials,
@@ -91,8 +91,8 @@ def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) 
 
 
 def report(study: optuna.Study, url: str, out: str | None) -> None:
-    """Write the study's report (sweeps/report.py) into `out`, else its default folder, and say where."""
-    from sweeps.report import default_folder, write_report
+    """Write the study's report (pruning_optuna_sweeper/report.py) into `out`, else its default folder, and say where."""
+    from pruning_optuna_sweeper.report import default_folder, write_report
 
     folder = Path(out) if out else default_folder(url, study.study_name)
     written = write_report(study, folder, mask_url(url))
@@ -221,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
-    parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__, parents=[storage])
+    parser = argparse.ArgumentParser(prog="python -m pruning_optuna_sweeper", description=__doc__, parents=[storage])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
 

@@ -1,4 +1,4 @@
-"""`python -m sweeps report <study>`: a study on one self-contained HTML page, and PNGs of its main plots.
+"""`python -m pruning_optuna_sweeper report <study>`: a study on one self-contained HTML page, and PNGs of its main plots.
 
 Drawn by Optuna's own visualisation module: its plotly figures for the page (plotly.js
 inlined once, so the file opens offline and can be mailed), its matplotlib backend for the
@@ -21,8 +21,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.study import TRIAL_COLUMNS, StudyError, describe_states, trial_row
-from sweeps.trial import beside_study_file, folder_name
+from pruning_optuna_sweeper.study import TRIAL_COLUMNS, StudyError, describe_states, trial_row
+from pruning_optuna_sweeper.trial import beside_study_file, folder_name
 
 # What the report draws with, as the distribution's extra `report` installs them.
 REPORT_PACKAGES = ("plotly", "matplotlib")
@@ -206,7 +206,7 @@ def _summary(study: optuna.Study, trials: list[FrozenTrial], where: str) -> str:
 
 
 def _table(trials: list[FrozenTrial]) -> str:
-    """Every trial: the columns of `python -m sweeps trials`, one column per parameter."""
+    """Every trial: the columns of `python -m pruning_optuna_sweeper trials`, one column per parameter."""
     if not trials:
         return "<p class=note>No trials.</p>"
     rows = [trial_row(t) for t in trials]

@@ -4,7 +4,7 @@ A task stores files with `current_trial().upload_artifact(path)` and records the
 id under a user attr of its choice (this project's main.py: `model_artifact`).
 Optuna records an artifact's id and file name with the trial, but not the store
 that holds the bytes, so the task side also records where that store is
-(sweeps.trial.ARTIFACT_STORE_ATTR). `fetch_artifact` reads that record, opens
+(pruning_optuna_sweeper.trial.ARTIFACT_STORE_ATTR). `fetch_artifact` reads that record, opens
 the store and copies the bytes: it knows nothing of what the file holds.
 
 For a trial recorded before stores were recorded, the sweeper's default store is
@@ -23,9 +23,9 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from sweeps.storage import first_line, mask_url
-from sweeps.study import StudyError
-from sweeps.trial import ARTIFACT_STORE_ATTR, artifact_folder
+from pruning_optuna_sweeper.storage import first_line, mask_url
+from pruning_optuna_sweeper.study import StudyError
+from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR, artifact_folder
 
 # The user attr this project's tasks record their model's artifact id under.
 MODEL_ARTIFACT_ATTR = "model_artifact"

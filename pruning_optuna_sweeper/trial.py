@@ -11,7 +11,7 @@ same task code runs unchanged on its own.
 
 Example:
 
-    from sweeps import TrialPruned, current_trial
+    from pruning_optuna_sweeper import TrialPruned, current_trial
 
     @hydra.main(config_path="conf", config_name="config")
     def main(cfg):
@@ -42,7 +42,7 @@ TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
 # Hyperband's `max_resource: auto`, pinned on the study so every worker counts the same brackets.
 HYPERBAND_RESOURCE_ATTR = "hyperband_max_resource"
 # Where a trial's artifacts are (Optuna records their ids, not their store): {"folder": absolute path}
-# or {"config": the store's `_target_` config, unresolved}; read back by sweeps.artifacts.
+# or {"config": the store's `_target_` config, unresolved}; read back by pruning_optuna_sweeper.artifacts.
 ARTIFACT_STORE_ATTR = "artifact_store"
 
 # Studies with no storage a task process could open (storage: null), for tasks
@@ -105,7 +105,7 @@ class SweepTrial:
         """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id.
 
         Where the store is goes with the trial (ARTIFACT_STORE_ATTR), so that the file can be
-        fetched later (sweeps.artifacts) without knowing the sweep's settings."""
+        fetched later (pruning_optuna_sweeper.artifacts) without knowing the sweep's settings."""
         store = None if self._artifact_store is None else self._artifact_store()
         if store is None:
             return None
@@ -160,7 +160,7 @@ def current_trial() -> SweepTrial | NoTrial:
             return NoTrial()  # an in-memory study that lives in another process
         study, storage = _IN_PROCESS_STUDIES[named["study"]]
     else:
-        from sweeps.storage import open_storage
+        from pruning_optuna_sweeper.storage import open_storage
 
         storage = open_storage(
             sweeper.storage,
@@ -181,7 +181,7 @@ def current_trial() -> SweepTrial | NoTrial:
                 f"trial {named['number']} of study {named['study']!r} is {state.name} already "
                 "(its sweep stopped or gave it up): this job does not run it"
             )
-        from sweeps.job import take_over
+        from pruning_optuna_sweeper.job import take_over
 
         take_over(storage, trial_id, named["number"], named.get("sweep"))
     setting = sweeper.get("artifact_store")

@@ -21,9 +21,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 
-from sweeps.artifacts import MODEL_ARTIFACT_ATTR, fetch_artifact
-from sweeps.storage import mask_url, open_storage
-from sweeps.study import FIXED_PARAMS_ATTR, best_trials, check_identity, load_study, trained_values
+from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, fetch_artifact
+from pruning_optuna_sweeper.storage import mask_url, open_storage
+from pruning_optuna_sweeper.study import FIXED_PARAMS_ATTR, best_trials, check_identity, load_study, trained_values
 
 log = logging.getLogger(__name__)
 _ABSENT = object()
@@ -45,7 +45,7 @@ def load_best(
     if len(study.directions) > 1:
         raise BestOfError(
             f"study {study_name!r} in {where} has {len(study.directions)} objectives, so no single best trial; "
-            "expected a study of one objective (python -m sweeps show lists its Pareto front)"
+            "expected a study of one objective (python -m pruning_optuna_sweeper show lists its Pareto front)"
         )
     [trial] = best_trials(study, storage, where)
     check_identity(study, identity, where, user="run")
@@ -128,7 +128,7 @@ def apply_best(
         elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
             raise BestOfError(
                 f"best_of={study_name}: trial {trial.number} of study {study_name!r} in {where} has {key}, not a "
-                "key of this run's config; expected a study of this app's sweeps (python -m sweeps list)"
+                "key of this run's config; expected a study of this app's sweeps (python -m pruning_optuna_sweeper list)"
             )
         else:
             OmegaConf.update(cfg, key, value)

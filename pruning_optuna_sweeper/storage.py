@@ -17,7 +17,7 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-DEFAULT_STORAGE = "sqlite:///sweeps/optuna.db"
+DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
 # instead of failing with "database is locked".
 SQLITE_LOCK_TIMEOUT_S = 60

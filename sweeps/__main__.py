@@ -1,5 +1,0 @@
-import sys
-
-from sweeps.cli import main
-
-sys.exit(main())
