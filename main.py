@@ -23,7 +23,14 @@ from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
 from ds.interrupts import RunProgress, exit_status, sigterm_as_interrupt
-from pruning_optuna_sweeper import ArtifactError, BestOfError, TrialPruned, apply_best, current_trial, fetch_best
+from pruning_optuna_sweeper import (
+    ArtifactError,
+    BestOfError,
+    TrialPruned,
+    apply_best,
+    current_trial,
+    fetch_best,
+)
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
 from pruning_optuna_sweeper.storage import StorageError, refuse_password_in_overrides
 from pruning_optuna_sweeper.study import IdentityMismatchError, StudyError

@@ -69,7 +69,16 @@ from ds.device import resolve_device  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 # The order they run in: parallel-sweep runs each default sweep next to its n_jobs=1 twin; sweep reuses it.
 PARTS = (
-    "quickstart", "load", "epoch", "previous", "threads", "overhead", "parallel", "parallel-sweep", "sweep", "pruners"
+    "quickstart",
+    "load",
+    "epoch",
+    "previous",
+    "threads",
+    "overhead",
+    "parallel",
+    "parallel-sweep",
+    "sweep",
+    "pruners",
 )
 DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
 SWEEP_SEEDS = (0, 1, 2)
@@ -78,22 +87,47 @@ SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds"
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("--only", default=DEFAULT_PARTS, help=f"parts to run, of {', '.join(PARTS)} (default: %(default)s)")
     add("--data", type=Path, help=f"directory of the full MNIST set (default: {DEFAULT_DATA})")
-    add("--seeds", help="TPE seeds of the sweep, pruners and parallel-sweep parts "
-                        "(default: 0,1,2 for sweep and pruners, 0,1,2,3,4 for parallel-sweep)")
+    add(
+        "--seeds",
+        help="TPE seeds of the sweep, pruners and parallel-sweep parts "
+        "(default: 0,1,2 for sweep and pruners, 0,1,2,3,4 for parallel-sweep)",
+    )
     add("--device", default="auto", help="the epoch part's device (default: %(default)s)")
     add("--previous", default=None, help="the previous part's git revision (default: merge-base with main)")
-    add("--results", type=Path, help=f"the results file (default: {DEFAULT_RESULTS.relative_to(ROOT)}; "
-                                     "with --trials, --max-epochs, --smoke or data/sample: bench-smoke.md in "
-                                     "the temp folder)")
-    add("--trials", type=int,
-        help="trials of every sweep (default: the app's 20; 12 queued in parallel; 10 in overhead)")
-    add("--max-epochs", type=int, help="the largest params.epoch_count a sweep samples (default: the app's 10)")
-    add("--repeats", type=int, default=5, help="runs of each epoch (epoch; threads: at most 3) (default: %(default)s)")
-    add("--workdir", type=Path, help="keep the sweeps' studies, logs and outputs here (default: a temporary folder)")
+    add(
+        "--results",
+        type=Path,
+        help=f"the results file (default: {DEFAULT_RESULTS.relative_to(ROOT)}; "
+        "with --trials, --max-epochs, --smoke or data/sample: bench-smoke.md in "
+        "the temp folder)",
+    )
+    add(
+        "--trials",
+        type=int,
+        help="trials of every sweep (default: the app's 20; 12 queued in parallel; 10 in overhead)",
+    )
+    add(
+        "--max-epochs",
+        type=int,
+        help="the largest params.epoch_count a sweep samples (default: the app's 10)",
+    )
+    add(
+        "--repeats",
+        type=int,
+        default=5,
+        help="runs of each epoch (epoch; threads: at most 3) (default: %(default)s)",
+    )
+    add(
+        "--workdir",
+        type=Path,
+        help="keep the sweeps' studies, logs and outputs here (default: a temporary folder)",
+    )
     smoke = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items())
     add("--smoke", action="store_true", help=f"every part tiny, to check that it runs: {smoke}")
     args = parser.parse_args()
@@ -109,8 +143,9 @@ def arguments() -> argparse.Namespace:
     parts = args.only.split(",")
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        parser.error(f"--only {args.only}: unknown part(s) {', '.join(unknown)}; "
-                     f"expected some of {', '.join(PARTS)}")
+        parser.error(
+            f"--only {args.only}: unknown part(s) {', '.join(unknown)}; expected some of {', '.join(PARTS)}"
+        )
     if not args.data.is_dir():
         parser.error(f"--data {args.data} is not a directory; expected the full MNIST set")
     if args.max_epochs is not None and not 1 <= args.max_epochs <= 10:
@@ -139,13 +174,20 @@ def main() -> None:
             "load": lambda: training.bench_load(results, args.data),
             "epoch": lambda: training.bench_epoch(results, args.data, cache, args.device, args.repeats),
             "previous": lambda: training.bench_previous(
-                results, args.data, workdir, args.previous, rounds=max(2, args.repeats - 1)),
+                results, args.data, workdir, args.previous, rounds=max(2, args.repeats - 1)
+            ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
             "parallel": lambda: parallel.bench_parallel(results, runner, args.trials),
-            "parallel-sweep": lambda: parallel.bench_parallel_sweep(results, runner, seeds or PARALLEL_SWEEP_SEEDS),
-            "sweep": lambda: pruners.bench_pruners(results, runner, {pruners.DEFAULT_PRUNER: ()}, seeds_of_sweeps),
-            "pruners": lambda: pruners.bench_pruners(results, runner, pruners.PRUNER_SETTINGS, seeds_of_sweeps),
+            "parallel-sweep": lambda: parallel.bench_parallel_sweep(
+                results, runner, seeds or PARALLEL_SWEEP_SEEDS
+            ),
+            "sweep": lambda: pruners.bench_pruners(
+                results, runner, {pruners.DEFAULT_PRUNER: ()}, seeds_of_sweeps
+            ),
+            "pruners": lambda: pruners.bench_pruners(
+                results, runner, pruners.PRUNER_SETTINGS, seeds_of_sweeps
+            ),
         }
         try:
             for name in PARTS:  # in this order, whatever the order of --only

@@ -18,7 +18,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from ds.config import ParamsConfig  # noqa: E402
+from ds.config import ParamsConfig
 
 
 @dataclass

@@ -85,7 +85,11 @@ timed(ds.run, "train", "task: training (in run_job)")
 timed(optuna.Trial, "report", "optuna: trial.report (in training)")
 timed(optuna.Trial, "should_prune", "optuna: trial.should_prune (in training)")
 timed(ds.run, "save_checkpoint", "task: save model.pt (in run_job)")
-timed(pruning_optuna_sweeper.trial.SweepTrial, "upload_artifact", "task: upload model.pt as an artifact (in run_job)")
+timed(
+    pruning_optuna_sweeper.trial.SweepTrial,
+    "upload_artifact",
+    "task: upload model.pt as an artifact (in run_job)",
+)
 timed(pruning_optuna_sweeper.trial.SweepTrial, "set_user_attr", "task: the trial's user attrs (in run_job)")
 timed(optuna.storages, "fail_stale_trials", "sweeper: stale-trial check (before an ask)")
 timed(_loop.TrialLoop, "_ask", "sweeper: ask (sampling, attrs)")
@@ -101,7 +105,7 @@ def report() -> None:
     [loop_start], [loop_seconds] = starts["sweeper: the trial loop"], durations["sweeper: the trial loop"]
     # A trial's turn: from asking for it to asking for the next (or the loop's end).
     asks = starts["sweeper: ask (sampling, attrs)"]
-    turns = list(zip(asks, [*asks[1:], loop_start + loop_seconds]))
+    turns = list(zip(asks, [*asks[1:], loop_start + loop_seconds], strict=False))
     # Per turn, so only calls made by the trial loop count: the sweep's own
     # start-up (its first data load, say) goes through some of the same functions.
     per_turn = {
@@ -111,7 +115,11 @@ def report() -> None:
     }
     per_turn["hydra: run_job without the task"] = [
         job - task
-        for job, task in zip(per_turn["hydra: run_job, incl. the task (in launch)"], per_turn["task: all of it (in run_job)"])
+        for job, task in zip(
+            per_turn["hydra: run_job, incl. the task (in launch)"],
+            per_turn["task: all of it (in run_job)"],
+            strict=False,
+        )
     ]
     # Reporting to the trial happens inside the epoch loop but is not training.
     per_turn["everything but training"] = [
@@ -121,17 +129,20 @@ def report() -> None:
             per_turn["task: training (in run_job)"],
             per_turn["optuna: trial.report (in training)"],
             per_turn["optuna: trial.should_prune (in training)"],
+            strict=False,
         )
     ]
     print(f"OVERHEAD per trial (ms): {'mean':>8s} {'median':>8s}")
     for label, values in per_turn.items():
         if any(values):
-            print(f"OVERHEAD   {label:52s} {statistics.mean(values) * 1000:8.1f} {statistics.median(values) * 1000:8.1f}")
+            print(
+                f"OVERHEAD   {label:52s} {statistics.mean(values) * 1000:8.1f} {statistics.median(values) * 1000:8.1f}"
+            )
 
 
 def _within(start: float, end: float, label: str) -> float:
     """Seconds of `label`'s calls that began between start and end."""
-    return sum(d for s, d in zip(starts[label], durations[label]) if start <= s < end)
+    return sum(d for s, d in zip(starts[label], durations[label], strict=False) if start <= s < end)
 
 
 sys.argv[0] = str(ROOT / "main.py")

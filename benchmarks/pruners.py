@@ -16,10 +16,14 @@ PRUNER_SETTINGS: dict[str, tuple[str, ...]] = {
     "median, 3 startup trials, no epoch warm-up": ("hydra.sweeper.pruner.n_startup_trials=3",),
     "median, 5 startup trials, warm-up 2": ("hydra.sweeper.pruner.n_warmup_steps=2",),
     "median, 3 startup trials, warm-up 2 (the earlier default)": (
-        "hydra.sweeper.pruner.n_startup_trials=3", "hydra.sweeper.pruner.n_warmup_steps=2"),
+        "hydra.sweeper.pruner.n_startup_trials=3",
+        "hydra.sweeper.pruner.n_warmup_steps=2",
+    ),
     # README's row; the distribution's percentile config defaults to 25 since it was split out.
     "percentile 45, 5 startup trials, no epoch warm-up": (
-        "hydra/sweeper/pruner=percentile", "hydra.sweeper.pruner.percentile=45"),
+        "hydra/sweeper/pruner=percentile",
+        "hydra.sweeper.pruner.percentile=45",
+    ),
 }
 # README's targets for the default sweep and for pruning.
 SWEEP_TARGET_S = 60.0
@@ -49,23 +53,37 @@ def bench_pruners(
         for seed in seeds
     }
     title = "sweep" if list(settings) == [DEFAULT_PRUNER] else "pruners"
-    part = results.part(title, f"the default sweep (`main.py -m hydra/sweeper=optuna`: {runner.trials or 20} trials, "
-                               f"the pool launcher, n_jobs auto), TPE seeds {', '.join(map(str, seeds))}")
+    part = results.part(
+        title,
+        f"the default sweep (`main.py -m hydra/sweeper=optuna`: {runner.trials or 20} trials, "
+        f"the pool launcher, n_jobs auto), TPE seeds {', '.join(map(str, seeds))}",
+    )
     if 0 in seeds:
         r, n = on[DEFAULT_PRUNER, 0], off[0]
-        part.check("default sweep, seed 0: wall", f"{r.wall:.1f} s ({r.epochs} epochs, {r.pruned} pruned)",
-                   f"<= {SWEEP_TARGET_S:g} s", r.wall <= SWEEP_TARGET_S)
+        part.check(
+            "default sweep, seed 0: wall",
+            f"{r.wall:.1f} s ({r.epochs} epochs, {r.pruned} pruned)",
+            f"<= {SWEEP_TARGET_S:g} s",
+            r.wall <= SWEEP_TARGET_S,
+        )
         part.check("default sweep, seed 0: best", f"{r.best:.4f}", f">= {BEST_TARGET}", r.best >= BEST_TARGET)
         part.row("no pruning, seed 0", f"wall {n.wall:.1f} s, {n.epochs} epochs, best {n.best:.4f}")
-    part.row("no pruning: epochs, best", "; ".join(f"seed {s}: {r.epochs}, {r.best:.4f}" for s, r in off.items()))
+    part.row(
+        "no pruning: epochs, best", "; ".join(f"seed {s}: {r.epochs}, {r.best:.4f}" for s, r in off.items())
+    )
     for label in settings:
         saved = [1 - on[label, seed].epochs / off[seed].epochs for seed in seeds]
         change = [(on[label, seed].best - off[seed].best) * 100 for seed in seeds]
-        measured = (f"epochs saved {' / '.join(f'{v:.0%}' for v in saved)} (mean {statistics.mean(saved):.0%}); "
-                    f"best {' / '.join(f'{v:+.2f}' for v in change)} points (mean {statistics.mean(change):+.2f})")
-        part.check(f"pruning: {label}", measured,
-                   f"mean >= {SAVED_TARGET:.0%} saved, >= -{LOST_TARGET_POINTS} points",
-                   statistics.mean(saved) >= SAVED_TARGET and statistics.mean(change) >= -LOST_TARGET_POINTS)
+        measured = (
+            f"epochs saved {' / '.join(f'{v:.0%}' for v in saved)} (mean {statistics.mean(saved):.0%}); "
+            f"best {' / '.join(f'{v:+.2f}' for v in change)} points (mean {statistics.mean(change):+.2f})"
+        )
+        part.check(
+            f"pruning: {label}",
+            measured,
+            f"mean >= {SAVED_TARGET:.0%} saved, >= -{LOST_TARGET_POINTS} points",
+            statistics.mean(saved) >= SAVED_TARGET and statistics.mean(change) >= -LOST_TARGET_POINTS,
+        )
     failed = sum(r.failed for r in [*off.values(), *on.values()])
     if failed:
         part.row("failed trials (all sweeps)", str(failed))

@@ -20,6 +20,9 @@ def bench_quickstart(results: Results, runner: SweepRunner) -> Part:
         "on the bundled 10,000-digit sample and on the full set; wall: the command's start to its end",
     )
     for where, sweep in (("bundled sample", sample), ("full MNIST", full)):
-        part.row(where, f"wall {sweep.wall:.1f} s, best {sweep.best:.4f}, {sweep.epochs} epochs, "
-                        f"{sweep.pruned} of {sweep.trials} trials pruned")
+        part.row(
+            where,
+            f"wall {sweep.wall:.1f} s, best {sweep.best:.4f}, {sweep.epochs} epochs, "
+            f"{sweep.pruned} of {sweep.trials} trials pruned",
+        )
     return part

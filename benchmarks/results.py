@@ -133,6 +133,7 @@ def machine(device: str) -> dict[str, str]:
     except OSError:
         model = platform.processor() or "unknown"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 

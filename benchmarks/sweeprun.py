@@ -47,7 +47,9 @@ def trial_phase(trials: list[optuna.trial.FrozenTrial]) -> float:
     one's end: the wall time less the sweep processes' own start-up and
     wind-down. Joblib's workers start within it, after their first trials are asked for."""
     finished = [t for t in trials if t.datetime_start and t.datetime_complete]
-    return (max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)).total_seconds()
+    return (
+        max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)
+    ).total_seconds()
 
 
 def children_cpu() -> float:
@@ -83,17 +85,29 @@ class SweepRunner:
             extra.append(f"hydra.sweeper.n_trials={self.trials}")
         if self.max_epochs is not None and "params.epoch_count" not in given:
             fixed = self.max_epochs == 1
-            extra.append("params.epoch_count=1" if fixed else f"params.epoch_count=int(interval(1,{self.max_epochs}))")
+            extra.append(
+                "params.epoch_count=1" if fixed else f"params.epoch_count=int(interval(1,{self.max_epochs}))"
+            )
         return extra
 
-    def command(self, name: str, *overrides: str, script: Path = MAIN, sweep_dir: str | None = None) -> list[str]:
+    def command(
+        self, name: str, *overrides: str, script: Path = MAIN, sweep_dir: str | None = None
+    ) -> list[str]:
         """A sweep into study `name`, all its output in the work folder."""
         return [
-            sys.executable, str(script), "-m", "hydra/sweeper=optuna",
-            f"paths.data={self.data_dir}", f"paths.cache={self.workdir / 'cache'}",
-            f"paths.log={self.workdir / 'runs'}", f"storage={self.storage}", f"hydra.sweeper.study_name={name}",
-            "progress=false", f"hydra.sweep.dir={self.workdir / 'multirun' / (sweep_dir or name)}",
-            *self.shrink(overrides), *overrides,
+            sys.executable,
+            str(script),
+            "-m",
+            "hydra/sweeper=optuna",
+            f"paths.data={self.data_dir}",
+            f"paths.cache={self.workdir / 'cache'}",
+            f"paths.log={self.workdir / 'runs'}",
+            f"storage={self.storage}",
+            f"hydra.sweeper.study_name={name}",
+            "progress=false",
+            f"hydra.sweep.dir={self.workdir / 'multirun' / (sweep_dir or name)}",
+            *self.shrink(overrides),
+            *overrides,
         ]
 
     def run(self, name: str, *overrides: str, processes: int = 1, queue: int = 0, repeat: int = 0) -> Sweep:
@@ -117,16 +131,19 @@ class SweepRunner:
                 sweep_dir = name if processes == 1 else f"{name}-{i}"
                 command = self.command(name, *overrides, sweep_dir=sweep_dir)
                 running.append(
-                    subprocess.Popen(command, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT))
+                    subprocess.Popen(command, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)
+                )
         codes = [p.wait() for p in running]
         wall = time.perf_counter() - started
         cpu = children_cpu() - cpu_before
         if any(codes):
-            tails = "\n".join(log.read_text()[-3000:] for log, code in zip(logs, codes) if code)
+            tails = "\n".join(log.read_text()[-3000:] for log, code in zip(logs, codes, strict=False) if code)
             raise RuntimeError(f"sweep {name} failed ({' '.join(self.command(name, *overrides))}):\n{tails}")
         # The trials' own lines are in their log files (the app's sweeps: job_output=file).
         sweep_dirs = [name] if processes == 1 else [f"{name}-{i}" for i in range(processes)]
-        trial_logs = [log for d in sweep_dirs for log in sorted((self.workdir / "multirun" / d).glob("*/main.log"))]
+        trial_logs = [
+            log for d in sweep_dirs for log in sorted((self.workdir / "multirun" / d).glob("*/main.log"))
+        ]
         output = "".join(log.read_text() for log in [*logs, *trial_logs])
         epoch_s = sum(float(s) for s in re.findall(r"\[Epoch: \d+/\d+\].*Time: ([0-9.]+)s", output))
         trials = optuna.load_study(study_name=name, storage=self.storage).get_trials()

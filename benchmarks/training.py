@@ -43,7 +43,9 @@ class TutorialMNIST(Dataset):
         return (x - MNIST_MEAN) / MNIST_STD, int(self.labels[i])
 
 
-def reference_epoch(loader: DataLoader, make_model: Callable[[], nn.Module] = LinearNet, seed: int = 0) -> float:
+def reference_epoch(
+    loader: DataLoader, make_model: Callable[[], nn.Module] = LinearNet, seed: int = 0
+) -> float:
     torch.manual_seed(seed)
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -65,7 +67,14 @@ def our_epoch(data, make_model: Callable[[], nn.Module] = LinearNet, device: str
     torch.manual_seed(0)
     optimizer = functools.partial(torch.optim.Adam, lr=1e-3, **adam)
     history = train(
-        data, make_model(), optimizer, batch_size=128, epoch_count=1, seed=0, device=device, allow_fast_path=not adam
+        data,
+        make_model(),
+        optimizer,
+        batch_size=128,
+        epoch_count=1,
+        seed=0,
+        device=device,
+        allow_fast_path=not adam,
     )
     return history[0].seconds
 
@@ -83,7 +92,9 @@ def bench_epoch(results: Results, data_dir: Path, cache: Path, device: str, repe
         "general, LinearNet, fused Adam": lambda: our_epoch(data, device=on, fused=True),
         "general, LinearNet, foreach Adam": lambda: our_epoch(data, device=on, foreach=True),
         "tutorial, LinearNet": lambda: reference_epoch(loader),
-        "general, mlp [256, 128], fused Adam": lambda: our_epoch(data, mlp, device=on, fused=on in ("cpu", "cuda")),
+        "general, mlp [256, 128], fused Adam": lambda: our_epoch(
+            data, mlp, device=on, fused=on in ("cpu", "cuda")
+        ),
         "tutorial, mlp [256, 128]": lambda: reference_epoch(loader, mlp),
     }
     for run in runs.values():  # warm-up: first-call imports and allocations
@@ -104,9 +115,21 @@ def bench_epoch(results: Results, data_dir: Path, cache: Path, device: str, repe
     ratios = (
         ("default vs tutorial, LinearNet", "default (LinearNet + Adam)", "tutorial, LinearNet"),
         ("general (fused) vs tutorial, LinearNet", "general, LinearNet, fused Adam", "tutorial, LinearNet"),
-        ("general (foreach) vs tutorial, LinearNet", "general, LinearNet, foreach Adam", "tutorial, LinearNet"),
-        ("default vs general (fused), LinearNet", "default (LinearNet + Adam)", "general, LinearNet, fused Adam"),
-        ("general vs tutorial, mlp [256, 128]", "general, mlp [256, 128], fused Adam", "tutorial, mlp [256, 128]"),
+        (
+            "general (foreach) vs tutorial, LinearNet",
+            "general, LinearNet, foreach Adam",
+            "tutorial, LinearNet",
+        ),
+        (
+            "default vs general (fused), LinearNet",
+            "default (LinearNet + Adam)",
+            "general, LinearNet, fused Adam",
+        ),
+        (
+            "general vs tutorial, mlp [256, 128]",
+            "general, mlp [256, 128], fused Adam",
+            "tutorial, mlp [256, 128]",
+        ),
     )
     for label, ours, theirs in ratios:
         fastest = min(seconds[theirs]) / min(seconds[ours])
@@ -139,7 +162,9 @@ print(min(epoch() for _ in range(3)))
 """
 
 
-def bench_previous(results: Results, data_dir: Path, workdir: Path, revision: str | None, rounds: int) -> Part:
+def bench_previous(
+    results: Results, data_dir: Path, workdir: Path, revision: str | None, rounds: int
+) -> Part:
     """This tree's default epoch vs another revision's, each process the fastest of 3 epochs."""
     if revision is None:
         revision = subprocess.run(
@@ -149,8 +174,12 @@ def bench_previous(results: Results, data_dir: Path, workdir: Path, revision: st
     previous.mkdir()
     # Each tree loads its own bundled sample (ds.data knows it by its folder) when that is the data.
     sample = data_dir.resolve() == (ROOT / "data" / "sample").resolve()
-    archive = subprocess.run(["git", "archive", revision, "ds", *(["data/sample"] if sample else [])],
-                             cwd=ROOT, capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", revision, "ds", *(["data/sample"] if sample else [])],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(previous)], input=archive, check=True)
     label_before = f"previous ({revision[:10]})"
     trees = {"this tree": ROOT, label_before: previous}
@@ -160,7 +189,10 @@ def bench_previous(results: Results, data_dir: Path, workdir: Path, revision: st
             data = tree / "data" / "sample" if sample else data_dir
             result = subprocess.run(
                 [sys.executable, "-c", _TREE_EPOCH, str(data), str(workdir / f"cache-{tree.name}")],
-                cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)},
+                cwd=tree,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(tree)},
             )
             if result.returncode != 0:
                 raise RuntimeError(f"the epoch of {label} failed:\n{result.stderr[-3000:]}")
@@ -169,8 +201,11 @@ def bench_previous(results: Results, data_dir: Path, workdir: Path, revision: st
     for label, values in seconds.items():
         part.row(label, f"fastest {min(values):.3f} s, median {statistics.median(values):.3f} s")
     this, before = seconds["this tree"], seconds[label_before]
-    part.row("this tree's time / the previous", f"{min(this) / min(before):.2f}x (fastest), "
-             f"{statistics.median(this) / statistics.median(before):.2f}x (median)")
+    part.row(
+        "this tree's time / the previous",
+        f"{min(this) / min(before):.2f}x (fastest), "
+        f"{statistics.median(this) / statistics.median(before):.2f}x (median)",
+    )
     return part
 
 
@@ -191,8 +226,12 @@ def bench_load(results: Results, data_dir: Path) -> Part:
         in_memory = time.perf_counter() - started
     part = results.part("load", f"{data.identity}, to normalised tensors")
     part.row("cold (gunzip, parse, verify, write the disk cache)", f"{cold:.3f} s")
-    part.check("disk-cached (fastest of 3)", f"{min(cached):.3f} s", f"< {CACHED_LOAD_TARGET_S} s",
-               min(cached) < CACHED_LOAD_TARGET_S)
+    part.check(
+        "disk-cached (fastest of 3)",
+        f"{min(cached):.3f} s",
+        f"< {CACHED_LOAD_TARGET_S} s",
+        min(cached) < CACHED_LOAD_TARGET_S,
+    )
     part.row("again in the same process", f"{in_memory * 1000:.2f} ms")
     return part
 

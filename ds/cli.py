@@ -30,8 +30,15 @@ _CHOICES = {
     "--cfg": ["job", "hydra", "all"],
     "--info": ["all", "aliases", "config", "defaults", "defaults-tree", "plugins", "searchpath"],
 }
-_FLAGS = {"--help": "-h", "--hydra-help": None, "--version": None, "--resolve": None, "--run": "-r",
-          "--multirun": "-m", "--shell-completion": "-sc"}
+_FLAGS = {
+    "--help": "-h",
+    "--hydra-help": None,
+    "--version": None,
+    "--resolve": None,
+    "--run": "-r",
+    "--multirun": "-m",
+    "--shell-completion": "-sc",
+}
 
 
 class _Unparsed(Exception):

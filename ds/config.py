@@ -13,6 +13,7 @@ key. No torch here: bad input is reported before it loads.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 import re
@@ -203,10 +204,16 @@ def validate(cfg: Any) -> None:
     )
     _check(problems, cfg.objective in OBJECTIVES, "objective", cfg.objective, " or ".join(OBJECTIVES))
     if cfg.evaluate is not None:
-        _check(problems, Path(cfg.evaluate).is_file(), "evaluate", cfg.evaluate, "the path of a model.pt file")
+        _check(
+            problems, Path(cfg.evaluate).is_file(), "evaluate", cfg.evaluate, "the path of a model.pt file"
+        )
     if cfg.best_of_model:
         _check(
-            problems, bool(cfg.best_of), "best_of_model", True, "best_of=<study> with it: whose best model to use"
+            problems,
+            bool(cfg.best_of),
+            "best_of_model",
+            True,
+            "best_of=<study> with it: whose best model to use",
         )
         _check(
             problems, cfg.evaluate is None, "evaluate", cfg.evaluate, "no evaluate= with best_of_model=true"
@@ -238,10 +245,22 @@ def validate(cfg: Any) -> None:
     cache = Path(cfg.paths.cache)
     # A cache only read (shared, read-only, filled earlier) is fine: one that
     # cannot be written is skipped with a warning when loading.
-    _check(problems, not _under_a_file(cache), "paths.cache", str(cache), "a directory (it or a folder above it is a file)")
+    _check(
+        problems,
+        not _under_a_file(cache),
+        "paths.cache",
+        str(cache),
+        "a directory (it or a folder above it is a file)",
+    )
     log = Path(cfg.paths.log)
     log_problem = directory_problem(log)
-    _check(problems, log_problem is None, "paths.log", str(log), f"a writable directory, or a path where one can be made ({log_problem})")
+    _check(
+        problems,
+        log_problem is None,
+        "paths.log",
+        str(log),
+        f"a writable directory, or a path where one can be made ({log_problem})",
+    )
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems) + ".")
 
@@ -273,7 +292,13 @@ def _check_model(problems: list[str], m: Any, batch_size: int) -> None:
             _check_memory(problems, m.hidden, batch_size)
         return
     widths = list(m.hidden)
-    _check(problems, bool(widths) and min(widths) >= 1, "model.hidden", widths, "a non-empty list of integers >= 1")
+    _check(
+        problems,
+        bool(widths) and min(widths) >= 1,
+        "model.hidden",
+        widths,
+        "a non-empty list of integers >= 1",
+    )
     if widths and min(widths) >= 1 and batch_size >= 1:
         _check_memory(problems, widths, batch_size)
     _check(problems, m.activation in ACTIVATIONS, "model.activation", m.activation, " or ".join(ACTIVATIONS))
@@ -284,12 +309,26 @@ def _check_optimizer(problems: list[str], o: Any) -> None:
     if not _check_target(problems, o, "optimizer", OPTIMIZER_SCHEMAS):
         return
     partial = o._partial_ is True
-    _check(problems, partial, "optimizer._partial_", o._partial_, "true (the parameters and lr come at build time)")
+    _check(
+        problems,
+        partial,
+        "optimizer._partial_",
+        o._partial_,
+        "true (the parameters and lr come at build time)",
+    )
     decay = o.weight_decay
-    _check(problems, math.isfinite(decay) and decay >= 0, "optimizer.weight_decay", decay, "a finite number >= 0")
+    _check(
+        problems, math.isfinite(decay) and decay >= 0, "optimizer.weight_decay", decay, "a finite number >= 0"
+    )
     if o._target_ == "torch.optim.SGD":
         momentum = o.momentum
-        _check(problems, math.isfinite(momentum) and momentum >= 0, "optimizer.momentum", momentum, "a finite number >= 0")
+        _check(
+            problems,
+            math.isfinite(momentum) and momentum >= 0,
+            "optimizer.momentum",
+            momentum,
+            "a finite number >= 0",
+        )
         nesterov_ok = not o.nesterov or momentum > 0
         _check(problems, nesterov_ok, "optimizer.nesterov", o.nesterov, "false unless optimizer.momentum > 0")
         return
@@ -321,7 +360,7 @@ def training_bytes(hidden: int | list[int], batch_size: int) -> int:
     """About the memory training takes (784 -> hidden... -> 10, Adam), in bytes."""
     widths = [hidden] if isinstance(hidden, int) else list(hidden)
     sizes = [28 * 28, *widths, 10]
-    parameters = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    parameters = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
     examples = 3 * min(batch_size, TRAIN_EXAMPLES_AT_MOST) + 2 * TEST_EXAMPLES_AT_MOST
     return BYTES_PER_PARAMETER * parameters + 4 * sum(widths) * examples
 
@@ -348,7 +387,10 @@ def _check_memory(problems: list[str], hidden: int | list[int], batch_size: int)
         most = max(0, (limit - fixed) // (training_bytes(1, batch_size) - fixed))  # linear in the width
         widest = f"; at most model.hidden={most} with params.batch_size={batch_size} here"
     _check(
-        problems, False, "model.hidden", hidden if isinstance(hidden, int) else list(hidden),
+        problems,
+        False,
+        "model.hidden",
+        hidden if isinstance(hidden, int) else list(hidden),
         f"a width whose training fits in memory: it needs about {_gib(needed)} (the parameters, their "
         f"gradients and Adam's state, and the activations of a batch and of the test split), more than "
         f"{what}, {_gib(limit)}{widest}",
@@ -374,7 +416,9 @@ def _key_problems(cfg: Any, schema: dict[str, Any], prefix: str = "") -> list[st
         )
     for key, node in schema.items():
         if key not in keys:
-            problems.append(f"{prefix}{key} is missing (removed with ~{prefix}{key}?); expected a value for it")
+            problems.append(
+                f"{prefix}{key} is missing (removed with ~{prefix}{key}?); expected a value for it"
+            )
         elif isinstance(node, dict) and OmegaConf.is_dict(cfg[key]):
             problems.extend(_key_problems(cfg[key], node, f"{prefix}{key}."))
     return problems

@@ -245,6 +245,7 @@ def validation_split(n_train: int) -> tuple[torch.Tensor, torch.Tensor]:
 # (data_dir, dataset name) -> why this process fell back to the sample.
 _FALLBACKS: dict[tuple[str, str], str] = {}
 
+
 def _resolve_files(
     data_dir: Path,
     spec: DatasetSpec,
@@ -261,7 +262,7 @@ def _resolve_files(
             "environment variable) at a directory."
         )
     found = [_find(data_dir, r) for r in spec.resources()]
-    missing = [r for r, p in zip(spec.resources(), found) if p is None]
+    missing = [r for r, p in zip(spec.resources(), found, strict=False) if p is None]
     if not missing:
         return [p for p in found if p is not None], spec
     if data_dir.resolve() == sample_dir:
@@ -280,7 +281,9 @@ def _resolve_files(
         try:
             for i, resource in enumerate(spec.resources()):
                 if found[i] is None:
-                    found[i] = fetch_verified(resource.filename, resource.sha256, data_dir, mirrors, timeout_s)
+                    found[i] = fetch_verified(
+                        resource.filename, resource.sha256, data_dir, mirrors, timeout_s
+                    )
             return [p for p in found if p is not None], spec
         except (DownloadError, OSError) as exc:
             reason = f"downloading failed: {exc}"
@@ -313,10 +316,12 @@ def _sample_files(sample_dir: Path, problem: str) -> list[Path]:
     """The bundled sample's four files, found like any dataset's, to fall back
     to; DatasetUnavailableError after `problem` when one is missing."""
     found = [_find(sample_dir, r) for r in MNIST_SAMPLE.resources()]
-    missing = [r for r, p in zip(MNIST_SAMPLE.resources(), found) if p is None]
+    missing = [r for r, p in zip(MNIST_SAMPLE.resources(), found, strict=False) if p is None]
     if missing:
         incomplete = _incomplete(sample_dir, missing)
-        raise DatasetUnavailableError(f"{problem} Falling back to the bundled sample failed too: {incomplete}")
+        raise DatasetUnavailableError(
+            f"{problem} Falling back to the bundled sample failed too: {incomplete}"
+        )
     return [p for p in found if p is not None]
 
 
@@ -400,7 +405,7 @@ def _load_entry(
 def _parse_and_verify(paths: list[Path], spec: DatasetSpec) -> MnistArrays:
     parsed = []
     digests = []
-    for path, resource in zip(paths, spec.resources()):
+    for path, resource in zip(paths, spec.resources(), strict=False):
         try:
             raw = read_idx_bytes(path)
         except IdxFormatError as exc:
@@ -455,7 +460,9 @@ def _read_disk_cache(cache_dir: Path, spec: DatasetSpec, key: str) -> MnistArray
             raise ValueError("format or key does not match")
         identity = DatasetIdentity(**meta["identity"])
         # Only verified files are cached, so the identity follows from the spec.
-        if identity.name != spec.name or identity.sha256 != content_hash([r.sha256 for r in spec.resources()]):
+        if identity.name != spec.name or identity.sha256 != content_hash(
+            [r.sha256 for r in spec.resources()]
+        ):
             raise ValueError(f"its identity {identity} does not belong to {spec.name}")
         # Memory-mapped read-only: no copy, pages come straight from the OS
         # page cache. Safe because entries are never modified in place, only

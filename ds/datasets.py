@@ -93,6 +93,7 @@ MNIST_SAMPLE = DatasetSpec(
     ),
 )
 
+
 @dataclass(frozen=True)
 class DatasetIdentity:
     """Which data a run used. `sha256` hashes the four files' content hashes."""

@@ -18,7 +18,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            build = (
+                "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            )
             raise DeviceError(
                 f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, {build}); "
                 "expected device=cpu, or device=auto to use CUDA only where it is available"

@@ -85,7 +85,9 @@ def fetch_verified(
             failures.append((url, reason))  # said once: below, or by the error when every mirror fails
             continue
         for failed_url, reason in failures:
-            logger.warning("mirror %s failed for %s: %s; the next mirror served it", failed_url, filename, reason)
+            logger.warning(
+                "mirror %s failed for %s: %s; the next mirror served it", failed_url, filename, reason
+            )
         logger.info("downloaded %s from %s", target, url)
         return target
 
@@ -127,8 +129,7 @@ def _download_to(url: str, target: Path, expected_sha256: str, timeout_s: float)
         actual = _gunzipped_sha256(tmp)
         if actual != expected_sha256:
             raise _RejectedDownload(
-                f"decompressed SHA-256 is {actual}, expected {expected_sha256} "
-                "(corrupt or different file)"
+                f"decompressed SHA-256 is {actual}, expected {expected_sha256} (corrupt or different file)"
             )
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shared data folder's files are for every user
         os.replace(tmp, target)

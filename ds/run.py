@@ -43,7 +43,9 @@ def warn_about_threads(threads: int) -> None:
         log.warning(
             "threads=%d is more than the %d cores this process may run on (os.sched_getaffinity): the "
             "threads take turns, which makes every epoch slower; expected threads=%d or fewer here",
-            threads, cores, cores,
+            threads,
+            cores,
+            cores,
         )
 
 
@@ -71,13 +73,19 @@ def run(
     p = cfg.params
     log.info(
         "data: %s; params: lr=%g batch_size=%d epoch_count=%d; device: %s",
-        data.identity, p.lr, p.batch_size, p.epoch_count, device,
+        data.identity,
+        p.lr,
+        p.batch_size,
+        p.epoch_count,
+        device,
     )
     if p.batch_size > len(data.train_y):
         log.warning(
             "params.batch_size=%d is more than the %d training examples of %s: each epoch is one batch of "
             "the whole training set, one optimizer step an epoch",
-            p.batch_size, len(data.train_y), data.identity.name,
+            p.batch_size,
+            len(data.train_y),
+            data.identity.name,
         )
 
     torch.manual_seed(cfg.seed)
@@ -170,8 +178,12 @@ def evaluate_saved(cfg: DictConfig, path: str | os.PathLike[str] | None = None) 
         val = f", Val Accuracy: {evaluate(model, images, data.train_y[held_out].to(device))[0]:.4f}"
     log.info(
         "%s (%s, %s epochs, on %s): Test Accuracy: %.4f%s",
-        path, saved.config["model"]["_target_"].rsplit(".", 1)[1], saved.metrics.get("epoch"),
-        data.identity, accuracy, val,
+        path,
+        saved.config["model"]["_target_"].rsplit(".", 1)[1],
+        saved.metrics.get("epoch"),
+        data.identity,
+        accuracy,
+        val,
     )
     return accuracy
 

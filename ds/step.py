@@ -169,8 +169,10 @@ def fused_adam_kernel_works() -> bool:
     if _KERNEL_WORKS is None:
         _KERNEL_WORKS = _probe_kernel()
         if not _KERNEL_WORKS:
-            log.info("torch._fused_adam_ is missing or differs from torch.optim.Adam here: "
-                     "the fast path's Adam uses public tensor operations")
+            log.info(
+                "torch._fused_adam_ is missing or differs from torch.optim.Adam here: "
+                "the fast path's Adam uses public tensor operations"
+            )
     return _KERNEL_WORKS
 
 
@@ -219,7 +221,7 @@ class LinearNetAdam:
         # The model's parameters become views of the flat buffer, so the model
         # always evaluates the values being trained.
         with torch.no_grad():
-            for parameter, view in zip(parameters, values):
+            for parameter, view in zip(parameters, values, strict=False):
                 parameter.data = view
         self.w1, self.b1, self.w2, self.b2 = values
         self.g_w1, self.g_b1, self.g_w2, self.g_b2 = _views(grad, parameters)

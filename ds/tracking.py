@@ -158,4 +158,4 @@ def confusion_image(confusion: Tensor, epoch: int) -> Any:
 def _blue(share: float) -> tuple[int, int, int]:
     """White at 0 to a dark blue at 1."""
     low, high = (247, 251, 255), (8, 48, 107)
-    return tuple(round(a + (b - a) * float(share)) for a, b in zip(low, high))
+    return tuple(round(a + (b - a) * float(share)) for a, b in zip(low, high, strict=False))

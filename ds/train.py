@@ -94,7 +94,11 @@ class _FastSteps:
 
     def __init__(self, model: nn.Module, group: dict[str, Any], n_train: int) -> None:
         self.step_fn = LinearNetAdam(model, lr=group["lr"], betas=group["betas"], eps=group["eps"])
-        kernel = "torch's fused Adam kernel" if self.step_fn.adam.use_kernel else "Adam in public tensor operations"
+        kernel = (
+            "torch's fused Adam kernel"
+            if self.step_fn.adam.use_kernel
+            else "Adam in public tensor operations"
+        )
         self.description = f"fast (LinearNet + Adam on the CPU: hand-derived gradients, {kernel})"
         self.true_log_prob = torch.empty(n_train)
         self.correct = torch.empty(n_train, dtype=torch.bool)
@@ -208,8 +212,10 @@ def train(
         images, labels = images.index_select(0, kept), labels.index_select(0, kept)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
 
-    steps = _FastSteps(model, settings, len(labels)) if optimizer is None else _AutogradSteps(
-        model, optimizer, device, len(labels), why_not_fast
+    steps = (
+        _FastSteps(model, settings, len(labels))
+        if optimizer is None
+        else _AutogradSteps(model, optimizer, device, len(labels), why_not_fast)
     )
     log.info("training path: %s", steps.description)
 

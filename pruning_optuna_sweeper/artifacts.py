@@ -13,6 +13,7 @@ tried: `<study file>-artifacts/` beside a SQLite study.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -149,7 +150,5 @@ def _configured_store(named: str, config: dict[str, Any]) -> tuple[Any, str]:
 
 
 def _remove_partial(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass

@@ -23,7 +23,13 @@ from optuna.storages import BaseStorage
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, fetch_artifact
 from pruning_optuna_sweeper.storage import mask_url, open_storage
-from pruning_optuna_sweeper.study import FIXED_PARAMS_ATTR, best_trials, check_identity, load_study, trained_values
+from pruning_optuna_sweeper.study import (
+    FIXED_PARAMS_ATTR,
+    best_trials,
+    check_identity,
+    load_study,
+    trained_values,
+)
 
 log = logging.getLogger(__name__)
 _ABSENT = object()

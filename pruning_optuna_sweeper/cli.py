@@ -18,8 +18,14 @@ import optuna
 from omegaconf import OmegaConf
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
+from pruning_optuna_sweeper.storage import (
+    DEFAULT_STORAGE,
+    StorageError,
+    default_storage,
+    mask_url,
+    open_storage,
+)
 from pruning_optuna_sweeper.stranded import recover_stranded
-from pruning_optuna_sweeper.storage import DEFAULT_STORAGE, StorageError, default_storage, mask_url, open_storage
 from pruning_optuna_sweeper.study import (
     StudyError,
     best_params,
@@ -221,7 +227,9 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
-    parser = argparse.ArgumentParser(prog="python -m pruning_optuna_sweeper", description=__doc__, parents=[storage])
+    parser = argparse.ArgumentParser(
+        prog="python -m pruning_optuna_sweeper", description=__doc__, parents=[storage]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")
 
@@ -248,7 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--group", help="the config group (default: the common first part of the keys)")
     export_cmd.add_argument("--name", help="the option's name (default: best_<study>)")
     export_cmd.add_argument("--dir", help="where to write it (default: conf/<group>)")
-    model_cmd = study_command("model", "copy the best trial's stored model (an Optuna artifact) to a new file")
+    model_cmd = study_command(
+        "model", "copy the best trial's stored model (an Optuna artifact) to a new file"
+    )
     model_cmd.add_argument(
         "--out", required=True, help="the file to write (an existing one is not overwritten)"
     )

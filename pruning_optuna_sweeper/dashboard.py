@@ -25,12 +25,20 @@ from pruning_optuna_sweeper.trial import artifact_folder
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pruning_optuna_sweeper.dashboard", description=__doc__.splitlines()[0])
-    parser.add_argument("storage", nargs="?", default=None, help="study storage URL (default: $SWEEP_STORAGE)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pruning_optuna_sweeper.dashboard", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "storage", nargs="?", default=None, help="study storage URL (default: $SWEEP_STORAGE)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--artifact-dir", default=None, help="the trials' files (default: beside a SQLite study)")
-    parser.add_argument("--server", default="wsgiref", choices=["wsgiref"], help="optuna-dashboard's own server")
+    parser.add_argument(
+        "--artifact-dir", default=None, help="the trials' files (default: beside a SQLite study)"
+    )
+    parser.add_argument(
+        "--server", default="wsgiref", choices=["wsgiref"], help="optuna-dashboard's own server"
+    )
     args = parser.parse_args(argv)
     url = args.storage or default_storage()
     try:

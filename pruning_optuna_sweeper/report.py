@@ -123,18 +123,43 @@ def _plots(study: optuna.Study) -> list[Plot]:
     from optuna.visualization import matplotlib as mpl
 
     plots = [
-        Plot("history", "Optimisation history", vis.plot_optimization_history, mpl.plot_optimization_history,
-             _needs_complete(1, params=False)),
-        Plot("intermediate", "Intermediate values", vis.plot_intermediate_values,
-             mpl.plot_intermediate_values, _needs_intermediate, targeted=False),
-        Plot("importances", "Parameter importances", vis.plot_param_importances, mpl.plot_param_importances,
-             _needs_complete(2)),
+        Plot(
+            "history",
+            "Optimisation history",
+            vis.plot_optimization_history,
+            mpl.plot_optimization_history,
+            _needs_complete(1, params=False),
+        ),
+        Plot(
+            "intermediate",
+            "Intermediate values",
+            vis.plot_intermediate_values,
+            mpl.plot_intermediate_values,
+            _needs_intermediate,
+            targeted=False,
+        ),
+        Plot(
+            "importances",
+            "Parameter importances",
+            vis.plot_param_importances,
+            mpl.plot_param_importances,
+            _needs_complete(2),
+        ),
         Plot("parallel", "Parallel coordinates", vis.plot_parallel_coordinate, None, _needs_complete(1)),
         Plot("slices", "Slices", vis.plot_slice, None, _needs_complete(1)),
     ]
     if len(study.directions) in (2, 3):
-        plots.insert(0, Plot("pareto", "Pareto front", vis.plot_pareto_front, mpl.plot_pareto_front,
-                             _needs_complete(1), targeted=False))
+        plots.insert(
+            0,
+            Plot(
+                "pareto",
+                "Pareto front",
+                vis.plot_pareto_front,
+                mpl.plot_pareto_front,
+                _needs_complete(1),
+                targeted=False,
+            ),
+        )
     return plots
 
 

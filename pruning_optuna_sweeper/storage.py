@@ -259,7 +259,9 @@ def check_sqlite_study_file(url: str, path: Path, *, must_exist: bool = False) -
             "nothing was written to it. Expected an Optuna study file, or a new path"
         )
     try:
-        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_LOCK_TIMEOUT_S) as db:
+        with sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_LOCK_TIMEOUT_S
+        ) as db:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.DatabaseError as e:

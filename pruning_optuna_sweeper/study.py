@@ -229,8 +229,11 @@ def trial_table(trials: list[FrozenTrial]) -> list[str]:
     cells = [TRIAL_COLUMNS, *(r.cells() for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(TRIAL_COLUMNS) - 1)]
     lines = []
-    for row, cell in zip([None, *rows], cells):
-        padded = (c.rjust(w) if i in (0, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(cell, widths)))
+    for row, cell in zip([None, *rows], cells, strict=False):
+        padded = (
+            c.rjust(w) if i in (0, 3) else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cell, widths, strict=False))
+        )
         line = "  ".join(padded)
         lines.append(f"{line}  {cell[-1]}".rstrip())
         if row is not None and row.reason:

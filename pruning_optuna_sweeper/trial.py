@@ -26,11 +26,10 @@ Example:
 
 from __future__ import annotations
 
-import re
-
 import functools
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

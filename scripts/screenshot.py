@@ -62,9 +62,15 @@ def sweep(workdir: Path, trials: int) -> str:
     """A sweep of the app's defaults on the bundled sample, into `workdir`'s own SQLite study."""
     storage = f"sqlite:///{workdir / 'study.db'}"
     command = [
-        sys.executable, str(ROOT / "main.py"), "-m", "hydra/sweeper=optuna",
-        f"hydra.sweeper.n_trials={trials}", f"storage={storage}", f"paths.data={ROOT / 'data/sample'}",
-        "data.download=false", "progress=false",
+        sys.executable,
+        str(ROOT / "main.py"),
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.n_trials={trials}",
+        f"storage={storage}",
+        f"paths.data={ROOT / 'data/sample'}",
+        "data.download=false",
+        "progress=false",
     ]
     print(f"sweeping {trials} trials on the bundled sample in {workdir}", flush=True)
     subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
@@ -80,7 +86,9 @@ def serve(storage: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "pruning_optuna_sweeper.dashboard", storage, "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + WAIT_S
     while api(port, "/api/meta") is None:
@@ -120,8 +128,10 @@ def shoot(port: int, study: str, out: Path) -> None:
     try:
         driver.get(f"http://127.0.0.1:{port}/dashboard/studies/{ids[0]}")
         WebDriverWait(driver, WAIT_S).until(
-            lambda d: "History" in d.find_element(By.TAG_NAME, "body").text
-            and d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
+            lambda d: (
+                "History" in d.find_element(By.TAG_NAME, "body").text
+                and d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
+            )
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out))
@@ -133,8 +143,20 @@ def shoot(port: int, study: str, out: Path) -> None:
 def report_png(storage: str, study: str, folder: Path, out: Path) -> None:
     """`python -m pruning_optuna_sweeper report`'s intermediate-values PNG (every trial's curve, pruned too), as `out`."""
     subprocess.run(
-        [sys.executable, "-m", "pruning_optuna_sweeper", "--storage", storage, "report", study, "--out", str(folder)],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "pruning_optuna_sweeper",
+            "--storage",
+            storage,
+            "report",
+            study,
+            "--out",
+            str(folder),
+        ],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(folder / "intermediate.png", out)

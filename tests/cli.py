@@ -67,7 +67,9 @@ def copy_of_the_project(destination: Path, root: Path = ROOT) -> Path:
 
         shutil.copytree(root / package, destination / package, ignore=ignore)
     if left_out and root == ROOT:  # a new project file not yet `git add`ed would be missed silently
-        warnings.warn(f"the tests run without files git does not track: {', '.join(sorted(left_out))}", stacklevel=2)
+        warnings.warn(
+            f"the tests run without files git does not track: {', '.join(sorted(left_out))}", stacklevel=2
+        )
     for module in ("main.py", "sweep_hooks.py"):
         shutil.copy2(root / module, destination / module)
     return destination / "main.py"
@@ -78,10 +80,14 @@ def users_files(root: Path) -> set[Path]:
     if not (root / ".git").exists() or shutil.which("git") is None:
         return set()
     listed = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard"], capture_output=True, text=True
+        ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
     )
     if listed.returncode != 0:
-        warnings.warn(f"git cannot list the untracked files, so none is left out: {listed.stderr.strip()}", stacklevel=2)
+        warnings.warn(
+            f"git cannot list the untracked files, so none is left out: {listed.stderr.strip()}", stacklevel=2
+        )
         return set()
     return {(root / name).resolve() for name in listed.stdout.split("\0") if name}
 
@@ -112,7 +118,9 @@ def copy_example(parent: Path) -> Path:
 def run_example(app: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """`python <args>` in the example app's folder, with neither this repository nor a storage in the environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWEEP_STORAGE")}
-    return subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -126,7 +134,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             code = cli_main(list(args))
         except SystemExit as exit_:  # argparse's usage errors
             code = exit_.code if isinstance(exit_.code, int) else 1
-    return subprocess.CompletedProcess(["python", "-m", "pruning_optuna_sweeper", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(
+        ["python", "-m", "pruning_optuna_sweeper", *args], code, out.getvalue(), err.getvalue()
+    )
 
 
 def free_port() -> int:

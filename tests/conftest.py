@@ -113,8 +113,13 @@ def swept_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pruner = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=2"]
     for lr, epochs, n in (("tag(log, interval(0.002, 0.005))", 3, 2), ("0.00001", 3, 1), ("1e30", 1, 1)):
         result = run_sweep(
-            workdir, f"params.lr={lr}", "params.batch_size=64", f"params.epoch_count={epochs}",
-            "hydra.sweeper.max_failure_rate=1.0", *pruner, n_trials=n,
+            workdir,
+            f"params.lr={lr}",
+            "params.batch_size=64",
+            f"params.epoch_count={epochs}",
+            "hydra.sweeper.max_failure_rate=1.0",
+            *pruner,
+            n_trials=n,
         )
         assert result.returncode == 0, result.stderr
     states = [t.state for t in load(workdir).get_trials()]

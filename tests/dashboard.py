@@ -49,7 +49,9 @@ class Dashboard:
     def try_get(self, route: str) -> Any | None:
         """The JSON at `route`, or None while the server is not (yet) answering it."""
         if self.process.poll() is not None:
-            raise AssertionError(f"optuna-dashboard exited with {self.process.returncode}:\n{self.log.read_text()}")
+            raise AssertionError(
+                f"optuna-dashboard exited with {self.process.returncode}:\n{self.log.read_text()}"
+            )
         try:
             return self.get(route)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -57,7 +59,9 @@ class Dashboard:
 
     def study_id(self, name: str) -> int | None:
         studies = self.try_get("/api/studies")
-        matches = [s["study_id"] for s in (studies or {}).get("study_summaries", []) if s["study_name"] == name]
+        matches = [
+            s["study_id"] for s in (studies or {}).get("study_summaries", []) if s["study_name"] == name
+        ]
         return matches[0] if matches else None
 
 
@@ -105,7 +109,9 @@ def stop(server: Dashboard) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait(timeout=10)
-    wait_for(lambda: not accepts_connections(server.port), timeout=10, what=f"port {server.port} to be released")
+    wait_for(
+        lambda: not accepts_connections(server.port), timeout=10, what=f"port {server.port} to be released"
+    )
 
 
 @contextmanager

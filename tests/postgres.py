@@ -14,6 +14,7 @@ refuse to run as root, so as root they run as the `postgres` user.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -49,9 +50,7 @@ class PostgresServer:
     database: str
 
     def url(self, database: str | None = None) -> str:
-        return (
-            f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{database or self.database}"
-        )
+        return f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{database or self.database}"
 
     def connect(self, database: str | None = None):
         import psycopg
@@ -97,7 +96,9 @@ class _Cluster:
             try:
                 self.owner = pwd.getpwnam("postgres")
             except KeyError:
-                _unavailable("running as root and there is no 'postgres' user to run the PostgreSQL server as")
+                _unavailable(
+                    "running as root and there is no 'postgres' user to run the PostgreSQL server as"
+                )
             if shutil.which("runuser") is None:
                 _unavailable("running as root and runuser is not installed to run the server as 'postgres'")
         self.root = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
@@ -110,7 +111,9 @@ class _Cluster:
                 os.chown(path, self.owner.pw_uid, self.owner.pw_gid)
         self.started = False
 
-    def run(self, tool: str, *args: str, timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, tool: str, *args: str, timeout: float = COMMAND_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin_dir / tool), *args]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
@@ -178,10 +181,8 @@ class _Cluster:
     def stop(self) -> None:
         if not self.data.is_dir():
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
         self._kill_leftover()
         self.started = False
 
@@ -203,10 +204,8 @@ class _Cluster:
             except ProcessLookupError:
                 return
             time.sleep(0.1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -19,6 +19,7 @@ sets it and installs the packages): then they fail. The daemons run as root
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -185,10 +186,8 @@ class _Daemons:
 
     def stop(self, cluster: SlurmCluster | None) -> None:
         if cluster is not None and "slurmctld" in self.processes:
-            try:
+            with contextlib.suppress(Exception):
                 cluster.cancel_all()
-            except Exception:
-                pass
         for name in reversed(list(self.processes)):
             process = self.processes[name]
             if process.poll() is None:
@@ -200,10 +199,8 @@ class _Daemons:
                     process.wait(timeout=15)
         # Job steps slurmd left behind (slurmstepd), by the pids our own process group holds.
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

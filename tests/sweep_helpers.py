@@ -38,7 +38,9 @@ def sweep_args(workdir: Path, *extra: str, n_trials: int = 3, parallel: bool = F
 def run_sweep(
     workdir: Path, *extra: str, n_trials: int = 3, timeout: float = 300, parallel: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    return run_main(sweep_args(workdir, *extra, n_trials=n_trials, parallel=parallel), workdir, timeout=timeout, **env)
+    return run_main(
+        sweep_args(workdir, *extra, n_trials=n_trials, parallel=parallel), workdir, timeout=timeout, **env
+    )
 
 
 def load(workdir: Path, name: str = "linearnet-mnist-sample") -> optuna.Study:
@@ -71,5 +73,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def best_of_hint(result: subprocess.CompletedProcess[str]) -> str:
     """The arguments of the sweep's closing "Train with its best parameters: python main.py ..." command."""
-    [hint] = re.findall(r"Train with its best parameters: +\S*python main.py (.*)", result.stdout + result.stderr)
+    [hint] = re.findall(
+        r"Train with its best parameters: +\S*python main.py (.*)", result.stdout + result.stderr
+    )
     return hint

@@ -13,11 +13,10 @@ from optuna.trial import TrialState, create_trial
 from ds.config import ConfigError, validate
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR
 from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR
-from tests.cli import epoch_lines, offline_args, run_main
+from tests.cli import epoch_lines, offline_args, run_cli, run_main
 from tests.dashboard import SWEEPS_DASHBOARD, dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url
 from tests.test_config import composed
-from tests.cli import run_cli
 
 STUDY = "linearnet-mnist-sample"
 # The bar at epoch 1 that a 2-epoch trial misses (so it is pruned there), set by 2 trials without models.
@@ -109,9 +108,16 @@ def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(
     stored: Path, tmp_path: Path
 ) -> None:
     best = load(stored).best_trial
-    args = [*offline_args(tmp_path), f"best_of={STUDY}", "best_of_model=true", f"storage={sqlite_url(stored)}"]
+    args = [
+        *offline_args(tmp_path),
+        f"best_of={STUDY}",
+        "best_of_model=true",
+        f"storage={sqlite_url(stored)}",
+    ]
 
-    result = run_main([*args, "hydra.run.dir=best", "optimizer=sgd"], tmp_path)  # the model's own config is used
+    result = run_main(
+        [*args, "hydra.run.dir=best", "optimizer=sgd"], tmp_path
+    )  # the model's own config is used
 
     assert result.returncode == 0, result.stderr
     assert epoch_lines(result.stdout) == []
@@ -135,13 +141,19 @@ def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_no
     of_pruned = run_cli(
         *storage, "model", STUDY, "--out", str(tmp_path / "p.pt"), "--trial", str(pruned.number), cwd=tmp_path
     )
-    modelless = run_cli(*storage, "model", STUDY, "--out", str(tmp_path / "0.pt"), "--trial", "0", cwd=tmp_path)
+    modelless = run_cli(
+        *storage, "model", STUDY, "--out", str(tmp_path / "0.pt"), "--trial", "0", cwd=tmp_path
+    )
 
     stored_bytes = {
-        t.number: (store_folder(stored) / t.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes() for t in (best, pruned)
+        t.number: (store_folder(stored) / t.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes()
+        for t in (best, pruned)
     }
     assert copied.returncode == 0, copied.stderr
-    assert f"wrote {out}: trial {best.number}'s model_artifact (COMPLETE, value {best.value:.4f})" in copied.stdout
+    assert (
+        f"wrote {out}: trial {best.number}'s model_artifact (COMPLETE, value {best.value:.4f})"
+        in copied.stdout
+    )
     assert out.read_bytes() == stored_bytes[best.number]
     assert again.returncode == 1
     assert f"error: {out} exists; expected the path of a new file" in again.stderr
@@ -166,7 +178,9 @@ def test_a_study_moved_with_its_store_beside_it_still_gives_its_models(tmp_path:
         study_or_trial=trial, file_path=str(tmp_path / "model.pt"), artifact_store=store
     )
     trial.set_user_attr(MODEL_ARTIFACT_ATTR, artifact_id)
-    trial.set_user_attr(ARTIFACT_STORE_ATTR, {"folder": str(tmp_path / "before-the-move" / "study-artifacts")})
+    trial.set_user_attr(
+        ARTIFACT_STORE_ATTR, {"folder": str(tmp_path / "before-the-move" / "study-artifacts")}
+    )
     study.tell(trial, 0.5)
 
     copied = run_cli("--storage", url, "model", "moved", "--out", str(tmp_path / "best.pt"), cwd=tmp_path)
@@ -193,7 +207,10 @@ def recorded_trial(url: str, name: str, **user_attrs: object) -> None:
             {MODEL_ARTIFACT_ATTR: "0f0f-aa", ARTIFACT_STORE_ATTR: {"folder": "{tmp}"}},
             "records artifact 0f0f-aa in the folder {tmp}, which does not hold it",
         ),
-        ({MODEL_ARTIFACT_ATTR: "../../etc/passwd"}, "records '../../etc/passwd' as user attr 'model_artifact'"),
+        (
+            {MODEL_ARTIFACT_ATTR: "../../etc/passwd"},
+            "records '../../etc/passwd' as user attr 'model_artifact'",
+        ),
         (
             {MODEL_ARTIFACT_ATTR: "0f0f-aa", ARTIFACT_STORE_ATTR: {"config": {"_target_": "os.getcwd"}}},
             "are in the store its config names (os.getcwd), which cannot be opened here",
@@ -245,7 +262,10 @@ def test_best_of_model_of_a_trial_without_a_model_says_what_is_expected(tmp_path
     ("overrides", "message"),
     [
         (["best_of_model=true"], "best_of_model=True: expected best_of=<study> with it"),
-        (["best_of=s", "best_of_model=true", "evaluate=main.py"], "evaluate='main.py': expected no evaluate= with"),
+        (
+            ["best_of=s", "best_of_model=true", "evaluate=main.py"],
+            "evaluate='main.py': expected no evaluate= with",
+        ),
     ],
 )
 def test_best_of_model_needs_a_study_and_no_other_model(overrides: list[str], message: str) -> None:

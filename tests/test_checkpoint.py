@@ -18,7 +18,9 @@ from ds.train import evaluate, train
 from tests.cli import epoch_lines, offline_args, run_main
 
 
-def test_a_saved_model_predicts_as_the_trained_one_and_carries_its_record(tmp_path: Path, sample_dir: Path) -> None:
+def test_a_saved_model_predicts_as_the_trained_one_and_carries_its_record(
+    tmp_path: Path, sample_dir: Path
+) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
     torch.manual_seed(0)
     model = MLP([64], activation="gelu", dropout=0.1)
@@ -45,23 +47,32 @@ def test_a_file_that_is_not_a_model_pt_is_refused_by_name(tmp_path: Path) -> Non
     torch.save({"w": torch.zeros(2)}, other_torch)
     with pytest.raises(CheckpointError, match=r"evaluate='.*notes\.pt': not a model file torch can read"):
         load_checkpoint(not_torch)
-    with pytest.raises(CheckpointError, match=r"weights\.pt': a torch file, but not a model.pt of this project"):
+    with pytest.raises(
+        CheckpointError, match=r"weights\.pt': a torch file, but not a model.pt of this project"
+    ):
         load_checkpoint(other_torch)
 
 
 def test_a_run_keeps_its_model_and_evaluate_prints_its_accuracy_without_training(tmp_path: Path) -> None:
-    trained = run_main([*offline_args(tmp_path), "params.epoch_count=1", "model=mlp", "model.hidden=[64]"], tmp_path)
+    trained = run_main(
+        [*offline_args(tmp_path), "params.epoch_count=1", "model=mlp", "model.hidden=[64]"], tmp_path
+    )
     assert trained.returncode == 0, trained.stderr
     (model_pt,) = (tmp_path / "outputs").glob("*/*/model.pt")
     assert f"model saved: {model_pt}" in trained.stdout
     accuracy = epoch_lines(trained.stdout)[-1][2]
 
     # The command line's model is ignored: the file's own config builds the model.
-    evaluated = run_main([*offline_args(tmp_path), f"evaluate={model_pt}", "model.hidden=7"], tmp_path, timeout=120)
+    evaluated = run_main(
+        [*offline_args(tmp_path), f"evaluate={model_pt}", "model.hidden=7"], tmp_path, timeout=120
+    )
 
     assert evaluated.returncode == 0, evaluated.stderr
     assert "[Epoch:" not in evaluated.stdout and "training path" not in evaluated.stdout
-    shown = re.search(r"\(MLP, 1 epochs, on mnist-sample\(8000/2000, sha256:\w+\)\): Test Accuracy: ([0-9.]+)", evaluated.stdout)
+    shown = re.search(
+        r"\(MLP, 1 epochs, on mnist-sample\(8000/2000, sha256:\w+\)\): Test Accuracy: ([0-9.]+)",
+        evaluated.stdout,
+    )
     assert shown and float(shown.group(1)) == pytest.approx(accuracy, abs=1e-4)
 
 
@@ -69,11 +80,17 @@ def test_a_model_trained_on_other_data_is_refused(tmp_path: Path, sample_dir: Pa
     full_mnist = DatasetIdentity("mnist", 60000, 10000, content_hash([r.sha256 for r in MNIST.resources()]))
     torch.manual_seed(0)
     model_pt = save_checkpoint(
-        tmp_path / "model.pt", LinearNet(32), {"model": {"_target_": "ds.model.LinearNet", "hidden": 32}},
-        {"epoch": 3}, full_mnist,
+        tmp_path / "model.pt",
+        LinearNet(32),
+        {"model": {"_target_": "ds.model.LinearNet", "hidden": 32}},
+        {"epoch": 3},
+        full_mnist,
     )
     result = run_main([*offline_args(tmp_path), f"evaluate={model_pt}"], tmp_path, timeout=120)
 
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"error: evaluate='{model_pt}' was trained on mnist(60000/10000, sha256:ac89dbc2), but paths.data=" in result.stderr
+    assert (
+        f"error: evaluate='{model_pt}' was trained on mnist(60000/10000, sha256:ac89dbc2), but paths.data="
+        in result.stderr
+    )
     assert "gives mnist-sample(8000/2000" in result.stderr

@@ -24,13 +24,22 @@ def composed(overrides: list[str], with_hydra: bool = False) -> Any:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("+foo=1", "foo=1: not a key of the training config (ds/config.py), which the run would ignore; "
-         "expected a key it has (none is near; here: params, paths, data, model, optimizer, device,"),
-        ("+params.lrr=0.5", "params.lrr=0.5: not a key of the training config (ds/config.py), which the run "
-         "would ignore; expected a key it has (nearest: params.lr)"),
+        (
+            "+foo=1",
+            "foo=1: not a key of the training config (ds/config.py), which the run would ignore; "
+            "expected a key it has (none is near; here: params, paths, data, model, optimizer, device,",
+        ),
+        (
+            "+params.lrr=0.5",
+            "params.lrr=0.5: not a key of the training config (ds/config.py), which the run "
+            "would ignore; expected a key it has (nearest: params.lr)",
+        ),
         ("++params.lrr=0.5", "params.lrr=0.5: not a key"),
-        ("+lr=0.5", "lr=0.5: not a key of the training config (ds/config.py), which the run would ignore; "
-         "expected a key it has (nearest: params.lr)"),
+        (
+            "+lr=0.5",
+            "lr=0.5: not a key of the training config (ds/config.py), which the run would ignore; "
+            "expected a key it has (nearest: params.lr)",
+        ),
         ("++model.hiden=8", "(nearest: model.hidden)"),
         ("~seed", "seed is missing (removed with ~seed?); expected a value for it"),
     ],
@@ -44,7 +53,12 @@ def test_hydra_s_own_keys_and_a_params_group_are_accepted(tmp_path: Path) -> Non
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "mine.yaml").write_text("lr: 0.01\nbatch_size: 32\nepoch_count: 2\n")
     cfg = composed(
-        [f"hydra.searchpath=[file://{tmp_path}]", "params=mine", "+hydra.job.env_set.MY_VAR=1", "params.lr=0.02"],
+        [
+            f"hydra.searchpath=[file://{tmp_path}]",
+            "params=mine",
+            "+hydra.job.env_set.MY_VAR=1",
+            "params.lr=0.02",
+        ],
         with_hydra=True,
     )
 
@@ -55,13 +69,19 @@ def test_hydra_s_own_keys_and_a_params_group_are_accepted(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        (f"seed={2**64}", f"seed={2**64}: expected an integer in 0..{2**64 - 1} (2**64-1), the seeds torch takes"),
+        (
+            f"seed={2**64}",
+            f"seed={2**64}: expected an integer in 0..{2**64 - 1} (2**64-1), the seeds torch takes",
+        ),
         ("seed=-1", "seed=-1: expected an integer in 0..18446744073709551615"),
         ("params.epoch_count=1001", "params.epoch_count=1001: expected an integer in 1..1000"),
         ("threads=1025", "threads=1025: expected an integer in 1..1024"),
-        ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory: it "
-         "needs about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a "
-         "batch and of the test split), more than "),
+        (
+            "model.hidden=100000000",
+            "model.hidden=100000000: expected a width whose training fits in memory: it "
+            "needs about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a "
+            "batch and of the test split), more than ",
+        ),
     ],
 )
 def test_values_beyond_what_torch_or_the_machine_takes_are_refused(override: str, message: str) -> None:
@@ -82,6 +102,8 @@ def test_the_limits_are_torch_s_and_the_machine_s() -> None:
     assert training_bytes(32, 64) < 2**30  # the default model: well under a GiB
     with pytest.raises(ConfigError) as refused:
         validate(composed(["model.hidden=100000000", "params.batch_size=128"]))
-    widest = int(re.search(r"at most model.hidden=(\d+) with params.batch_size=128 here", str(refused.value))[1])
+    widest = int(
+        re.search(r"at most model.hidden=(\d+) with params.batch_size=128 here", str(refused.value))[1]
+    )
     assert training_bytes(widest, 128) <= limit < training_bytes(widest + 1, 128)
     validate(composed([f"model.hidden={widest}", "params.batch_size=128"]))

@@ -51,7 +51,9 @@ def test_reused_composition_equals_hydras_for_plain_values() -> None:
     assert reusing._base is not None, "the second trial must take the reuse path"
     assert as_data(second) == as_data(expected)
     assert second.params.lr == 0.002 and second.params.batch_size == 256
-    assert first.params.lr == 0.01 and read_trial_env(first.hydra.job.env_set[TRIAL_ENV])["number"] == 0  # copies, not shared
+    assert (
+        first.params.lr == 0.01 and read_trial_env(first.hydra.job.env_set[TRIAL_ENV])["number"] == 0
+    )  # copies, not shared
     assert list(second.hydra.overrides.task) == trial(1, 0.002, 256)[:2]
 
 
@@ -69,7 +71,9 @@ def test_a_trial_with_the_same_group_choice_reuses_it_and_another_choice_is_comp
     assert as_data(same_group) == as_data(expected)
     base = reusing._base
 
-    verbose = reusing.load_sweep_config(master, ["params=default", "hydra.verbose=true", *trial(2, 0.002, 256)])
+    verbose = reusing.load_sweep_config(
+        master, ["params=default", "hydra.verbose=true", *trial(2, 0.002, 256)]
+    )
     assert reusing._base is not base, "other non-value overrides must be composed by Hydra"
     assert verbose.hydra.verbose is True
 
@@ -86,7 +90,9 @@ def test_a_worker_process_reuses_one_composition_across_the_jobs_it_is_sent() ->
 
     first_job, second_job = (pickle.loads(pickle.dumps(sweep)) for _ in range(2))
     first_job.load_sweep_config(master, trial(0, 0.01, 64))
-    assert second_job is first_job and second_job._base is not None, "the second job must find the first's composition"
+    assert second_job is first_job and second_job._base is not None, (
+        "the second job must find the first's composition"
+    )
     reused = second_job.load_sweep_config(master, trial(1, 0.002, 256))
     assert as_data(reused) == as_data(hydra_loader.load_sweep_config(master, trial(1, 0.002, 256)))
 

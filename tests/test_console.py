@@ -18,15 +18,21 @@ from optuna.trial import TrialState
 from tests.cli import MAIN, copy_of_the_project, main_env, run_main
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
-TRIAL_LINE = re.compile(r"\] trial +(\d+) (COMPLETE|PRUNED|FAIL) .*\((\d+\.\d) s(, (\d+) steps?)?\) \| best: ")
+TRIAL_LINE = re.compile(
+    r"\] trial +(\d+) (COMPLETE|PRUNED|FAIL) .*\((\d+\.\d) s(, (\d+) steps?)?\) \| best: "
+)
 
 
-def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_sweep_s_lines(tmp_path: Path) -> None:
+def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_sweep_s_lines(
+    tmp_path: Path,
+) -> None:
     """With the basic launcher the trials run in the sweep's process and set up their logging there."""
     for name in ("quiet", "loud"):
         (tmp_path / name).mkdir()
     quiet = run_sweep(tmp_path / "quiet", "params.epoch_count=2", n_trials=2)
-    loud = run_sweep(tmp_path / "loud", "params.epoch_count=2", "hydra.sweeper.job_output=console", n_trials=2)
+    loud = run_sweep(
+        tmp_path / "loud", "params.epoch_count=2", "hydra.sweeper.job_output=console", n_trials=2
+    )
 
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert len(TRIAL_LINE.findall(quiet.stdout)) == 2 and "[Epoch:" not in quiet.stdout + quiet.stderr
@@ -70,13 +76,24 @@ def test_on_a_terminal_a_live_line_counts_the_trials_and_is_cleared_at_the_end(t
 
 def test_a_sweep_killed_outright_leaves_a_trial_the_next_sweep_recovers_at_once(tmp_path: Path) -> None:
     """Its heartbeat is younger than grace_period (30 s): the worker's process being gone says enough."""
-    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none", n_trials=2)
-    sweep = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = sweep_args(
+        tmp_path, "params.epoch_count=10", "params.batch_size=32", "hydra/sweeper/pruner=none", n_trials=2
+    )
+    sweep = subprocess.Popen(
+        [sys.executable, str(MAIN), *args],
+        cwd=tmp_path,
+        env=main_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def running() -> bool:
             try:
-                return any(t.state == TrialState.RUNNING and t.intermediate_values for t in load(tmp_path).get_trials())
+                return any(
+                    t.state == TrialState.RUNNING and t.intermediate_values
+                    for t in load(tmp_path).get_trials()
+                )
             except KeyError:
                 return False
 
@@ -101,10 +118,21 @@ def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_on
     result = run_main(["--help"], tmp_path)
 
     assert result.returncode == 0, result.stderr
-    for text in ("Train a model on MNIST", "-m hydra/sweeper=optuna", "best_of=<study>", "model: linearnet, mlp",
-                 "optimizer: adam, adamw, sgd", "params: default", "params.lr", "device", "storage"):
+    for text in (
+        "Train a model on MNIST",
+        "-m hydra/sweeper=optuna",
+        "best_of=<study>",
+        "model: linearnet, mlp",
+        "optimizer: adam, adamw, sgd",
+        "params: default",
+        "params.lr",
+        "device",
+        "storage",
+    ):
         assert text in result.stdout, text
-    assert "schema" not in result.stdout and "_target_" not in result.stdout and "run_name" not in result.stdout
+    assert (
+        "schema" not in result.stdout and "_target_" not in result.stdout and "run_name" not in result.stdout
+    )
 
 
 def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: Path) -> None:
@@ -121,8 +149,9 @@ def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: P
 
     assert sorted(p.name for p in (under_test.parent / "conf" / "params").iterdir()) == ["default.yaml"]
     assert "params: default\n" in run_main(["--help"], tmp_path, main=under_test).stdout
-    refused = run_main(sweep_args(tmp_path, "params=choice(default, no_such_option)", n_trials=1), tmp_path,
-                       main=under_test)
+    refused = run_main(
+        sweep_args(tmp_path, "params=choice(default, no_such_option)", n_trials=1), tmp_path, main=under_test
+    )
     assert "config group 'params' has the options default;" in refused.stderr, refused.stderr
 
 
@@ -140,8 +169,16 @@ def test_best_of_latest_is_the_study_whose_last_completed_trial_ended_last(tmp_p
     from pruning_optuna_sweeper.study import load_study
 
     assert load_study("latest", open_storage(url), "here").study_name == "newer"
-    ran = run_main(["best_of=latest", f"storage={url}", "params.epoch_count=1", "paths.data=nowhere",
-                    "data.download=false"], tmp_path)
+    ran = run_main(
+        [
+            "best_of=latest",
+            f"storage={url}",
+            "params.epoch_count=1",
+            "paths.data=nowhere",
+            "data.download=false",
+        ],
+        tmp_path,
+    )
     assert "best_of=newer: trial 0" in ran.stdout + ran.stderr
 
 

@@ -61,22 +61,30 @@ def test_the_dashboard_shows_a_running_sweep_live(tmp_path: Path) -> None:
     # study's trials at most every 2 s (optuna_dashboard/_storage.py), so each trial
     # runs longer than that (10 epochs of about 0.3 s): some read lands after an epoch.
     optuna.create_study(study_name=STUDY, storage=sqlite_url(tmp_path), direction="maximize")
-    args = sweep_args(tmp_path, "params.epoch_count=10", "params.batch_size=4", "hydra/sweeper/pruner=none", n_trials=2)
+    args = sweep_args(
+        tmp_path, "params.epoch_count=10", "params.batch_size=4", "hydra/sweeper/pruner=none", n_trials=2
+    )
     with dashboard(sqlite_url(tmp_path), tmp_path) as server:
         study_id = server.study_id(STUDY)
         assert study_id is not None
         with (tmp_path / "sweep.out").open("w") as out, (tmp_path / "sweep.err").open("w") as err:
-            sweep = subprocess.Popen([sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=err)
+            sweep = subprocess.Popen(
+                [sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=err
+            )
         try:
             seen: list[dict[str, Any]] = []
 
             def running_with_progress() -> bool:
                 assert sweep.poll() is None, "the sweep ended before the dashboard showed a running trial"
                 detail = server.try_get(f"/api/studies/{study_id}") or {"trials": []}
-                seen[:] = [t for t in detail["trials"] if t["state"] == "Running" and t["intermediate_values"]]
+                seen[:] = [
+                    t for t in detail["trials"] if t["state"] == "Running" and t["intermediate_values"]
+                ]
                 return bool(seen)
 
-            wait_for(running_with_progress, timeout=60, what="the dashboard to show a running trial with an epoch")
+            wait_for(
+                running_with_progress, timeout=60, what="the dashboard to show a running trial with an epoch"
+            )
             live = seen[0]
             assert 1 <= len(live["intermediate_values"]) <= 10
             assert all(0.0 <= v["value"] <= 1.0 for v in live["intermediate_values"])
@@ -150,8 +158,13 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert swept.returncode == 0, swept.stderr
     best = load(tmp_path).best_trial
     lr, epochs = best.params["params.lr"], best.params["params.epoch_count"]
-    assert set(best.params) == {"params.lr", "params.epoch_count"}  # batch_size was pinned on the command line
-    assert best.user_attrs["config"] == {"params": {"lr": lr, "batch_size": 64, "epoch_count": epochs}}  # by its task
+    assert set(best.params) == {
+        "params.lr",
+        "params.epoch_count",
+    }  # batch_size was pinned on the command line
+    assert best.user_attrs["config"] == {
+        "params": {"lr": lr, "batch_size": 64, "epoch_count": epochs}
+    }  # by its task
     storage = ["--storage", sqlite_url(tmp_path)]
 
     shown = run_cli("show", STUDY, *storage, cwd=tmp_path)  # --storage after the command works too
@@ -168,9 +181,15 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert f"wrote {target}; select it with params=best_x" in exported.stdout
     written = OmegaConf.to_container(OmegaConf.load(target))
     assert written == {"lr": lr, "batch_size": 64, "epoch_count": epochs}
-    assert type(written["lr"]) is float and type(written["batch_size"]) is int and type(written["epoch_count"]) is int
+    assert (
+        type(written["lr"]) is float
+        and type(written["batch_size"]) is int
+        and type(written["epoch_count"]) is int
+    )
 
-    trained = run_main(["params=best_x", f"hydra.searchpath=[file://{params_dir.parent}]", *offline_args(tmp_path)], tmp_path)
+    trained = run_main(
+        ["params=best_x", f"hydra.searchpath=[file://{params_dir.parent}]", *offline_args(tmp_path)], tmp_path
+    )
     assert trained.returncode == 0, trained.stderr
     assert f"params: lr={lr:g} batch_size=64 epoch_count={epochs}" in trained.stdout
     lines = epoch_lines(trained.stdout)
@@ -184,7 +203,9 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
     assert "Traceback" not in again.stderr
     assert target.read_bytes() == before
 
-    escaping = run_cli(*storage, "export", STUDY, "--name", "../escaped", "--dir", str(params_dir), cwd=tmp_path)
+    escaping = run_cli(
+        *storage, "export", STUDY, "--name", "../escaped", "--dir", str(params_dir), cwd=tmp_path
+    )
     onto_file = run_cli(*storage, "export", STUDY, "--name", "other", "--dir", str(target), cwd=tmp_path)
     assert escaping.returncode != 0 and onto_file.returncode != 0
     assert "error: config name '../escaped' cannot be selected with params=<name>" in escaping.stderr
@@ -199,7 +220,9 @@ def test_show_and_export_the_best_trial_then_train_with_it(tmp_path: Path) -> No
 
 
 def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
-    result = run_cli_process("--storage", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+    result = run_cli_process(
+        "--storage", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db", "list", cwd=tmp_path
+    )
 
     assert result.returncode != 0
     assert "error: cannot open storage postgresql+psycopg://u:***@127.0.0.1:1/db" in result.stderr
@@ -208,10 +231,15 @@ def test_a_storage_password_is_masked_in_cli_errors(tmp_path: Path) -> None:
 
 
 def test_a_raw_at_sign_in_a_password_is_refused_unprinted(tmp_path: Path) -> None:
-    result = run_cli_process("--storage", "postgresql+psycopg://u:s3@cret@127.0.0.1:1/db", "list", cwd=tmp_path)
+    result = run_cli_process(
+        "--storage", "postgresql+psycopg://u:s3@cret@127.0.0.1:1/db", "list", cwd=tmp_path
+    )
 
     assert result.returncode != 0
-    assert "error: storage postgresql+psycopg://u:***@127.0.0.1:1/db has more than one @ before its host" in result.stderr
+    assert (
+        "error: storage postgresql+psycopg://u:***@127.0.0.1:1/db has more than one @ before its host"
+        in result.stderr
+    )
     assert "cret" not in result.stdout + result.stderr
 
 
@@ -245,10 +273,21 @@ def test_reading_a_missing_sqlite_file_is_an_error_and_creates_nothing(tmp_path:
 
 
 def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
-    swept = run_sweep(tmp_path, "params=default", "model.hidden=choice(16, 32)", "params.epoch_count=1", n_trials=2)
+    swept = run_sweep(
+        tmp_path, "params=default", "model.hidden=choice(16, 32)", "params.epoch_count=1", n_trials=2
+    )
     assert swept.returncode == 0, swept.stderr
     hidden = load(tmp_path).best_trial.params["model.hidden"]
-    export = ["--storage", sqlite_url(tmp_path), "export", STUDY, "--name", "bx", "--dir", str(tmp_path / "p")]
+    export = [
+        "--storage",
+        sqlite_url(tmp_path),
+        "export",
+        STUDY,
+        "--name",
+        "bx",
+        "--dir",
+        str(tmp_path / "p"),
+    ]
 
     ambiguous = run_cli(*export, cwd=tmp_path)
     exported = run_cli(*export, "--group", "params", cwd=tmp_path)
@@ -267,7 +306,9 @@ def test_export_of_another_app_s_study_writes_its_group(tmp_path: Path) -> None:
     trial.set_user_attr(CONFIG_ATTR, {"opt": {"lr": 0.5, "momentum": 0.0, "nesterov": True}})
     study.tell(trial, 0.1)
 
-    exported = run_cli("--storage", sqlite_url(tmp_path), "export", "other-app", "--dir", str(tmp_path / "opt"), cwd=tmp_path)
+    exported = run_cli(
+        "--storage", sqlite_url(tmp_path), "export", "other-app", "--dir", str(tmp_path / "opt"), cwd=tmp_path
+    )
 
     assert exported.returncode == 0, exported.stderr
     written = OmegaConf.to_container(OmegaConf.load(tmp_path / "opt" / "best_other_app.yaml"))

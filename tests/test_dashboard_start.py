@@ -43,7 +43,9 @@ def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> 
     try:
         deadline = time.monotonic() + 60
         while (listed := studies(port)) is None:  # polled: the port answers once the server is up
-            assert dashboard.poll() is None, f"pruning_optuna_sweeper.dashboard exited with {dashboard.returncode}:\n{log.read_text()}"
+            assert dashboard.poll() is None, (
+                f"pruning_optuna_sweeper.dashboard exited with {dashboard.returncode}:\n{log.read_text()}"
+            )
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         assert listed == []

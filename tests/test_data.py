@@ -82,7 +82,9 @@ def test_sample_loads_normalised(sample_dir: Path) -> None:
     assert data.test_x.shape == (2000, 784) and data.test_x.dtype == torch.float32
     assert data.train_y.shape == (8000,) and data.train_y.dtype == torch.int64
     assert data.test_y.shape == (2000,) and data.test_y.dtype == torch.int64
-    train_x = torch.cat([bx for bx, _ in iterate_batches(data.train_images, data.train_y, 1000, torch.Generator())])
+    train_x = torch.cat(
+        [bx for bx, _ in iterate_batches(data.train_images, data.train_y, 1000, torch.Generator())]
+    )
     assert train_x.dtype == torch.float32
     assert abs(train_x.mean().item()) < 0.05 and abs(train_x.std().item() - 1) < 0.05
     assert set(data.train_y.tolist()) == set(range(10)) == set(data.test_y.tolist())
@@ -101,7 +103,9 @@ def test_the_sample_s_folder_as_data_dir_chooses_the_sample(sample_dir: Path, mo
 
 def test_normalisation_matches_formula(sample_dir: Path) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
-    images, labels = read_mnist_pair(sample_dir / "t10k-images-idx3-ubyte.gz", sample_dir / "t10k-labels-idx1-ubyte.gz")
+    images, labels = read_mnist_pair(
+        sample_dir / "t10k-images-idx3-ubyte.gz", sample_dir / "t10k-labels-idx1-ubyte.gz"
+    )
     expected = (images.reshape(-1, 784).astype(np.float64) / 255 - 0.1307) / 0.3081
     np.testing.assert_allclose(data.test_x.numpy(), expected, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(data.test_y.numpy(), labels)
@@ -214,7 +218,14 @@ def loaded_again_after(change, tmp_path: Path, sample_dir: Path, caplog):
 
 @pytest.mark.parametrize(
     "corrupt",
-    [_corrupt_truncate, _corrupt_meta, _corrupt_identity, _corrupt_shape, _corrupt_missing, _corrupt_replace_by_file],
+    [
+        _corrupt_truncate,
+        _corrupt_meta,
+        _corrupt_identity,
+        _corrupt_shape,
+        _corrupt_missing,
+        _corrupt_replace_by_file,
+    ],
 )
 def test_corrupt_disk_cache_entry_is_rebuilt(tmp_path: Path, sample_dir: Path, caplog, corrupt) -> None:
     cold, rebuilt, cache = loaded_again_after(corrupt, tmp_path, sample_dir, caplog)
@@ -267,17 +278,23 @@ def _label_out_of_range(entry: Path) -> None:
         (_label_out_of_range, "test_y.npy holds label 255, expected labels 0..9"),
     ],
 )
-def test_an_altered_cache_entry_is_detected_and_rebuilt(tmp_path: Path, sample_dir: Path, caplog, alter, reason) -> None:
+def test_an_altered_cache_entry_is_detected_and_rebuilt(
+    tmp_path: Path, sample_dir: Path, caplog, alter, reason
+) -> None:
     """Arrays that still load but no longer hold the verified data are never trained on."""
     cold, rebuilt, cache = loaded_again_after(alter, tmp_path, sample_dir, caplog)
 
     warnings_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings_logged) == 1 and reason in warnings_logged[0] and "rebuilding it" in warnings_logged[0]
+    assert (
+        len(warnings_logged) == 1 and reason in warnings_logged[0] and "rebuilding it" in warnings_logged[0]
+    )
     for name in ("train_x", "train_y", "test_x", "test_y"):
         np.testing.assert_array_equal(getattr(rebuilt, name), getattr(cold, name))
     caplog.clear()
     clear_memory_cache()
-    again = load_mnist(sample_dir, cache, download=False, spec=MNIST_SAMPLE).arrays  # the rebuilt entry is clean
+    again = load_mnist(
+        sample_dir, cache, download=False, spec=MNIST_SAMPLE
+    ).arrays  # the rebuilt entry is clean
     assert isinstance(again.train_y, np.memmap) and not caplog.records
     np.testing.assert_array_equal(again.train_y, cold.train_y)
 
@@ -300,7 +317,13 @@ def test_missing_files_without_download_fall_back_loudly(tmp_path: Path, caplog)
         data = load_mnist(tmp_path / "nowhere", download=False)
     assert data.identity.name == "mnist-sample"
     message = str(record[0].message)
-    for fragment in (str(tmp_path / "nowhere"), "downloading is disabled", "paths.data", "DS_DATA_DIR", "NOT comparable"):
+    for fragment in (
+        str(tmp_path / "nowhere"),
+        "downloading is disabled",
+        "paths.data",
+        "DS_DATA_DIR",
+        "NOT comparable",
+    ):
         assert fragment in message, message
     assert any(r.getMessage() == message for r in caplog.records)
     assert not (tmp_path / "nowhere").exists()
@@ -325,7 +348,9 @@ def test_data_dir_that_is_a_file_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["deleted", "dangling symlink"])
-def test_a_sample_missing_a_file_is_an_error_naming_it(tmp_path: Path, sample_copy: Path, damage: str) -> None:
+def test_a_sample_missing_a_file_is_an_error_naming_it(
+    tmp_path: Path, sample_copy: Path, damage: str
+) -> None:
     """Chosen (paths.data is the sample) or fallen back to: one error naming the file, no fallback
     warning first, no download into the sample's folder."""
     missing = sample_copy / MNIST_SAMPLE.test_labels.filename
@@ -345,7 +370,9 @@ def test_a_sample_missing_a_file_is_an_error_naming_it(tmp_path: Path, sample_co
     if damage == "dangling symlink":
         expected += f" (a symlink to {tmp_path / 'gone.gz'}, which does not exist)"
     assert str(chosen.value).startswith(f"paths.data={sample_copy}: {expected}. Restore it")
-    fell_back = f"downloading is disabled). Falling back to the bundled sample failed too: {expected}. Restore it"
+    fell_back = (
+        f"downloading is disabled). Falling back to the bundled sample failed too: {expected}. Restore it"
+    )
     assert fell_back in str(fallen_back.value)
     assert _snapshot(sample_copy) == before
 
@@ -401,13 +428,17 @@ def test_iterate_batches_covers_each_index_once_and_is_deterministic() -> None:
         assert sorted(torch.cat(batches).tolist()) == list(range(n))
     assert not torch.equal(torch.cat(first), torch.cat(second))  # reshuffled per epoch
     replay = torch.Generator().manual_seed(7)
-    assert all(torch.equal(a, b) for a, b in zip(first + second, epoch(replay) + epoch(replay)))
+    assert all(torch.equal(a, b) for a, b in zip(first + second, epoch(replay) + epoch(replay), strict=False))
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
 def test_iterate_batches_rejects_bad_batch_size(batch_size) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        next(iterate_batches(torch.zeros(4, 2, dtype=torch.uint8), torch.zeros(4), batch_size, torch.Generator()))
+        next(
+            iterate_batches(
+                torch.zeros(4, 2, dtype=torch.uint8), torch.zeros(4), batch_size, torch.Generator()
+            )
+        )
 
 
 def test_iterate_batches_rejects_mismatched_lengths() -> None:
@@ -422,7 +453,9 @@ def test_full_set_loads_as_mnist(shared_mnist_dir: Path, tmp_path: Path) -> None
     before = _snapshot(shared_mnist_dir)
     cache = tmp_path / "cache"
     data = load_mnist(shared_mnist_dir, cache, download=False, sample_fallback=False)
-    assert data.identity == DatasetIdentity("mnist", 60000, 10000, content_hash([r.sha256 for r in MNIST.resources()]))
+    assert data.identity == DatasetIdentity(
+        "mnist", 60000, 10000, content_hash([r.sha256 for r in MNIST.resources()])
+    )
     assert data.train_images.shape == (60000, 784) and data.test_x.shape == (10000, 784)
     train_x = normalise_images(data.train_images)
     assert abs(train_x.mean().item()) < 1e-3 and abs(train_x.std().item() - 1) < 1e-3

@@ -17,9 +17,8 @@ from optuna.trial import TrialState
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR
 from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR
-from tests.cli import epoch_lines, run_main
+from tests.cli import epoch_lines, run_cli, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url
-from tests.cli import run_cli
 
 STUDY = "linearnet-mnist-sample"
 STORE = "optuna.artifacts.FileSystemArtifactStore"

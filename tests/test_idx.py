@@ -101,7 +101,9 @@ def test_wrong_dtype_byte(tmp_path: Path, digits) -> None:
 
 def test_wrong_image_size(tmp_path: Path) -> None:
     path = tmp_path / "images"
-    path.write_bytes(b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (32).to_bytes(4, "big") * 2 + bytes(2 * 32 * 32))
+    path.write_bytes(
+        b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (32).to_bytes(4, "big") * 2 + bytes(2 * 32 * 32)
+    )
     _raises(path, "(32, 32)", "28x28")
 
 

@@ -38,10 +38,25 @@ def asked(storage: str) -> tuple[optuna.Study, optuna.Trial]:
     ("ret", "state", "value", "reason"),
     [
         (job_return(JobStatus.COMPLETED, 0.91), TrialState.COMPLETE, 0.91, None),
-        (job_return(JobStatus.FAILED, optuna.TrialPruned("pruned after epoch 1")), TrialState.PRUNED, None, None),
+        (
+            job_return(JobStatus.FAILED, optuna.TrialPruned("pruned after epoch 1")),
+            TrialState.PRUNED,
+            None,
+            None,
+        ),
         (job_return(JobStatus.FAILED, RuntimeError("boom")), TrialState.FAIL, None, "RuntimeError: boom"),
-        (job_return(JobStatus.COMPLETED, float("nan")), TrialState.FAIL, None, "the task returned nan, not finite"),
-        (job_return(JobStatus.COMPLETED, None), TrialState.FAIL, None, "the task returned None, expected a float"),
+        (
+            job_return(JobStatus.COMPLETED, float("nan")),
+            TrialState.FAIL,
+            None,
+            "the task returned nan, not finite",
+        ),
+        (
+            job_return(JobStatus.COMPLETED, None),
+            TrialState.FAIL,
+            None,
+            "the task returned None, expected a float",
+        ),
     ],
 )
 def test_each_outcome_is_recorded(storage: str, ret: JobReturn, state: TrialState, value, reason) -> None:
@@ -58,7 +73,9 @@ def test_each_outcome_is_recorded(storage: str, ret: JobReturn, state: TrialStat
 @pytest.mark.parametrize(
     "ret", [job_return(JobStatus.COMPLETED, 0.91), job_return(JobStatus.FAILED, RuntimeError("boom"))]
 )
-def test_a_trial_another_worker_failed_keeps_that_and_this_result_is_dropped(storage: str, ret: JobReturn, caplog) -> None:
+def test_a_trial_another_worker_failed_keeps_that_and_this_result_is_dropped(
+    storage: str, ret: JobReturn, caplog
+) -> None:
     study, trial = asked(storage)
     other_worker = optuna.load_study(study_name="s", storage=storage)
     other_worker.tell(trial.number, state=TrialState.FAIL)

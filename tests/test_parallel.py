@@ -38,7 +38,7 @@ def test_a_new_trial_starts_as_soon_as_one_ends_not_when_its_batch_ends(tmp_path
     result = run_sweep(tmp_path, *mixed, n_trials=6, parallel=True)
 
     assert result.returncode == 0, result.stderr[-3000:]
-    first = [line for line in result.stdout.splitlines() if "[HYDRA]" in line][0]
+    first = next(line for line in result.stdout.splitlines() if "[HYDRA]" in line)
     assert f"Sweeping 6 trials, {min(CORES, 6)} at once (each started as soon as one ends" in first, first
     trials = sorted(load(tmp_path).get_trials(), key=lambda t: t.datetime_start)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
@@ -65,9 +65,9 @@ def test_the_last_trial_takes_the_first_free_place_not_the_last(tmp_path: Path) 
     long, short, last = load(tmp_path).get_trials()
     assert [t.state for t in (long, short, last)] == [TrialState.COMPLETE] * 3
     assert len(long.intermediate_values) == 10 and len(last.intermediate_values) == 1
-    assert short.datetime_complete <= last.datetime_start < long.datetime_complete, (
-        [(t.number, t.datetime_start.time(), t.datetime_complete.time()) for t in (long, short, last)]
-    )
+    assert short.datetime_complete <= last.datetime_start < long.datetime_complete, [
+        (t.number, t.datetime_start.time(), t.datetime_complete.time()) for t in (long, short, last)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_a_total_budget_is_exact_with_two_commands_of_two_trials_at_once(tmp_pat
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     outputs = [c.communicate(timeout=300) for c in commands]
@@ -189,8 +189,15 @@ def test_each_pool_worker_imports_the_preload_modules_once_before_the_first_tria
     marker += "    f.write(f'{os.getpid()} {time.time()}\\n')\n"
     (tmp_path / "marker.py").write_text(marker)
     preload = "hydra.launcher.preload=[marker,no_such_module]"
-    result = run_sweep(tmp_path, "params.epoch_count=1", *TWO_AT_ONCE, preload, n_trials=4, parallel=True,
-                       PYTHONPATH=str(tmp_path))
+    result = run_sweep(
+        tmp_path,
+        "params.epoch_count=1",
+        *TWO_AT_ONCE,
+        preload,
+        n_trials=4,
+        parallel=True,
+        PYTHONPATH=str(tmp_path),
+    )
 
     assert result.returncode == 0, result.stderr
     trials = load(tmp_path).get_trials()
@@ -204,8 +211,14 @@ def test_each_pool_worker_imports_the_preload_modules_once_before_the_first_tria
 
 def test_a_worker_that_dies_importing_the_preload_stops_the_sweep_with_one_error(tmp_path: Path) -> None:
     (tmp_path / "crashing.py").write_text("import os\nos._exit(3)  # as a crash in native code would\n")
-    result = run_sweep(tmp_path, *TWO_AT_ONCE, "hydra.launcher.preload=[crashing]", n_trials=4, parallel=True,
-                       PYTHONPATH=str(tmp_path))
+    result = run_sweep(
+        tmp_path,
+        *TWO_AT_ONCE,
+        "hydra.launcher.preload=[crashing]",
+        n_trials=4,
+        parallel=True,
+        PYTHONPATH=str(tmp_path),
+    )
 
     assert result.returncode == 1, result.stderr[-3000:]
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -47,8 +47,13 @@ def test_the_report_is_one_offline_page_with_the_plots_and_every_trial(report) -
     # plotly.js inlined once, then one script per figure.
     assert html.count("<script>") == 1 + html.count("Plotly.newPlot")
     assert "<script src=" not in html and "<link" not in html  # nothing fetched: it opens offline
-    for title in ("Optimization History Plot", "Intermediate Values Plot", "Hyperparameter Importances",
-                  "Parallel Coordinate Plot", "Slice Plot"):
+    for title in (
+        "Optimization History Plot",
+        "Intermediate Values Plot",
+        "Hyperparameter Importances",
+        "Parallel Coordinate Plot",
+        "Slice Plot",
+    ):
         assert title in html
     assert "test_accuracy (maximize)" in html  # the objective's name, as the sweep recorded it
     study = load(workdir)
@@ -96,16 +101,29 @@ def made_study(tmp_path: Path, *states: TrialState, directions: tuple[str, ...] 
 @pytest.mark.parametrize(
     ("states", "directions", "drawn", "not_drawn"),
     [
-        ((TrialState.PRUNED, TrialState.FAIL), ("maximize",), ["intermediate.png"],
-         ["optimisation history: needs a completed trial; the study has 0",
-          "parameter importances: needs 2 completed trials; the study has 0",
-          "parallel coordinates: needs a completed trial; the study has 0",
-          "slices: needs a completed trial; the study has 0"]),
-        ((TrialState.COMPLETE,), ("maximize",), ["history.png", "intermediate.png"],
-         ["parameter importances: needs 2 completed trials; the study has 1"]),
-        ((TrialState.COMPLETE,) * 3, ("maximize", "minimize"),
-         ["pareto.png", "history.png", "importances.png"],
-         ["intermediate values: no trial reported an intermediate value"]),
+        (
+            (TrialState.PRUNED, TrialState.FAIL),
+            ("maximize",),
+            ["intermediate.png"],
+            [
+                "optimisation history: needs a completed trial; the study has 0",
+                "parameter importances: needs 2 completed trials; the study has 0",
+                "parallel coordinates: needs a completed trial; the study has 0",
+                "slices: needs a completed trial; the study has 0",
+            ],
+        ),
+        (
+            (TrialState.COMPLETE,),
+            ("maximize",),
+            ["history.png", "intermediate.png"],
+            ["parameter importances: needs 2 completed trials; the study has 1"],
+        ),
+        (
+            (TrialState.COMPLETE,) * 3,
+            ("maximize", "minimize"),
+            ["pareto.png", "history.png", "importances.png"],
+            ["intermediate values: no trial reported an intermediate value"],
+        ),
     ],
     ids=["only-pruned-and-failed", "one-trial", "two-objectives"],
 )
@@ -138,7 +156,11 @@ def test_without_plotly_the_report_says_what_to_install(tmp_path: Path) -> None:
     code = "import sys; sys.modules['plotly'] = None; from pruning_optuna_sweeper.cli import main; exit(main(sys.argv[1:]))"
     result = subprocess.run(
         [sys.executable, "-c", code, "--storage", url, "report", "made"],
-        cwd=tmp_path, env=main_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=main_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "plotly is not installed here" in result.stderr

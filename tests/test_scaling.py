@@ -9,6 +9,7 @@ REQUIRE_POSTGRES=1) or a SQLite file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import optuna
@@ -85,10 +86,8 @@ def workers(count: int, root: Path, storage: str, *extra: str, n_trials: int) ->
             if w.process.poll() is None:
                 w.process.kill()
         for w in started:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 w.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def wait_all(started: list[Worker], deadline: float) -> None:
@@ -118,7 +117,9 @@ def summary(trials: list[FrozenTrial]) -> str:
     )
 
 
-def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, fresh_postgres_url: str) -> None:
+def test_three_workers_share_one_postgres_study_and_its_budget(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
     password = make_url(fresh_postgres_url).password
     assert password
     # The schema exists before the workers start; workers that all start on an
@@ -149,7 +150,9 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
     # Any other trial is one a worker asked for once the budget was taken.
     for t in trials:
         if t.state not in COUNTED:
-            assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("over budget"), detail
+            assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("over budget"), (
+                detail
+            )
     # Each worker samples its own points (seeded from its first trial's number).
     sampled = [tuple(t.params.values()) for t in trials if t.state in COUNTED]
     assert len(set(sampled)) == len(sampled), detail
@@ -169,13 +172,19 @@ def test_three_workers_share_one_postgres_study_and_its_budget(tmp_path: Path, f
         assert not leaks, f"worker {w.pid} printed the storage password:\n" + "\n".join(leaks[:3])
         assert "Sweep done" in w.output(), w.tail()
         # The storage is $SWEEP_STORAGE, which the printed commands read themselves: no URL on them.
-        assert re.search(r"Watch the study: +\S*python -m pruning_optuna_sweeper.dashboard\n", w.output()), w.tail()
-        assert re.search(r"Report \(HTML, PNG\): +\S*python -m pruning_optuna_sweeper report scale-test\n", w.output()), w.tail()
+        assert re.search(r"Watch the study: +\S*python -m pruning_optuna_sweeper.dashboard\n", w.output()), (
+            w.tail()
+        )
+        assert re.search(
+            r"Report \(HTML, PNG\): +\S*python -m pruning_optuna_sweeper report scale-test\n", w.output()
+        ), w.tail()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert not written, f"files holding the storage password: {written}"
 
 
-def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: Path, fresh_postgres_url: str) -> None:
+def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
     budget, epochs = 6, 10
     # Create the schema up front so that the test can poll the study while the workers start.
     storage = optuna.storages.RDBStorage(fresh_postgres_url)
@@ -238,7 +247,9 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(tmp_path: P
 
 
 @pytest.mark.parametrize("sampled", [True, False], ids=["after-sampling", "before-sampling"])
-def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(tmp_path: Path, sampled: bool) -> None:
+def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(
+    tmp_path: Path, sampled: bool
+) -> None:
     """The worker asked for the trial (its heartbeat began) and died before training it."""
     storage = optuna.storages.RDBStorage(sqlite_url(tmp_path))
     study = optuna.create_study(study_name="linearnet-mnist-sample", storage=storage, direction="maximize")
@@ -273,7 +284,10 @@ def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(tmp
         assert retry.params == trials[0].params
     else:  # it died before any parameter was sampled: the retry samples them
         assert set(retry.params) == {"params.lr"}
-    assert "trial 0 of elsewhere:1 stopped sending heartbeats: marked FAIL and queued again" in result.stdout + result.stderr
+    assert (
+        "trial 0 of elsewhere:1 stopped sending heartbeats: marked FAIL and queued again"
+        in result.stdout + result.stderr
+    )
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2, summary(trials)
     assert TrialState.RUNNING not in [t.state for t in trials]
 
@@ -315,7 +329,7 @@ def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -
         times = [e.wall_time for e in events.Scalars("accuracy/test")]
         spans.append((min(times), max(times)))
     spans.sort()
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
 
 OPEN_IN_ROUNDS = """
@@ -352,10 +366,13 @@ def open_together(folder: Path, urls: list[str], openers: int = 4) -> None:
     ]
     try:
         for i in range(len(urls)):
+
             def all_ready(i: int = i) -> bool:
                 ended = [p for p in processes if p.poll() is not None]
                 if ended:
-                    raise AssertionError(f"an opener ended in round {i}:\n" + ended[0].communicate()[1][-2000:])
+                    raise AssertionError(
+                        f"an opener ended in round {i}:\n" + ended[0].communicate()[1][-2000:]
+                    )
                 return all((folder / f"ready-{name}-{i}").exists() for name in names)
 
             wait_for(all_ready, timeout=60, what=f"the openers to reach round {i}")
@@ -387,7 +404,9 @@ def test_a_forked_worker_opens_its_own_storage_not_its_parent_s(tmp_path: Path) 
     assert os.read(read, 16) == b"own"
 
 
-def test_sweep_processes_opening_an_empty_postgres_database_at_once(tmp_path: Path, fresh_postgres_url: str) -> None:
+def test_sweep_processes_opening_an_empty_postgres_database_at_once(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
     """Workers started together on a new database all create or find Optuna's tables."""
     open_together(tmp_path, [fresh_postgres_url])
     assert optuna.get_all_study_names(fresh_postgres_url) == []
@@ -406,10 +425,14 @@ def test_a_queued_retry_within_a_full_budget_is_run_not_waited_for(tmp_path: Pat
     first = run_main(sweep_args(tmp_path, "params.epoch_count=1", n_trials=2), tmp_path, timeout=120)
     assert first.returncode == 0, first.stderr
     study = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path))
-    study.enqueue_trial({"params.lr": 0.003, "params.batch_size": 64}, user_attrs={"retry_of": 1, "attempt": 2})
+    study.enqueue_trial(
+        {"params.lr": 0.003, "params.batch_size": 64}, user_attrs={"retry_of": 1, "attempt": 2}
+    )
 
     resumed = run_main(
-        sweep_args(tmp_path, "params.epoch_count=1", "hydra.sweeper.total_trials=3", n_trials=3), tmp_path, timeout=60
+        sweep_args(tmp_path, "params.epoch_count=1", "hydra.sweeper.total_trials=3", n_trials=3),
+        tmp_path,
+        timeout=60,
     )
 
     assert resumed.returncode == 0, resumed.stderr

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.hydra_optuna_sweeper._impl import (  # the reference
-    OptunaSweeperImpl,
-    create_optuna_distribution_from_override,
-)
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ds.config import Config
+from hydra_plugins.hydra_optuna_sweeper._impl import (  # the reference
+    OptunaSweeperImpl,
+    create_optuna_distribution_from_override,
+)
 from hydra_plugins.pruning_optuna_sweeper._search_space import (
     SearchSpaceError,
     check_search_space,
@@ -20,8 +20,8 @@ from hydra_plugins.pruning_optuna_sweeper._search_space import (
     grid_choices,
     parse_search_space,
 )
-from sweep_hooks import LinearNetHooks
 from pruning_optuna_sweeper.hooks import SweepHooks
+from sweep_hooks import LinearNetHooks
 
 NO_GROUPS = lambda key: []  # noqa: E731
 

@@ -21,18 +21,16 @@ def _handlers_restored():
 
 def test_the_first_interrupt_unwinds_and_later_ones_are_only_noted() -> None:
     """A triple Ctrl-C: one KeyboardInterrupt, however soon the others come, and none while exiting."""
-    with pytest.raises(KeyboardInterrupt):
-        with first_interrupt_unwinds() as received:
-            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), first_interrupt_unwinds() as received:
+        os.kill(os.getpid(), signal.SIGINT)
     os.kill(os.getpid(), signal.SIGINT)  # while marking trials, summarising, exiting: no raise
     os.kill(os.getpid(), signal.SIGTERM)
     assert received == [signal.SIGINT, signal.SIGINT, signal.SIGTERM]
 
 
 def test_sigterm_unwinds_as_terminated_and_a_clean_block_restores_the_handlers() -> None:
-    with pytest.raises(Terminated):
-        with first_interrupt_unwinds():
-            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(Terminated), first_interrupt_unwinds():
+        os.kill(os.getpid(), signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a new process, say
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with first_interrupt_unwinds():

@@ -25,7 +25,9 @@ def torch_has_cuda() -> bool:
 
 
 def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -> None:
-    result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "params.lr=0.003", "run_name=first"], tmp_path)
+    result = run_main(
+        [*offline_args(tmp_path), "params.epoch_count=2", "params.lr=0.003", "run_name=first"], tmp_path
+    )
 
     assert result.returncode == 0, result.stderr
     lines = epoch_lines(result.stdout)
@@ -41,12 +43,23 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     events = load_events(tmp_path / "runs" / "first")
     test_curve = [s.value for s in events.Scalars("accuracy/test")]
     assert len(test_curve) == 2 and test_curve[-1] == pytest.approx(lines[-1][2], abs=1e-4)
-    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("hparam/")]  # HParams reads the curves
+    assert not [
+        tag for tag in events.Tags()["scalars"] if tag.startswith("hparam/")
+    ]  # HParams reads the curves
     assert "confusion/test" in events.Tags()["images"]
     assert hparams(events) == {
-        "lr": pytest.approx(0.003), "batch_size": 64, "epoch_count": 2, "model": "LinearNet", "hidden": 32,
-        "optimizer": "Adam", "seed": 0, "data": "mnist-sample", "device": "cpu", "objective": "test_accuracy",
-        "epochs_trained": 2, "outcome": "complete",
+        "lr": pytest.approx(0.003),
+        "batch_size": 64,
+        "epoch_count": 2,
+        "model": "LinearNet",
+        "hidden": 32,
+        "optimizer": "Adam",
+        "seed": 0,
+        "data": "mnist-sample",
+        "device": "cpu",
+        "objective": "test_accuracy",
+        "epochs_trained": 2,
+        "outcome": "complete",
     }
     assert session(events) == ("first", "STATUS_SUCCESS")
     assert "training path: fast (LinearNet + Adam on the CPU" in result.stdout
@@ -83,29 +96,50 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
         ("model=mlp model.activation=swish", "model.activation='swish': expected relu or tanh or gelu"),
         ("model=mlp model.hidden=[64,0]", "model.hidden=[64, 0]: expected a non-empty list of integers >= 1"),
         ("model=mlp model.hidden=64", "Invalid value assigned: int is not a ListConfig"),
-        ("optimizer=sgd optimizer.nesterov=true optimizer.momentum=0", "optimizer.nesterov=True: expected false unless"),
-        ("optimizer=adamw optimizer.betas=[0.9,1.0]", "optimizer.betas=[0.9, 1.0]: expected two numbers, each 0 <= beta < 1"),
+        (
+            "optimizer=sgd optimizer.nesterov=true optimizer.momentum=0",
+            "optimizer.nesterov=True: expected false unless",
+        ),
+        (
+            "optimizer=adamw optimizer.betas=[0.9,1.0]",
+            "optimizer.betas=[0.9, 1.0]: expected two numbers, each 0 <= beta < 1",
+        ),
         ("optimizer.lr=0.1", "Key 'lr' not in 'AdamConfig'"),  # the learning rate is params.lr
-        ("model._target_=os.system", "model._target_='os.system': expected one of ds.model.LinearNet, ds.model.MLP"),
+        (
+            "model._target_=os.system",
+            "model._target_='os.system': expected one of ds.model.LinearNet, ds.model.MLP",
+        ),
         ("evaluate=/no/such/model.pt", "evaluate='/no/such/model.pt': expected the path of a model.pt file"),
         # Hydra's message above suggests +params.lrr=0.1, which adds a key the run would ignore.
-        ("+params.lrr=0.1", "params.lrr=0.1: not a key of the training config (ds/config.py), which the run would "
-         "ignore; expected a key it has (nearest: params.lr)"),
+        (
+            "+params.lrr=0.1",
+            "params.lrr=0.1: not a key of the training config (ds/config.py), which the run would "
+            "ignore; expected a key it has (nearest: params.lr)",
+        ),
         ("++foo=1", "foo=1: not a key of the training config"),
         # Values the schema takes but torch or the machine cannot: an overflow and a 8.7 TB model.
-        ("seed=99999999999999999999", "seed=99999999999999999999: expected an integer in 0..18446744073709551615"),
+        (
+            "seed=99999999999999999999",
+            "seed=99999999999999999999: expected an integer in 0..18446744073709551615",
+        ),
         ("model.hidden=100000000", "model.hidden=100000000: expected a width whose training fits in memory"),
     ],
 )
-def test_bad_values_fail_before_training_with_a_clear_message(tmp_path: Path, override: str, message: str) -> None:
+def test_bad_values_fail_before_training_with_a_clear_message(
+    tmp_path: Path, override: str, message: str
+) -> None:
     # Python lists every module it imports on stderr: the error comes before torch.
-    result = run_main([*offline_args(tmp_path), *override.split()], tmp_path, timeout=120, PYTHONPROFILEIMPORTTIME="1")
+    result = run_main(
+        [*offline_args(tmp_path), *override.split()], tmp_path, timeout=120, PYTHONPROFILEIMPORTTIME="1"
+    )
 
     assert result.returncode != 0
     assert message in result.stderr
     assert "[Epoch:" not in result.stdout
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a bad config"
-    assert re.search(r"\| +ds\.config$", result.stderr, re.M) and not re.search(r"\| +torch$", result.stderr, re.M)
+    assert re.search(r"\| +ds\.config$", result.stderr, re.M) and not re.search(
+        r"\| +torch$", result.stderr, re.M
+    )
 
 
 def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_path: Path) -> None:
@@ -114,8 +148,10 @@ def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_pa
     result = run_main([*offline_args(tmp_path), *sweep], tmp_path, timeout=120)
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "'params.epoch_count' can reach 1000000, which the task's config rejects: invalid config: " \
+    assert (
+        "'params.epoch_count' can reach 1000000, which the task's config rejects: invalid config: "
         "params.epoch_count=1000000: expected an integer in 1..1000." in result.stderr
+    )
     assert not (tmp_path / "s.db").exists()
 
 
@@ -126,11 +162,15 @@ def test_more_threads_than_cores_and_a_batch_beyond_the_data_are_warned_about(tm
     result = run_main(args, tmp_path)
 
     assert result.returncode == 0, result.stderr
-    too_many = f"threads={cores + 1} is more than the {cores} cores this process may run on (os.sched_getaffinity)"
+    too_many = (
+        f"threads={cores + 1} is more than the {cores} cores this process may run on (os.sched_getaffinity)"
+    )
     slower = f"the threads take turns, which makes every epoch slower; expected threads={cores} or fewer here"
     assert f"{too_many}: {slower}" in result.stdout
-    assert "params.batch_size=1000000000 is more than the 8000 training examples of mnist-sample: each epoch is " \
+    assert (
+        "params.batch_size=1000000000 is more than the 8000 training examples of mnist-sample: each epoch is "
         "one batch of the whole training set, one optimizer step an epoch" in result.stdout
+    )
     assert [(e, n) for e, n, _, _ in epoch_lines(result.stdout)] == [(1, 1)]
 
 
@@ -140,12 +180,18 @@ def _ctrl_c_as_from_a_terminal() -> None:
 
 
 @pytest.mark.parametrize(("signum", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
-def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(tmp_path: Path, signum: int, by: str) -> None:
+def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(
+    tmp_path: Path, signum: int, by: str
+) -> None:
     output = tmp_path / "output.txt"
     args = [*offline_args(tmp_path), "params.epoch_count=1000", "run_name=stopped"]
     with output.open("w") as out:
         run = subprocess.Popen(
-            [sys.executable, str(MAIN), *args], cwd=tmp_path, env=main_env(), stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, str(MAIN), *args],
+            cwd=tmp_path,
+            env=main_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             preexec_fn=_ctrl_c_as_from_a_terminal,
         )
     try:
@@ -171,7 +217,9 @@ def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(tmp_path: Pa
         "log)."
     )
     assert len(load_events(tmp_path / "runs" / "stopped").Scalars("accuracy/test")) == done
-    assert (hydra_folder / ".hydra" / "config.yaml").is_file() and line in (hydra_folder / "main.log").read_text()
+    assert (hydra_folder / ".hydra" / "config.yaml").is_file() and line in (
+        hydra_folder / "main.log"
+    ).read_text()
 
 
 @pytest.mark.skipif(torch_has_cuda(), reason="this machine has CUDA")
@@ -189,8 +237,14 @@ def test_a_val_accuracy_run_logs_it_each_epoch_and_returns_it(tmp_path: Path) ->
     result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "objective=val_accuracy"], tmp_path)
 
     assert result.returncode == 0, result.stderr
-    val = [float(v) for v in re.findall(r"\[Epoch: \d/2\], Test Accuracy: [0-9.]+, Train Accuracy: [0-9.]+, "
-                                        r"Val Accuracy: ([0-9.]+), Train Loss: [0-9.]+, Time: ", result.stdout)]
+    val = [
+        float(v)
+        for v in re.findall(
+            r"\[Epoch: \d/2\], Test Accuracy: [0-9.]+, Train Accuracy: [0-9.]+, "
+            r"Val Accuracy: ([0-9.]+), Train Loss: [0-9.]+, Time: ",
+            result.stdout,
+        )
+    ]
     assert len(val) == 2 and val[-1] >= 0.85
     assert f"final val accuracy {val[-1]:.4f}" in result.stdout
 
@@ -199,7 +253,10 @@ def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
     result = run_main([*offline_args(tmp_path), "params.lr=1e30", "params.epoch_count=1"], tmp_path)
 
     assert result.returncode != 0
-    assert "error: the training loss became" in result.stderr and "the run diverged; try a smaller params.lr" in result.stderr
+    assert (
+        "error: the training loss became" in result.stderr
+        and "the run diverged; try a smaller params.lr" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -233,13 +290,21 @@ def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, d
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("paths.log", "expected a writable directory, or a path where one can be made (it or a folder above it is a file)"),
+        (
+            "paths.log",
+            "expected a writable directory, or a path where one can be made (it or a folder above it is a file)",
+        ),
         ("paths.cache", "expected a directory (it or a folder above it is a file)"),
-        ("hydra.run.dir", "expected a writable directory, or a path where one can be made "
-         "(it or a folder above it is a file)"),
+        (
+            "hydra.run.dir",
+            "expected a writable directory, or a path where one can be made "
+            "(it or a folder above it is a file)",
+        ),
     ],
 )
-def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, key: str, expected: str) -> None:
+def test_an_output_path_under_a_file_is_refused_before_training(
+    tmp_path: Path, key: str, expected: str
+) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("x")
     result = run_main([*offline_args(tmp_path), f"{key}={a_file / 'sub'}"], tmp_path, timeout=120)
@@ -249,27 +314,44 @@ def test_an_output_path_under_a_file_is_refused_before_training(tmp_path: Path, 
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder that takes no new entries, even from root")
+@pytest.mark.skipif(
+    not Path("/proc/self").is_dir(),
+    reason="needs Linux's /proc, a folder that takes no new entries, even from root",
+)
 def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Path) -> None:
     result = run_main([*offline_args(tmp_path), "paths.log=/proc/no-such-folder"], tmp_path, timeout=120)
 
     assert result.returncode != 0
-    assert "paths.log='/proc/no-such-folder': expected a writable directory, or a path where one can be made (cannot make it: " in result.stderr
+    assert (
+        "paths.log='/proc/no-such-folder': expected a writable directory, or a path where one can be made (cannot make it: "
+        in result.stderr
+    )
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["hydra.run.dir=FILE/${now:%H-%M-%S}"], "hydra.run.dir='FILE/${now:%H-%M-%S}': expected a writable "
-         "directory, or a path where one can be made (FILE: it or a folder above it is a file)."),
-        (["-m", "hydra/sweeper=optuna", "hydra.sweep.dir=FILE/sweep"], "hydra.sweep.dir='FILE/sweep': "
-         "expected a writable directory, or a path where one can be made (it or a folder above it is a file)."),
-        (["++hydra.run.dir=/proc/no-such-folder"], "hydra.run.dir='/proc/no-such-folder': expected a "
-         "writable directory, or a path where one can be made (cannot make it: "),
+        (
+            ["hydra.run.dir=FILE/${now:%H-%M-%S}"],
+            "hydra.run.dir='FILE/${now:%H-%M-%S}': expected a writable "
+            "directory, or a path where one can be made (FILE: it or a folder above it is a file).",
+        ),
+        (
+            ["-m", "hydra/sweeper=optuna", "hydra.sweep.dir=FILE/sweep"],
+            "hydra.sweep.dir='FILE/sweep': "
+            "expected a writable directory, or a path where one can be made (it or a folder above it is a file).",
+        ),
+        (
+            ["++hydra.run.dir=/proc/no-such-folder"],
+            "hydra.run.dir='/proc/no-such-folder': expected a "
+            "writable directory, or a path where one can be made (cannot make it: ",
+        ),
     ],
 )
-def test_an_output_folder_hydra_cannot_make_is_one_error(tmp_path: Path, args: list[str], expected: str) -> None:
+def test_an_output_folder_hydra_cannot_make_is_one_error(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
     """Refused before Hydra starts (Hydra's own mkdir gives a traceback), but only where it would make it."""
     if "/proc/" in args[-1] and not Path("/proc/self").is_dir():
         pytest.skip("needs Linux's /proc, a folder that takes no new entries, even from root")
@@ -293,10 +375,14 @@ def test_help_and_cfg_job_work(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "params" in helped.stdout
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the full MNIST set is in ../shared/data/mnist on the team's machines only")
+@pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(),
+    reason="the full MNIST set is in ../shared/data/mnist on the team's machines only",
+)
 def test_one_epoch_on_full_mnist_reaches_093(tmp_path: Path) -> None:
     result = run_main(
-        [f"paths.data={SHARED_MNIST}", "params.epoch_count=1", "params.batch_size=128", "progress=false"], tmp_path
+        [f"paths.data={SHARED_MNIST}", "params.epoch_count=1", "params.batch_size=128", "progress=false"],
+        tmp_path,
     )
 
     assert result.returncode == 0, result.stderr
@@ -309,7 +395,9 @@ def test_a_run_name_outside_paths_log_is_refused(tmp_path: Path, run_name: str) 
     cfg = OmegaConf.structured(Config)
     cfg.paths.log, cfg.run_name = str(tmp_path / "runs"), run_name
 
-    with pytest.raises(ConfigError, match=re.escape(f"run_name={run_name!r}: expected a folder name inside paths.log")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"run_name={run_name!r}: expected a folder name inside paths.log")
+    ):
         validate(cfg)
     cfg.run_name = "study/2026-11-29_10-00-00/trial-0001"  # as a sweep names its trials' runs
     validate(cfg)

@@ -31,7 +31,9 @@ def test_steps_match_autograd_and_torch_adam(
     loss_fn = nn.CrossEntropyLoss()
 
     # 8,000 digits: neither batch size divides it, so the last batch is smaller.
-    batches = list(iterate_batches(data.train_images, data.train_y, batch_size, torch.Generator().manual_seed(1)))
+    batches = list(
+        iterate_batches(data.train_images, data.train_y, batch_size, torch.Generator().manual_seed(1))
+    )
     assert len(batches[-1][1]) < batch_size
     for x, y in batches:
         true_log_prob, correct = torch.empty(len(y)), torch.empty(len(y), dtype=torch.bool)
@@ -45,7 +47,7 @@ def test_steps_match_autograd_and_torch_adam(
 
         torch.testing.assert_close(-true_log_prob.mean(), loss.detach(), rtol=1e-5, atol=1e-6)
         assert torch.equal(correct, logits.argmax(dim=1) == y)
-    for mine, theirs in zip(ours.parameters(), reference.parameters()):
+    for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=False):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
     # The module itself evaluates the trained values: its parameters are views of the step's buffer.
     with torch.no_grad():
@@ -55,8 +57,15 @@ def test_steps_match_autograd_and_torch_adam(
 @pytest.mark.parametrize("fast", [True, False])
 def test_a_diverging_run_raises_non_finite_loss(sample_dir: Path, fast: bool) -> None:
     data = load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
-    with pytest.raises(NonFiniteLossError, match=r"the training loss became (nan|inf) in epoch 1 \(lr=1e\+30"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"the training loss became (nan|inf) in epoch 1 \(lr=1e\+30"
+    ):
         train(
-            data, LinearNet(32), partial(torch.optim.Adam, lr=1e30), batch_size=64, epoch_count=2, seed=0,
+            data,
+            LinearNet(32),
+            partial(torch.optim.Adam, lr=1e30),
+            batch_size=64,
+            epoch_count=2,
+            seed=0,
             allow_fast_path=fast,
         )

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from hydra_plugins.pruning_optuna_sweeper._settings import SweepSettingsError, build, check_settings, directions
+from hydra_plugins.pruning_optuna_sweeper._settings import (
+    SweepSettingsError,
+    build,
+    check_settings,
+    directions,
+)
 from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 
 
@@ -68,7 +73,11 @@ def test_a_sampler_that_cannot_be_built_is_named_with_the_reason(sampler: dict, 
 
 @pytest.mark.parametrize(
     ("direction", "expected"),
-    [("maximize", ["maximize"]), ("MINIMIZE", ["minimize"]), (["minimize", "maximize"], ["minimize", "maximize"])],
+    [
+        ("maximize", ["maximize"]),
+        ("MINIMIZE", ["minimize"]),
+        (["minimize", "maximize"], ["minimize", "maximize"]),
+    ],
 )
 def test_direction_is_a_string_or_a_list(direction: Any, expected: list[str]) -> None:
     assert directions(OmegaConf.create({"d": direction}).d) == expected

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 from tests.cli import ROOT, copy_example, run_example
 
@@ -53,7 +53,9 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
     )
     assert where.returncode == 0, where.stderr
     for path in map(Path, where.stdout.split()):
-        assert "site-packages" in path.parts and not path.is_relative_to(ROOT / "pruning_optuna_sweeper"), path
+        assert "site-packages" in path.parts and not path.is_relative_to(ROOT / "pruning_optuna_sweeper"), (
+            path
+        )
     # Neither package imports this app: not ds, main or conf.
     for package in where.stdout.split():
         for module in Path(package).parent.glob("*.py"):
@@ -139,7 +141,7 @@ def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> No
     failing = [*SEEDED, "error=true"]
     stock, _ = sweep(app, "optuna", "fail", *failing, "hydra.sweeper.max_failure_rate=0.5")
     ours, _ = sweep(app, "pruning_optuna", "fail", *failing, "hydra.sweeper.max_failure_rate=0.5")
-    tolerant, out = sweep(app, "pruning_optuna", "all-fail", *failing, "hydra.sweeper.max_failure_rate=1.0")
+    tolerant, _out = sweep(app, "pruning_optuna", "all-fail", *failing, "hydra.sweeper.max_failure_rate=1.0")
 
     assert stock.returncode != 0 and "RuntimeError: cfg.error is true" in stock.stderr
     assert ours.returncode != 0 and "Traceback" not in ours.stderr

@@ -44,8 +44,13 @@ def train_config(sample, cfg, epochs: int = 2, **kwargs):
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
     history = train(
-        sample, model, optimizer_factory(cfg.optimizer, lr=cfg.params.lr),
-        batch_size=cfg.params.batch_size, epoch_count=epochs, seed=cfg.seed, **kwargs,
+        sample,
+        model,
+        optimizer_factory(cfg.optimizer, lr=cfg.params.lr),
+        batch_size=cfg.params.batch_size,
+        epoch_count=epochs,
+        seed=cfg.seed,
+        **kwargs,
     )
     return model, history
 
@@ -92,7 +97,7 @@ def test_a_torch_without_the_private_kernel_trains_the_same_with_public_operatio
     paths = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training path:")]
     assert "torch's fused Adam kernel" in paths[0] and "Adam in public tensor operations" in paths[1], paths
     assert any("torch._fused_adam_ is missing" in r.getMessage() for r in caplog.records)
-    for ours, theirs in zip(without.state_dict().values(), with_kernel.state_dict().values()):
+    for ours, theirs in zip(without.state_dict().values(), with_kernel.state_dict().values(), strict=False):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
@@ -139,9 +144,14 @@ def test_the_fast_path_takes_exactly_linearnet_with_plain_adam_on_a_cpu() -> Non
 
 @pytest.mark.parametrize(
     ("overrides", "fast"),
-    [((), True), (("optimizer.betas=[0.8,0.99]", "optimizer.eps=1e-6"), True),
-     (("optimizer.weight_decay=1e-4",), False), (("optimizer.amsgrad=true",), False),
-     (("optimizer=adamw",), False), (("optimizer=sgd",), False)],
+    [
+        ((), True),
+        (("optimizer.betas=[0.8,0.99]", "optimizer.eps=1e-6"), True),
+        (("optimizer.weight_decay=1e-4",), False),
+        (("optimizer.amsgrad=true",), False),
+        (("optimizer=adamw",), False),
+        (("optimizer=sgd",), False),
+    ],
     ids=["adam", "adam-betas-eps", "weight-decay", "amsgrad", "adamw", "sgd"],
 )
 def test_a_configured_optimizer_is_judged_as_its_built_instance_would_be(overrides, fast) -> None:
@@ -206,9 +216,13 @@ def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -
     first = train(sample, from_spec, spec, batch_size=64, epoch_count=1, seed=5)[0]
     second = train(sample, from_instance, built, batch_size=64, epoch_count=1, seed=5)[0]
 
-    taken = [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("training path:")]
+    taken = [
+        r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("training path:")
+    ]
     assert taken == ["training path: fast"] * 2
-    for ours, theirs in zip(from_spec.state_dict().values(), from_instance.state_dict().values()):
+    for ours, theirs in zip(
+        from_spec.state_dict().values(), from_instance.state_dict().values(), strict=False
+    ):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     assert first.train_loss == second.train_loss and first.test_accuracy == second.test_accuracy
 
@@ -217,7 +231,9 @@ def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -
 def test_a_changed_linearnet_trains_through_autograd_and_learns(sample, make_model, caplog) -> None:
     caplog.set_level(logging.INFO, logger="ds.train")
     torch.manual_seed(0)
-    history = train(sample, make_model(), partial(torch.optim.Adam, lr=3e-3), batch_size=64, epoch_count=2, seed=0)
+    history = train(
+        sample, make_model(), partial(torch.optim.Adam, lr=3e-3), batch_size=64, epoch_count=2, seed=0
+    )
 
     paths = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training path:")]
     assert len(paths) == 1 and paths[0].startswith("training path: general (autograd"), paths
@@ -236,11 +252,17 @@ def test_the_fast_path_makes_the_general_path_s_updates_on_real_digits(sample, c
     general_model = copy.deepcopy(fast_model)
     adam = partial(torch.optim.Adam, lr=2e-3)
     fast = train(sample, fast_model, adam, batch_size=64, epoch_count=1, seed=5)[0]
-    general = train(sample, general_model, adam, batch_size=64, epoch_count=1, seed=5, allow_fast_path=False)[0]
+    general = train(sample, general_model, adam, batch_size=64, epoch_count=1, seed=5, allow_fast_path=False)[
+        0
+    ]
 
-    taken = [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("training path:")]
+    taken = [
+        r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("training path:")
+    ]
     assert taken == ["training path: fast", "training path: general"]
-    for ours, theirs in zip(fast_model.state_dict().values(), general_model.state_dict().values()):
+    for ours, theirs in zip(
+        fast_model.state_dict().values(), general_model.state_dict().values(), strict=False
+    ):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     assert fast.train_loss == pytest.approx(general.train_loss, abs=1e-5)
     assert abs(fast.train_accuracy - general.train_accuracy) <= 1 / 8000
@@ -254,17 +276,30 @@ def test_the_fast_path_makes_the_general_path_s_updates_on_real_digits(sample, c
         (("optimizer=adamw", "params.lr=0.003"), 0.90),
         (("optimizer=sgd", "params.lr=0.05"), 0.90),
         (("optimizer=sgd", "optimizer.nesterov=true", "params.lr=0.05"), 0.90),
-        (("model=mlp", "model.hidden=[128,64]", "model.activation=gelu", "model.dropout=0.1", "params.lr=0.003"), 0.90),
+        (
+            (
+                "model=mlp",
+                "model.hidden=[128,64]",
+                "model.activation=gelu",
+                "model.dropout=0.1",
+                "params.lr=0.003",
+            ),
+            0.90,
+        ),
         (("model=mlp", "model.activation=tanh", "optimizer=sgd", "params.lr=0.05"), 0.90),
     ],
 )
-def test_each_configured_model_and_optimizer_trains_on_the_sample(sample, overrides, at_least, caplog) -> None:
+def test_each_configured_model_and_optimizer_trains_on_the_sample(
+    sample, overrides, at_least, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="ds.train")
     cfg = composed(*overrides)
     _, history = train_config(sample, cfg)
     assert history[-1].test_accuracy >= at_least
     path = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training path:"))
-    assert path.startswith("training path: fast" if overrides[0] == "optimizer=adam" else "training path: general")
+    assert path.startswith(
+        "training path: fast" if overrides[0] == "optimizer=adam" else "training path: general"
+    )
 
 
 # --- the held-out validation digits ----------------------------------------------------
@@ -287,7 +322,12 @@ class Recording(nn.Module):
 def test_held_out_digits_never_reach_a_training_batch(sample) -> None:
     recording = Recording()
     history = train(
-        sample, recording, partial(torch.optim.Adam, lr=3e-3), batch_size=100, epoch_count=2, seed=0,
+        sample,
+        recording,
+        partial(torch.optim.Adam, lr=3e-3),
+        batch_size=100,
+        epoch_count=2,
+        seed=0,
         objective="val_accuracy",
     )
 
@@ -307,7 +347,9 @@ def test_held_out_digits_never_reach_a_training_batch(sample) -> None:
 
 def test_the_default_objective_trains_on_every_training_digit(sample) -> None:
     recording = Recording()
-    (metrics,) = train(sample, recording, partial(torch.optim.Adam, lr=3e-3), batch_size=500, epoch_count=1, seed=0)
+    (metrics,) = train(
+        sample, recording, partial(torch.optim.Adam, lr=3e-3), batch_size=500, epoch_count=1, seed=0
+    )
     assert sum(len(x) for x in recording.seen) == 8000
     assert metrics.val_accuracy is None and metrics.objective == metrics.test_accuracy
     assert "Val Accuracy" not in metrics.summary()

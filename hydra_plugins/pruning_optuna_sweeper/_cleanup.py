@@ -3,6 +3,7 @@ ended, and a SQLite study's write-ahead log checkpointed when the disk is full."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -19,10 +20,8 @@ def stop_child_processes() -> None:
         except OSError:
             continue
     for pid in children:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 def make_room(storage: BaseStorage) -> None:

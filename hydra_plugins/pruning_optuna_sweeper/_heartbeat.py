@@ -56,7 +56,9 @@ class Heartbeats:
                         self.storage.record_heartbeat(trial_id)
                 except Exception as error:  # a lost beat is retried; a dead thread would fail the trials
                     log.warning(
-                        "could not record a heartbeat (%s: %s); retrying", type(error).__name__, first_line(error)
+                        "could not record a heartbeat (%s: %s); retrying",
+                        type(error).__name__,
+                        first_line(error),
                     )
 
         thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)

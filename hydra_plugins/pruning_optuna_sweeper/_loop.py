@@ -42,10 +42,10 @@ from pruning_optuna_sweeper.study import (
 from pruning_optuna_sweeper.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
+from ._cleanup import make_room, stop_child_processes
 from ._console import Progress
 from ._heartbeat import Heartbeats
 from ._outcome import fail_trial, record_outcome
-from ._cleanup import make_room, stop_child_processes
 from ._search_space import SearchSpace, suggest
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,13 @@ class TrialLoop:
                 trial.number,
                 " and queued again" if self.plan.retry is not None else "",
             )
-        self._cancel_jobs([str(r["slurm_job_id"]) for t in stranded if (r := job_record(t.user_attrs, t.number))
-                           and r.get("slurm_job_id")])
+        self._cancel_jobs(
+            [
+                str(r["slurm_job_id"])
+                for t in stranded
+                if (r := job_record(t.user_attrs, t.number)) and r.get("slurm_job_id")
+            ]
+        )
 
     def _finished(self) -> bool:
         if self.in_flight:
@@ -232,8 +237,15 @@ class TrialLoop:
             seed = self.plan.sampler_seed
             # A grid or quasi-random sequence is the same in every process: its seed says which
             # order, and the study which points are done.
-            fixed_sequence = isinstance(self.study.sampler, (optuna.samplers.GridSampler, optuna.samplers.QMCSampler))
-            if trial.number and seed is not None and self.plan.reseed_sampler is not None and not fixed_sequence:
+            fixed_sequence = isinstance(
+                self.study.sampler, (optuna.samplers.GridSampler, optuna.samplers.QMCSampler)
+            )
+            if (
+                trial.number
+                and seed is not None
+                and self.plan.reseed_sampler is not None
+                and not fixed_sequence
+            ):
                 stream_seed = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
                 self.study.sampler = self.plan.reseed_sampler(stream_seed)
                 trial = optuna.Trial(self.study, self._id_of(trial))
@@ -256,7 +268,9 @@ class TrialLoop:
             )
         for name, value in self.space.fixed.items():
             trial.set_user_attr(name, value)  # as the stock sweeper records them
-        if self.space.fixed or FIXED_PARAMS_ATTR in trial.user_attrs:  # a retry records this run's, not its first
+        if (
+            self.space.fixed or FIXED_PARAMS_ATTR in trial.user_attrs
+        ):  # a retry records this run's, not its first
             trial.set_user_attr(FIXED_PARAMS_ATTR, self.space.fixed)
         if self.plan.extend_search_space is not None:
             self.plan.extend_search_space(trial)

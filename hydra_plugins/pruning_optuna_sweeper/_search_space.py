@@ -136,7 +136,7 @@ def check_search_space(
                 list(dist.choices) if isinstance(dist, CategoricalDistribution) else [space.fixed.get(name)]
             )
             unknown = [str(c) for c in chosen if str(c) not in options]
-            if dist is not None and not isinstance(dist, CategoricalDistribution) or unknown:
+            if (dist is not None and not isinstance(dist, CategoricalDistribution)) or unknown:
                 raise SearchSpaceError(
                     f"the sweep has {name}={', '.join(unknown) or dist}, but config group '{name}' has the options "
                     f"{', '.join(options)}; expected one of them, or choice(...) of them"

@@ -48,7 +48,7 @@ def check_settings(s: DictConfig) -> None:
     problems = []
     if s.n_trials < 1:
         problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
-    if not (s.n_jobs == "auto" or isinstance(s.n_jobs, int) and s.n_jobs >= 1):
+    if not (s.n_jobs == "auto" or (isinstance(s.n_jobs, int) and s.n_jobs >= 1)):
         problems.append(f"n_jobs={s.n_jobs!r}: expected an integer >= 1, or auto (the cores available)")
     if not 0.0 <= s.max_failure_rate <= 1.0:
         problems.append(f"max_failure_rate={s.max_failure_rate}: expected a share from 0.0 to 1.0")

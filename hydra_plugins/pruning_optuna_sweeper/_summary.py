@@ -87,7 +87,12 @@ def summarise(
         }
     if storage is not None:
         log.info("Watch the study:   %s -m pruning_optuna_sweeper.dashboard%s", python, where)
-        log.info("Report (HTML, PNG): %s -m pruning_optuna_sweeper report%s %s", python, f" --storage{where}" if where else "", name)
+        log.info(
+            "Report (HTML, PNG): %s -m pruning_optuna_sweeper report%s %s",
+            python,
+            f" --storage{where}" if where else "",
+            name,
+        )
     if best_command:
         log.info("Train with its best parameters:   %s", best_command)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -48,11 +48,11 @@ from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
 from ._loop import LaunchError, Plan, SweepAborted, TrialLoop, could_not_start
 from ._search_space import (
-    describe,
     SearchSpace,
     SearchSpaceError,
     check_against_study,
     check_search_space,
+    describe,
     grid_choices,
     parse_search_space,
 )
@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
 
 class HookError(ValueError):
     """An app's hook refused the sweep (its data is missing, say): its own message."""
@@ -169,10 +170,20 @@ class SweepRun:
         trials = f"{self.n_trials} trial{'s' if self.n_trials > 1 else ''}"
         if self.in_thread:
             how = "in batches" if self.batch else "each started as soon as one ends"
-            log.info("Sweeping %s, %d at once (%s, hydra/launcher=%s)", trials, self.n_jobs, how, self.launcher_name)
+            log.info(
+                "Sweeping %s, %d at once (%s, hydra/launcher=%s)",
+                trials,
+                self.n_jobs,
+                how,
+                self.launcher_name,
+            )
         else:
-            log.info("Sweeping %s in batches of %d, run one after another by hydra/launcher=%s in this process",
-                     trials, self.n_jobs, self.launcher_name)
+            log.info(
+                "Sweeping %s in batches of %d, run one after another by hydra/launcher=%s in this process",
+                trials,
+                self.n_jobs,
+                self.launcher_name,
+            )
         pruner = build("pruner", s.pruner)
         multi = len(self.directions) > 1
         startup = OmegaConf.select(s.sampler, "n_startup_trials", default=None) or 0
@@ -223,7 +234,9 @@ class SweepRun:
             "no pruning (Optuna cannot prune a multi-objective study)" if multi else type(pruner).__name__,
         )
         if space.distributions:
-            log.info("Search space: %s", "; ".join(f"{k} {describe(d)}" for k, d in space.distributions.items()))
+            log.info(
+                "Search space: %s", "; ".join(f"{k} {describe(d)}" for k, d in space.distributions.items())
+            )
         if self.job_overrides:
             log.info(
                 "Each trial logs to its own folder of %s (hydra.sweeper.job_output=console shows it here too)",
@@ -270,6 +283,7 @@ class SweepRun:
         s = self.settings
         if s.storage is None:
             return InMemoryStorage()
+
         def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             self.retry(study, trial)
             job = job_record(trial.user_attrs, trial.number) or {}

@@ -55,7 +55,11 @@ class PoolLauncherConf:
 
 
 ConfigStore.instance().store(
-    group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="pruning_optuna_sweeper", replace=True
+    group="hydra/launcher",
+    name="pool",
+    node=PoolLauncherConf,
+    provider="pruning_optuna_sweeper",
+    replace=True,
 )
 
 # After this long, the sweep says that it waits for its workers' preload.
@@ -98,8 +102,11 @@ class PoolLauncher(Launcher):
         futures = [self.pool.submit(_ready) for _ in range(self.n_jobs)]
         try:
             if wait(futures, timeout=SLOW_PRELOAD_S).not_done:
-                log.info("Waiting for the %d pool workers to import hydra.launcher.preload=%s",
-                         self.n_jobs, self.preload)
+                log.info(
+                    "Waiting for the %d pool workers to import hydra.launcher.preload=%s",
+                    self.n_jobs,
+                    self.preload,
+                )
             for future in futures:
                 future.result()
         except BrokenProcessPool:
