@@ -41,8 +41,9 @@ class LinearNetHooks(SweepHooks):
             if key.startswith("+"):
                 bare = key.lstrip("+")
                 raise ValueError(
-                    f"the sweep has '{key}', an override that adds or forces a key; the study would record it apart "
-                    f"from '{bare}' and best_of could not apply it. Expected '{bare}=...' for a key of the training config"
+                    f"the sweep has '{key}', an override that adds or forces a key; "
+                    f"the study would record it apart from '{bare}' and best_of could not apply it. "
+                    f"Expected '{bare}=...' for a key of the training config"
                 )
         for key in ("best_of", "run_name"):
             if fixed.get(key) not in (None, "null"):
@@ -62,7 +63,8 @@ class LinearNetHooks(SweepHooks):
                     else ("says where and how a trial runs")
                 )
                 raise ValueError(
-                    f"the sweep has a range for '{key}', which {what}; expected one value for it ({key}=...), "
+                    f"the sweep has a range for '{key}', which {what}; "
+                    f"expected one value for it ({key}=...), "
                     "and ranges only over what is trained"
                 )
 

@@ -136,7 +136,8 @@ def report() -> None:
     for label, values in per_turn.items():
         if any(values):
             print(
-                f"OVERHEAD   {label:52s} {statistics.mean(values) * 1000:8.1f} {statistics.median(values) * 1000:8.1f}"
+                f"OVERHEAD   {label:52s} {statistics.mean(values) * 1000:8.1f} "
+                f"{statistics.median(values) * 1000:8.1f}"
             )
 
 

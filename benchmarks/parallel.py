@@ -122,7 +122,8 @@ def bench_parallel_sweep(results: Results, runner: SweepRunner, seeds: tuple[int
     cores = len(os.sched_getaffinity(0))
     part = results.part(
         "parallel-sweep",
-        f"`main.py -m hydra/sweeper=optuna` ({runner.trials or 20} trials; n_jobs auto: {cores} on this machine, "
+        f"`main.py -m hydra/sweeper=optuna` ({runner.trials or 20} trials; "
+        f"n_jobs auto: {cores} on this machine, "
         "the pool launcher, median pruner) vs "
         f"the same with `hydra.sweeper.n_jobs=1`, TPE seeds {', '.join(map(str, seeds))}, each pair "
         "back to back; CPU: user + system seconds of the sweep and all its processes, over its wall time",

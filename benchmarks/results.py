@@ -142,7 +142,8 @@ def machine(device: str) -> dict[str, str]:
         "machine": f"{model}, {os.cpu_count()} cores ({usable} usable by this process), "
         f"{platform.system()} {platform.release()}",
         "software": f"Python {platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} default threads), optuna {optuna.__version__}, hydra-core {hydra.__version__}",
+        f"({torch.get_num_threads()} default threads), optuna {optuna.__version__}, "
+        f"hydra-core {hydra.__version__}",
         "device": device,
         "code": f"{commit or 'unknown'}{' with uncommitted changes' if dirty else ''}",
     }

@@ -156,7 +156,9 @@ def epoch():
     torch.manual_seed(0)
     if "hidden" in inspect.signature(train).parameters:
         return train(data, lr=1e-3, batch_size=128, epoch_count=1, hidden=32, seed=0)[0].seconds
-    return train(data, LinearNet(32), partial(torch.optim.Adam, lr=1e-3), batch_size=128, epoch_count=1, seed=0)[0].seconds
+    return train(
+        data, LinearNet(32), partial(torch.optim.Adam, lr=1e-3), batch_size=128, epoch_count=1, seed=0
+    )[0].seconds
 epoch()
 print(min(epoch() for _ in range(3)))
 """

@@ -22,7 +22,8 @@ def resolve_device(name: str) -> torch.device:
                 "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
             )
             raise DeviceError(
-                f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, {build}); "
+                f"device={name!r}: CUDA is not available on this machine "
+                f"(torch {torch.__version__}, {build}); "
                 "expected device=cpu, or device=auto to use CUDA only where it is available"
             )
         count = torch.cuda.device_count()
@@ -34,6 +35,7 @@ def resolve_device(name: str) -> torch.device:
             )
     if name == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(
-            f"device={name!r}: Apple's MPS is not available on this machine; expected device=cpu or device=auto"
+            f"device={name!r}: Apple's MPS is not available on this machine; "
+            "expected device=cpu or device=auto"
         )
     return torch.device(name)

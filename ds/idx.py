@@ -101,7 +101,10 @@ def parse_idx(data: bytes, source: str | os.PathLike[str]) -> np.ndarray:
         if len(data) < expected:
             problem = f"truncated: it has {len(data) - header_len} data bytes"
         else:
-            problem = f"followed by {len(data) - expected} trailing bytes: it has {len(data) - header_len} data bytes"
+            problem = (
+                f"followed by {len(data) - expected} trailing bytes: "
+                f"it has {len(data) - header_len} data bytes"
+            )
         raise IdxFormatError(
             f"IDX file {source} is {problem}, but its header promises {shape} = "
             f"{expected - header_len} bytes of {kind}. The file is damaged; obtain a "

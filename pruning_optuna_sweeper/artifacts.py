@@ -71,7 +71,8 @@ def fetch_artifact(
         )
     if not isinstance(artifact_id, str) or not ARTIFACT_ID.fullmatch(artifact_id):
         raise ArtifactError(
-            f"{named} records {artifact_id!r} as user attr {attr!r}; expected an artifact id (hex digits and '-', "
+            f"{named} records {artifact_id!r} as user attr {attr!r}; "
+            "expected an artifact id (hex digits and '-', "
             "as optuna.artifacts.upload_artifact returns)"
         )
     store, described = trial_store(trial, storage_url, named)
@@ -142,7 +143,8 @@ def _configured_store(named: str, config: dict[str, Any]) -> tuple[Any, str]:
         store = instantiate(OmegaConf.create(config), _execution_whitelist_=TRUSTED_STORES)
     except Exception as e:  # instantiate wraps whatever the store's constructor raises
         raise ArtifactError(
-            f"the artifacts of {named} are in the store its config names ({target}), which cannot be opened here "
+            f"the artifacts of {named} are in the store its config names ({target}), "
+            "which cannot be opened here "
             f"({first_line(e)}); expected an optuna.artifacts store this process can reach (its credentials "
             "in the environment)"
         ) from None

@@ -50,7 +50,8 @@ def load_best(
     study = load_study(study_name, storage, where)
     if len(study.directions) > 1:
         raise BestOfError(
-            f"study {study_name!r} in {where} has {len(study.directions)} objectives, so no single best trial; "
+            f"study {study_name!r} in {where} has {len(study.directions)} objectives, "
+            "so no single best trial; "
             "expected a study of one objective (python -m pruning_optuna_sweeper show lists its Pareto front)"
         )
     [trial] = best_trials(study, storage, where)
@@ -133,8 +134,9 @@ def apply_best(
                 )
         elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
             raise BestOfError(
-                f"best_of={study_name}: trial {trial.number} of study {study_name!r} in {where} has {key}, not a "
-                "key of this run's config; expected a study of this app's sweeps (python -m pruning_optuna_sweeper list)"
+                f"best_of={study_name}: trial {trial.number} of study {study_name!r} in {where} "
+                f"has {key}, not a key of this run's config; expected a study of this app's sweeps "
+                "(python -m pruning_optuna_sweeper list)"
             )
         else:
             OmegaConf.update(cfg, key, value)

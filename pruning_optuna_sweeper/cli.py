@@ -1,5 +1,5 @@
-"""`python -m pruning_optuna_sweeper`: list studies, show the best trial, print the trials, recover dead workers'
-trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
+"""`python -m pruning_optuna_sweeper`: list studies, show the best trial, print the trials, recover dead
+workers' trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
 write a report (an HTML page and PNGs).
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
@@ -97,7 +97,8 @@ def show(study: optuna.Study, storage: optuna.storages.BaseStorage, where: str) 
 
 
 def report(study: optuna.Study, url: str, out: str | None) -> None:
-    """Write the study's report (pruning_optuna_sweeper/report.py) into `out`, else its default folder, and say where."""
+    """Write the study's report (pruning_optuna_sweeper/report.py) into `out`, else its default
+    folder, and say where."""
     from pruning_optuna_sweeper.report import default_folder, write_report
 
     folder = Path(out) if out else default_folder(url, study.study_name)
@@ -147,7 +148,8 @@ def export(
     group = group or (prefixes.pop() if len(prefixes) == 1 else None)
     if group is None:
         raise ExportError(
-            f"the best trial's searched keys ({', '.join(best.params) or 'none'}) share no config group; expected "
+            f"the best trial's searched keys ({', '.join(best.params) or 'none'}) "
+            "share no config group; expected "
             "--group NAME, the group whose keys to export"
         )
     grouped = {k.removeprefix(f"{group}."): v for k, v in values.items() if k.startswith(f"{group}.")}
@@ -158,7 +160,8 @@ def export(
     name = name or f"best_{study.study_name}".replace("-", "_")
     if not CONFIG_NAME.fullmatch(name):
         raise ExportError(
-            f"config name {name!r} cannot be selected with {group}=<name>; expected letters, digits, '_' or '-' (--name)"
+            f"config name {name!r} cannot be selected with {group}=<name>; "
+            "expected letters, digits, '_' or '-' (--name)"
         )
     directory = directory or Path("conf") / group
     if directory.exists() and not directory.is_dir():

@@ -1,6 +1,7 @@
 """optuna-dashboard on a study storage, started before or with the first sweep (`make dashboard`).
 
-    python -m pruning_optuna_sweeper.dashboard [STORAGE_URL] [--host 127.0.0.1] [--port 8080] [--artifact-dir DIR]
+    python -m pruning_optuna_sweeper.dashboard [STORAGE_URL] [--host 127.0.0.1] [--port 8080]
+        [--artifact-dir DIR]
 
 optuna-dashboard only reads a storage: on a database no sweep has written yet
 it dies with "no such table: version_info". This creates Optuna's empty

@@ -1,4 +1,5 @@
-"""`python -m pruning_optuna_sweeper report <study>`: a study on one self-contained HTML page, and PNGs of its main plots.
+"""`python -m pruning_optuna_sweeper report <study>`: a study on one self-contained HTML page,
+and PNGs of its main plots.
 
 Drawn by Optuna's own visualisation module: its plotly figures for the page (plotly.js
 inlined once, so the file opens offline and can be mailed), its matplotlib backend for the

@@ -25,8 +25,8 @@ CONFIG_ATTR = "config"
 RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
-# Where a trial's task ran, recorded by the task's side (pruning_optuna_sweeper.job): {"host", "pid", "beats": whether
-# that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
+# Where a trial's task ran, recorded by the task's side (pruning_optuna_sweeper.job): {"host", "pid",
+# "beats": whether that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
 JOB_ATTR = "job"
 
 

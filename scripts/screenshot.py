@@ -1,4 +1,5 @@
-"""The pictures the README shows: optuna-dashboard's study page, and a plot of `python -m pruning_optuna_sweeper report`.
+"""The pictures the README shows: optuna-dashboard's study page, and a plot of
+`python -m pruning_optuna_sweeper report`.
 
     python scripts/screenshot.py                             # a fresh 20-trial sweep on the bundled sample
     python scripts/screenshot.py --storage URL --study NAME  # an existing study
@@ -34,7 +35,7 @@ WAIT_S = 120
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n", 1)[0].split()))
     parser.add_argument("--storage", help="a study storage URL (default: a fresh sweep's)")
     parser.add_argument("--study", default="linearnet-mnist-sample", help="the study (default: %(default)s)")
     parser.add_argument("--out", default=str(ROOT / "docs/images/dashboard.png"), help="default: %(default)s")
@@ -78,7 +79,8 @@ def sweep(workdir: Path, trials: int) -> str:
 
 
 def serve(storage: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m pruning_optuna_sweeper.dashboard` on a free 127.0.0.1 port, once its API answers; the process and port."""
+    """`python -m pruning_optuna_sweeper.dashboard` on a free 127.0.0.1 port, once its API answers;
+    the process and port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -141,7 +143,8 @@ def shoot(port: int, study: str, out: Path) -> None:
 
 
 def report_png(storage: str, study: str, folder: Path, out: Path) -> None:
-    """`python -m pruning_optuna_sweeper report`'s intermediate-values PNG (every trial's curve, pruned too), as `out`."""
+    """`python -m pruning_optuna_sweeper report`'s intermediate-values PNG (every trial's curve,
+    pruned too), as `out`."""
     subprocess.run(
         [
             sys.executable,

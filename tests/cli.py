@@ -54,8 +54,9 @@ def copy_of_the_project(destination: Path, root: Path = ROOT) -> Path:
     """main.py with its packages, configs and the bundled sample, copied to `destination`, so that a
     test may damage the copy's data/sample/ (ds.datasets.SAMPLE_DIR is beside the code).
 
-    Files a user made in the checkout (what git calls untracked: `python -m pruning_optuna_sweeper export` writes
-    conf/params/<name>.yaml) are left out, so that no test depends on them."""
+    Files a user made in the checkout (what git calls untracked:
+    `python -m pruning_optuna_sweeper export` writes conf/params/<name>.yaml) are left out,
+    so that no test depends on them."""
     made_by_user = users_files(root)
     left_out = []
     for package in ("ds", "pruning_optuna_sweeper", "hydra_plugins", "conf", "data/sample"):
@@ -116,7 +117,8 @@ def copy_example(parent: Path) -> Path:
 
 
 def run_example(app: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """`python <args>` in the example app's folder, with neither this repository nor a storage in the environment."""
+    """`python <args>` in the example app's folder, with neither this repository nor a storage
+    in the environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWEEP_STORAGE")}
     return subprocess.run(
         [sys.executable, *args], cwd=app, env=env, capture_output=True, text=True, timeout=timeout

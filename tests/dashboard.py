@@ -17,7 +17,8 @@ from tests.cli import ROOT, free_port, main_env
 from tests.sweep_helpers import wait_for
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
-# The distribution's starter (pruning_optuna_sweeper/dashboard.py): the study's tables first, its artifact store served.
+# The distribution's starter (pruning_optuna_sweeper/dashboard.py): the study's tables first,
+# its artifact store served.
 SWEEPS_DASHBOARD = (sys.executable, "-m", "pruning_optuna_sweeper.dashboard")
 # Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -83,7 +84,7 @@ def start_dashboard(storage_url: str, workdir: Path, command: Sequence[str] = (s
             )
         server = Dashboard(process, port, log)
 
-        def answering_or_exited() -> bool:
+        def answering_or_exited(server: Dashboard = server) -> bool:
             try:
                 return server.try_get("/api/meta") is not None
             except AssertionError:  # exited

@@ -50,7 +50,10 @@ class PostgresServer:
     database: str
 
     def url(self, database: str | None = None) -> str:
-        return f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{database or self.database}"
+        return (
+            f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/"
+            f"{database or self.database}"
+        )
 
     def connect(self, database: str | None = None):
         import psycopg
@@ -156,8 +159,8 @@ class _Cluster:
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             )
             result = self.run(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", str(START_TIMEOUT_S),
-                "start", timeout=START_TIMEOUT_S + 30,
+                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+                "-w", "-t", str(START_TIMEOUT_S), "start", timeout=START_TIMEOUT_S + 30,
             )  # fmt: skip
             if result.returncode == 0:
                 self.started = True

@@ -152,9 +152,9 @@ class _Daemons:
         socket_path = munge / "munge.socket"
         self._spawn(
             "munged",
-            [_tool("runuser"), "-u", "munge", "--", _tool("munged"), "--foreground", f"--socket={socket_path}",
-             f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}", f"--seed-file={munge / 'seed'}",
-             f"--log-file={munge / 'munged.log'}"],
+            [_tool("runuser"), "-u", "munge", "--", _tool("munged"), "--foreground",
+             f"--socket={socket_path}", f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}",
+             f"--seed-file={munge / 'seed'}", f"--log-file={munge / 'munged.log'}"],
         )  # fmt: skip
         _wait_for(lambda: socket_path.exists(), "munged's socket", self)
         for folder in ("state", "spool"):

@@ -91,7 +91,9 @@ def test_the_dashboard_lists_each_trial_s_model_and_serves_its_bytes(stored: Pat
         detail = server.get(f"/api/studies/{study_id}")
         served = {t["number"]: t for t in detail["trials"]}
         routes = {
-            t.number: f"/artifacts/{study_id}/{served[t.number]['trial_id']}/{t.user_attrs[MODEL_ARTIFACT_ATTR]}"
+            t.number: (
+                f"/artifacts/{study_id}/{served[t.number]['trial_id']}/{t.user_attrs[MODEL_ARTIFACT_ATTR]}"
+            )
             for t in trials[2:]
         }
         bodies = {number: server.get_bytes(route) for number, route in routes.items()}
@@ -161,7 +163,8 @@ def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_no
     assert of_pruned.returncode == 0 and (tmp_path / "p.pt").read_bytes() == stored_bytes[pruned.number]
     assert modelless.returncode == 1 and not (tmp_path / "0.pt").exists()
     assert (
-        f"error: trial 0 of study '{STUDY}' in {sqlite_url(stored)} (COMPLETE) records no artifact id under user attr "
+        f"error: trial 0 of study '{STUDY}' in {sqlite_url(stored)} (COMPLETE) "
+        "records no artifact id under user attr "
         "'model_artifact'; it has no artifacts" in modelless.stderr
     )
 
@@ -221,7 +224,8 @@ def recorded_trial(url: str, name: str, **user_attrs: object) -> None:
 def test_a_trial_s_model_that_cannot_be_fetched_is_one_error_naming_study_and_trial(
     tmp_path: Path, attrs: dict, message: str
 ) -> None:
-    """In-process (`python -m pruning_optuna_sweeper model`); best_of_model=true says the same, run for real below."""
+    """In-process (`python -m pruning_optuna_sweeper model`); best_of_model=true says the same,
+    run for real below."""
     url = sqlite_url(tmp_path)
     shown = {k: in_tmp(v, tmp_path) for k, v in attrs.items()}
     recorded_trial(url, "old", **shown)

@@ -17,11 +17,14 @@ STUDY = "linearnet-mnist-sample"
 
 @pytest.fixture(scope="module")
 def served(swept_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboard, Any]]:
-    """`python -m pruning_optuna_sweeper.dashboard` (it serves the trials' artifacts) on the shared sweep, and a browser."""
+    """`python -m pruning_optuna_sweeper.dashboard` (it serves the trials' artifacts) on the shared sweep,
+    and a browser."""
     browser_or_skip()
-    with dashboard(sqlite_url(swept_study), tmp_path_factory.mktemp("browser"), SWEEPS_DASHBOARD) as server:
-        with chromium() as driver:
-            yield server, driver
+    with (
+        dashboard(sqlite_url(swept_study), tmp_path_factory.mktemp("browser"), SWEEPS_DASHBOARD) as server,
+        chromium() as driver,
+    ):
+        yield server, driver
 
 
 def shown(driver: Any, url: str, *texts: str) -> str:

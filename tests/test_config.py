@@ -79,7 +79,8 @@ def test_hydra_s_own_keys_and_a_params_group_are_accepted(tmp_path: Path) -> Non
         (
             "model.hidden=100000000",
             "model.hidden=100000000: expected a width whose training fits in memory: it "
-            "needs about 8,706.7 GiB (the parameters, their gradients and Adam's state, and the activations of a "
+            "needs about 8,706.7 GiB (the parameters, their gradients and Adam's state, "
+            "and the activations of a "
             "batch and of the test split), more than ",
         ),
     ],

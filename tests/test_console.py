@@ -200,7 +200,11 @@ def test_job_output_file_drops_every_console_handler_an_app_s_job_logging_names(
             "file": {"class": "logging.FileHandler", "filename": "job.log"},
         },
         "root": {"handlers": ["console", "file"]},
-        "loggers": {"app": {"handlers": ["loud", "file"]}, "quiet": {"handlers": ["file"]}, "a.b": {"handlers": ["loud"]}},
+        "loggers": {
+            "app": {"handlers": ["loud", "file"]},
+            "quiet": {"handlers": ["file"]},
+            "a.b": {"handlers": ["loud"]},
+        },
     })  # fmt: skip
 
     assert file_only_overrides(job_logging) == [

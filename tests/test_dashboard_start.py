@@ -1,4 +1,5 @@
-"""`make dashboard` before any sweep: python -m pruning_optuna_sweeper.dashboard, the command it runs, on a storage not made yet."""
+"""`make dashboard` before any sweep: python -m pruning_optuna_sweeper.dashboard, the command it runs,
+on a storage not made yet."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def test_the_dashboard_starts_on_a_storage_no_sweep_has_made(tmp_path: Path) -> 
 def test_a_storage_password_reaches_the_dashboard_through_the_environment_only(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
-    """`make dashboard` with SWEEP_STORAGE: the URL is on no command line that `ps` shows, make's or Python's."""
+    """`make dashboard` with SWEEP_STORAGE: the URL is on no command line that `ps` shows,
+    make's or Python's."""
     password = fresh_postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     port = free_port()
     log = tmp_path / "dashboard.log"
@@ -70,8 +72,8 @@ def test_a_storage_password_reaches_the_dashboard_through_the_environment_only(
         make = ["make", "--no-print-directory", "-C", str(ROOT), "-o", "install", "-o", ".venv/.installed"]
         dashboard = subprocess.Popen(
             [*make, "dashboard", f"PY={sys.executable}", f"DASHBOARD_ARGS=--host 127.0.0.1 --port {port}"],
-            cwd=tmp_path, env=main_env(SWEEP_STORAGE=fresh_postgres_url), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cwd=tmp_path, env=main_env(SWEEP_STORAGE=fresh_postgres_url),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

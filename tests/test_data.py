@@ -152,7 +152,7 @@ def test_memory_cache_notices_changed_file(sample_copy: Path) -> None:
     # A changed file is verified again, so damage is caught.
     path.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (0).to_bytes(4, "big")))
     with pytest.raises(DatasetIntegrityError, match=str(path)):
-        load_mnist(sample_copy, download=False, spec=MNIST_SAMPLE).arrays
+        load_mnist(sample_copy, download=False, spec=MNIST_SAMPLE)
 
 
 # --- disk cache -----------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_ref
     assert math.isclose(accuracy, best.value, abs_tol=5e-5)  # the best trial's run, again
     assert refused.returncode == 1
     assert (
-        f"error: best_of={STUDY}: trial {best.number} ran with optimizer={chosen}, this run has optimizer=adam; "
+        f"error: best_of={STUDY}: trial {best.number} ran with optimizer={chosen}, "
+        "this run has optimizer=adam; "
         f"expected optimizer={chosen} on this command line" in refused.stderr
     )
     assert "Traceback" not in refused.stderr and epoch_lines(refused.stdout) == []

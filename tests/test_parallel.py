@@ -121,7 +121,8 @@ def test_an_interrupt_stops_every_running_trial_and_one_rerun_resumes_them_all(
     assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(t.number for t in failed)  # each once
 
     resumed = subprocess.run(
-        [sys.executable, str(MAIN), *sweep_args(tmp_path, *TWO_AT_ONCE, "params.epoch_count=1", n_trials=2, parallel=True)],
+        [sys.executable, str(MAIN),
+         *sweep_args(tmp_path, *TWO_AT_ONCE, "params.epoch_count=1", n_trials=2, parallel=True)],
         cwd=tmp_path, env=main_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]

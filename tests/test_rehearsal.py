@@ -28,13 +28,13 @@ def test_a_sampler_failing_after_its_random_start_is_caught_past_that_start() ->
 
     rehearse(make_sampler, optuna.pruners.NopPruner(), SPACE, 1, 0)  # four trials: still random, no error
     with pytest.raises(
-        SweepSettingsError, match="hydra.sweeper.sampler fails in use.*No module named 'cmaes'"
+        SweepSettingsError, match=r"hydra\.sweeper\.sampler fails in use.*No module named 'cmaes'"
     ):
         rehearse(make_sampler, optuna.pruners.NopPruner(), SPACE, 1, sampler_startup_trials=8)
 
 
 def test_a_pruner_failing_in_use_is_named() -> None:
-    with pytest.raises(SweepSettingsError, match="hydra.sweeper.pruner fails in use.*ZeroDivisionError"):
+    with pytest.raises(SweepSettingsError, match=r"hydra\.sweeper\.pruner fails in use.*ZeroDivisionError"):
         rehearse(
             optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner(reduction_factor=1), SPACE, 1, 0
         )

@@ -1,4 +1,5 @@
-"""`python -m pruning_optuna_sweeper report` and `trials` on a real sweep's study, and on studies a sweep rarely leaves."""
+"""`python -m pruning_optuna_sweeper report` and `trials` on a real sweep's study, and on studies
+a sweep rarely leaves."""
 
 from __future__ import annotations
 
@@ -153,7 +154,10 @@ def test_an_unknown_study_is_named_with_the_studies_present(report) -> None:
 def test_without_plotly_the_report_says_what_to_install(tmp_path: Path) -> None:
     url = made_study(tmp_path, TrialState.COMPLETE)
     # plotly made unimportable in a fresh interpreter, as where it is not installed.
-    code = "import sys; sys.modules['plotly'] = None; from pruning_optuna_sweeper.cli import main; exit(main(sys.argv[1:]))"
+    code = (
+        "import sys; sys.modules['plotly'] = None; "
+        "from pruning_optuna_sweeper.cli import main; exit(main(sys.argv[1:]))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code, "--storage", url, "report", "made"],
         cwd=tmp_path,

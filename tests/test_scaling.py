@@ -240,7 +240,10 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(
     assert len(retries) == 1 and retries[0].state in COUNTED, detail
     assert retries[0].params == dead.params, detail
     assert pid_of(retries[0]) in {w.pid for w in others}, detail
-    recovered = f"trial {dead.number} of {dead.user_attrs['worker']} stopped sending heartbeats: marked FAIL and queued again"
+    recovered = (
+        f"trial {dead.number} of {dead.user_attrs['worker']} stopped sending heartbeats: "
+        "marked FAIL and queued again"
+    )
     assert any(recovered in w.output() for w in others), detail
     assert len([t for t in trials if t.state in COUNTED]) == budget, detail
     assert not [t for t in trials if t.state == TrialState.RUNNING], detail

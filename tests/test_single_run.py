@@ -212,9 +212,9 @@ def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(
     done = len(epoch_lines(text))
     [hydra_folder] = (tmp_path / "outputs").glob("*/*")
     assert line.endswith(
-        f"Run interrupted by {by} after {done} of 1000 epochs; written: TensorBoard run runs/stopped (those "
-        f"epochs and the hyperparameters), Hydra output folder {hydra_folder.relative_to(tmp_path)} (config and "
-        "log)."
+        f"Run interrupted by {by} after {done} of 1000 epochs; "
+        "written: TensorBoard run runs/stopped (those epochs and the hyperparameters), "
+        f"Hydra output folder {hydra_folder.relative_to(tmp_path)} (config and log)."
     )
     assert len(load_events(tmp_path / "runs" / "stopped").Scalars("accuracy/test")) == done
     assert (hydra_folder / ".hydra" / "config.yaml").is_file() and line in (
@@ -292,7 +292,8 @@ def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, d
     [
         (
             "paths.log",
-            "expected a writable directory, or a path where one can be made (it or a folder above it is a file)",
+            "expected a writable directory, or a path where one can be made "
+            "(it or a folder above it is a file)",
         ),
         ("paths.cache", "expected a directory (it or a folder above it is a file)"),
         (
@@ -323,8 +324,8 @@ def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Pat
 
     assert result.returncode != 0
     assert (
-        "paths.log='/proc/no-such-folder': expected a writable directory, or a path where one can be made (cannot make it: "
-        in result.stderr
+        "paths.log='/proc/no-such-folder': expected a writable directory, "
+        "or a path where one can be made (cannot make it: " in result.stderr
     )
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
@@ -340,7 +341,8 @@ def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Pat
         (
             ["-m", "hydra/sweeper=optuna", "hydra.sweep.dir=FILE/sweep"],
             "hydra.sweep.dir='FILE/sweep': "
-            "expected a writable directory, or a path where one can be made (it or a folder above it is a file).",
+            "expected a writable directory, or a path where one can be made "
+            "(it or a folder above it is a file).",
         ),
         (
             ["++hydra.run.dir=/proc/no-such-folder"],

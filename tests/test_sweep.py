@@ -595,8 +595,9 @@ def test_the_closing_hint_names_the_best_trial_s_params_config_and_data_not_this
     )
     data = tmp_path / "no-mnist-here"
     on_chosen_config = [
-        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=hint", f"storage={sqlite_url(tmp_path)}",
-        "params=default", "params.epoch_count=1", "params.batch_size=512", "data.download=false", "progress=false",
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=hint",
+        f"storage={sqlite_url(tmp_path)}", "params=default", "params.epoch_count=1", "params.batch_size=512",
+        "data.download=false", "progress=false",
     ]  # fmt: skip
     swept = run_main(on_chosen_config, tmp_path, DS_DATA_DIR=str(data))
 

@@ -47,7 +47,8 @@ def test_a_setting_out_of_range_is_named(key: str, value: Any, message: str) -> 
     [
         (
             {"_target_": "ds.model.LinearNet"},
-            "hydra.sweeper.sampler cannot be used: _target_ ds.model.LinearNet is not a class a sweep may build "
+            "hydra.sweeper.sampler cannot be used: "
+            "_target_ ds.model.LinearNet is not a class a sweep may build "
             "(Hydra's execution whitelist); expected one of Optuna's own samplers (optuna.samplers.*)",
         ),
         (

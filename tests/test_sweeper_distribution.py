@@ -49,7 +49,8 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
     where = run_example(
         app,
         "-c",
-        "import pruning_optuna_sweeper as s, hydra_plugins.pruning_optuna_sweeper as p; print(s.__file__, p.__file__)",
+        "import pruning_optuna_sweeper as s, hydra_plugins.pruning_optuna_sweeper as p; "
+        "print(s.__file__, p.__file__)",
     )
     assert where.returncode == 0, where.stderr
     for path in map(Path, where.stdout.split()):

@@ -9,6 +9,7 @@ of this process, through the configured launcher, which runs it elsewhere
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -262,7 +263,8 @@ class TrialLoop:
         dropped = sorted(set(queued) - set(self.space.distributions))
         if dropped:
             log.warning(
-                "trial %d was queued with %s, which this sweep has no range for: it runs with this command's values",
+                "trial %d was queued with %s, which this sweep has no range for: "
+                "it runs with this command's values",
                 trial.number,
                 ", ".join(dropped),
             )
@@ -327,7 +329,8 @@ class TrialLoop:
             )
 
     def _watch(self) -> bool:
-        """Follow async trials whose jobs run where this process cannot see them end (pruning_optuna_sweeper/job.py).
+        """Follow async trials whose jobs run where this process cannot see them end
+        (pruning_optuna_sweeper/job.py).
 
         Once a trial's job beats for it, this process stops; a job cancelled or killed then goes
         stale, and `fail_stale_trials` marks its trial FAIL and queues it again. A trial so ended
@@ -436,12 +439,11 @@ class TrialLoop:
         ended = []  # returned before the stop: recorded as they ended, not as interrupted
         while not self.results.empty():
             ended.append(self.results.get_nowait())
-        try:
+        # Should the storage refuse writes, those trials are closed below, or said by the caller.
+        with contextlib.suppress(Exception):
             self._record(
                 [(n, out) for n, out in ended if not isinstance(out, BaseException) and n in self.in_flight]
             )
-        except Exception:
-            pass  # the storage refuses writes: those trials are closed below, or said by the caller
         for trial in self.in_flight.values():
             try:
                 if self._state(trial).is_finished():
@@ -468,7 +470,8 @@ class TrialLoop:
             return
         if interrupted:
             log.warning(
-                "Sweep interrupted: %s marked FAIL, %s queued again; rerun the same command to resume the study.",
+                "Sweep interrupted: %s marked FAIL, %s queued again; "
+                "rerun the same command to resume the study.",
                 marked,
                 ", ".join(f"trial {n}" for n in queued) or "none",
             )

@@ -34,9 +34,9 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
     else:
         try:
             # A failed job's return_value raises the task's exception, after writing a line to
-            # stderr that the trial's own line below says better.
+            # stderr that the trial's own line below says better: read only for that raise.
             with contextlib.redirect_stderr(io.StringIO()):
-                ret.return_value
+                _ = ret.return_value
             reason = "the job failed"
         except optuna.TrialPruned:
             return _tell(study, trial, state=TrialState.PRUNED)

@@ -89,9 +89,10 @@ def distribution_of(override: Override) -> BaseDistribution:
         low, high, step = min(values), max(values), abs(value.step)
         if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
             return IntDistribution(low, high, step=step)
-        if all(Decimal(str(float(v))) == Decimal(str(v)) for v in (low, high, step)):
-            if step >= max(math.ulp(low), math.ulp(high)) or low == high:
-                return FloatDistribution(float(low), float(high), step=float(step))
+        if all(Decimal(str(float(v))) == Decimal(str(v)) for v in (low, high, step)) and (
+            step >= max(math.ulp(low), math.ulp(high)) or low == high
+        ):
+            return FloatDistribution(float(low), float(high), step=float(step))
         return CategoricalDistribution(values)
     raise SearchSpaceError(f"{override.input_line}: this sweep override is not supported")
 
@@ -103,7 +104,8 @@ def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
     if isinstance(distribution, IntDistribution):
         return list(range(distribution.low, distribution.high + 1, distribution.step))
     if isinstance(distribution, FloatDistribution) and distribution.step is not None:
-        # In decimal steps, as the stock sweeper counts them: 0.1 + 2 * 0.1 is 0.3 here, not 0.30000000000000004.
+        # In decimal steps, as the stock sweeper counts them:
+        # 0.1 + 2 * 0.1 is 0.3 here, not 0.30000000000000004.
         choices = list(FloatRange(distribution.low, distribution.high, distribution.step))
         if not choices or choices[-1] != distribution.high:
             choices.append(distribution.high)
@@ -138,7 +140,8 @@ def check_search_space(
             unknown = [str(c) for c in chosen if str(c) not in options]
             if (dist is not None and not isinstance(dist, CategoricalDistribution)) or unknown:
                 raise SearchSpaceError(
-                    f"the sweep has {name}={', '.join(unknown) or dist}, but config group '{name}' has the options "
+                    f"the sweep has {name}={', '.join(unknown) or dist}, "
+                    f"but config group '{name}' has the options "
                     f"{', '.join(options)}; expected one of them, or choice(...) of them"
                 )
             continue
@@ -146,7 +149,8 @@ def check_search_space(
             continue  # adds a key: Hydra checks it per trial
         if OmegaConf.select(task_config, name, default=_ABSENT, throw_on_missing=False) is _ABSENT:
             raise SearchSpaceError(
-                f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), which is not a key "
+                f"the sweep has '{name}' (in hydra.sweeper.params or on the command line), "
+                "which is not a key "
                 f"of the task's config; expected one of its keys, or '+{name}=...' to add it"
             )
     for name, distribution in space.distributions.items():
@@ -191,7 +195,8 @@ def check_against_study(space: SearchSpace, study: optuna.Study, where: str) -> 
             check_distribution_compatibility(recorded[name], distribution)
         except ValueError as e:
             raise SearchSpaceError(
-                f"the sweep's range for '{name}' is {distribution!r}, but study {study.study_name!r} in {where} "
+                f"the sweep's range for '{name}' is {distribution!r}, "
+                f"but study {study.study_name!r} in {where} "
                 f"sampled it from {recorded[name]!r} ({str(e).rstrip('.')}); expected a compatible range, or "
                 "another study (hydra.sweeper.study_name=...)"
             ) from None

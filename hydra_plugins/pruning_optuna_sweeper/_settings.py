@@ -62,12 +62,14 @@ def check_settings(s: DictConfig) -> None:
         s.grace_period is None or s.grace_period <= s.heartbeat_interval
     ):
         problems.append(
-            f"grace_period={s.grace_period}: expected more seconds than heartbeat_interval={s.heartbeat_interval}, "
+            f"grace_period={s.grace_period}: expected more seconds than "
+            f"heartbeat_interval={s.heartbeat_interval}, "
             "or a running trial is declared dead between two heartbeats"
         )
     if s.total_trials is not None and (s.heartbeat_interval is None or s.storage is None):
         problems.append(
-            "total_trials needs a database storage with heartbeats: expected heartbeat_interval set, or a dead "
+            "total_trials needs a database storage with heartbeats: "
+            "expected heartbeat_interval set, or a dead "
             "worker's trial would hold its place in the budget forever"
         )
     if s.max_retry < 0:
@@ -116,7 +118,8 @@ def build(setting: str, config: Any, **kwargs: Any) -> Any:
         refused = _NOT_WHITELISTED.search(text)
         if refused:
             raise SweepSettingsError(
-                f"hydra.sweeper.{setting} cannot be used: _target_ {refused.group(1)} is not a class a sweep may "
+                f"hydra.sweeper.{setting} cannot be used: "
+                f"_target_ {refused.group(1)} is not a class a sweep may "
                 f"build (Hydra's execution whitelist); expected one of Optuna's own {setting}s "
                 f"(optuna.{setting}s.*), e.g. hydra/sweeper/{setting}={_EXAMPLE[setting]}"
             ) from None
@@ -183,8 +186,9 @@ def _rehearsal_error(setting: str, cause: Exception) -> SweepSettingsError:
         else ""
     )
     return SweepSettingsError(
-        f"hydra.sweeper.{setting} fails in use, rehearsed on a few in-memory trials: {type(cause).__name__}: "
-        f"{cause}; expected settings its class can run with (hydra.sweeper.{setting}._target_ names it{package})"
+        f"hydra.sweeper.{setting} fails in use, rehearsed on a few in-memory trials: "
+        f"{type(cause).__name__}: {cause}; "
+        f"expected settings its class can run with (hydra.sweeper.{setting}._target_ names it{package})"
     )
 
 

@@ -53,7 +53,8 @@ def summarise(
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log.warning(
             "trial %d is still RUNNING for %s; should that sweep have died, a later sweep or "
-            "`%s -m pruning_optuna_sweeper%s recover %s` marks it FAIL and queues it again once it has sent no heartbeat "
+            "`%s -m pruning_optuna_sweeper%s recover %s` marks it FAIL and queues it again "
+            "once it has sent no heartbeat "
             "for grace_period seconds.",
             trial.number,
             trial.user_attrs.get(WORKER_ATTR, "another sweep"),

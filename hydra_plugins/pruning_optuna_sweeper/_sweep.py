@@ -151,7 +151,8 @@ class SweepRun:
         self.in_thread = not in_process
         if not self.batch and in_process and self.n_jobs > 1:
             raise SweepSettingsError(
-                f"mode=async with n_jobs={self.n_jobs} needs a launcher that runs trials in other processes, but "
+                f"mode=async with n_jobs={self.n_jobs} needs a launcher "
+                "that runs trials in other processes, but "
                 "hydra/launcher=basic runs them one after another in the sweep's own; expected "
                 "hydra/launcher=joblib (or a cluster launcher), mode=batch, or n_jobs=1"
             )
@@ -209,8 +210,9 @@ class SweepRun:
         recorded = [d.name.lower() for d in study.directions]
         if recorded != self.directions:
             raise SweepSettingsError(
-                f"direction={self.directions if multi else self.directions[0]}, but study {study.study_name!r} in "
-                f"{where} was created to {recorded if len(recorded) > 1 else recorded[0]}; expected the study's "
+                f"direction={self.directions if multi else self.directions[0]}, "
+                f"but study {study.study_name!r} in {where} was created to "
+                f"{recorded if len(recorded) > 1 else recorded[0]}; expected the study's "
                 "direction, or another study (hydra.sweeper.study_name=...)"
             )
         check_identity(study, identity, where)
@@ -220,7 +222,8 @@ class SweepRun:
         if s.metric_names:
             if len(s.metric_names) != len(self.directions):
                 raise SweepSettingsError(
-                    f"metric_names={list(s.metric_names)} names {len(s.metric_names)} objectives, but direction "
+                    f"metric_names={list(s.metric_names)} names {len(s.metric_names)} objectives, "
+                    "but direction "
                     f"has {len(self.directions)}; expected one name per objective"
                 )
             study.set_metric_names(list(s.metric_names))
@@ -239,7 +242,8 @@ class SweepRun:
             )
         if self.job_overrides:
             log.info(
-                "Each trial logs to its own folder of %s (hydra.sweeper.job_output=console shows it here too)",
+                "Each trial logs to its own folder of %s "
+                "(hydra.sweeper.job_output=console shows it here too)",
                 self.config.hydra.sweep.dir,
             )
         plan = Plan(
@@ -288,7 +292,8 @@ class SweepRun:
             self.retry(study, trial)
             job = job_record(trial.user_attrs, trial.number) or {}
             log.warning(
-                "trial %d of %s stopped sending heartbeats: marked FAIL and queued again (at most %d time%s).",
+                "trial %d of %s stopped sending heartbeats: "
+                "marked FAIL and queued again (at most %d time%s).",
                 trial.number,
                 _beating_for(trial, job),
                 s.max_retry,
@@ -325,7 +330,8 @@ class SweepRun:
 
 
 def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
-    """Who beat for a trial: its job where the job did (pruning_optuna_sweeper/job.py), else the sweep's worker."""
+    """Who beat for a trial: its job where the job did (pruning_optuna_sweeper/job.py),
+    else the sweep's worker."""
     if not job.get("beats"):
         return trial.user_attrs.get(WORKER_ATTR, "another worker")
     return f"SLURM job {job['slurm_job_id']}" if job.get("slurm_job_id") else f"{job['host']}:{job['pid']}"
@@ -341,7 +347,8 @@ def _storage_failure(
         names = ", ".join(f"trial {n}" for n in unmarked)
         stale = f" after grace_period={grace} s without heartbeats" if grace else ""
         left = (
-            f" {names} could not be marked FAIL: a later sweep or `python -m pruning_optuna_sweeper recover {study}` fails "
+            f" {names} could not be marked FAIL: a later sweep or "
+            f"`python -m pruning_optuna_sweeper recover {study}` fails "
             f"{'it' if len(unmarked) == 1 else 'them'}{stale}, once the storage takes writes again."
         )
     return StorageError(

@@ -187,7 +187,7 @@ def _failure(ret: JobReturn) -> BaseException:
     """The exception a failed job raised (its return_value raises it, after a line on stderr)."""
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            ret.return_value
+            _ = ret.return_value  # read only for the exception it raises
     except BaseException as error:
         return error
     return RuntimeError("the job's result does not pickle")
