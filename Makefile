@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run sweep best test bench dashboard
+.PHONY: install run sweep best test lint bench dashboard
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ best: install
 
 test: install
 	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: install
 	$(PY) benchmarks/bench.py
