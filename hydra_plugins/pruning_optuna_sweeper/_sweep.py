@@ -140,7 +140,9 @@ class SweepRun:
         self.job_overrides = []
         if s.job_output == "file":
             self.job_overrides = file_only_overrides(config.hydra.get("job_logging"))
-            quieten_launcher(self.launcher)
+        # Its "Launching 1 jobs" and "#3 : <overrides>" lines (with the trial's encoded
+        # env_set) say less than the sweep's line per trial, whatever job_output is.
+        quieten_launcher(self.launcher)
         # Hydra's basic launcher runs jobs in this process, one after another.
         launcher = type(self.launcher)
         in_process = launcher.__name__ == "BasicLauncher" and launcher.__module__.startswith("hydra.")
