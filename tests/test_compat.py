@@ -45,6 +45,19 @@ def test_the_built_distribution_needs_no_stock_plugin_and_accepts_stable_hydra_a
 
 
 @pytest.mark.compat
+def test_the_extras_name_what_the_printed_hints_need() -> None:
+    extras = {}
+    for text in importlib.metadata.requires(DISTRIBUTION) or []:
+        requirement = Requirement(text)
+        for extra in ("dashboard", "report", "all"):
+            if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}):
+                extras.setdefault(extra, set()).add(requirement.name.lower())
+    assert extras["dashboard"] == {"optuna-dashboard"}
+    assert extras["report"] == {"plotly", "matplotlib"}
+    assert extras["all"] == extras["dashboard"] | extras["report"]
+
+
+@pytest.mark.compat
 def test_every_plugin_module_loads_the_way_hydra_1_3_scans_plugins() -> None:
     """Hydra 1.3 runs each public module of hydra_plugins/ outside sys.modules; a dataclass with
     postponed (string) annotations fails there (AttributeError from dataclasses)."""
