@@ -19,12 +19,20 @@ def _accepts(function: Any, parameter: str) -> bool:
     return parameter in inspect.signature(function).parameters
 
 
+def hydra_whitelists_targets() -> bool:
+    """Whether this Hydra has an execution whitelist (1.4), and so warns on every config-built
+    object without one, Hydra's own callbacks included."""
+    from hydra.utils import instantiate
+
+    return _accepts(instantiate, "_execution_whitelist_")
+
+
 def instantiate_trusted(config: Any, whitelist: str | Sequence[str], **kwargs: Any) -> Any:
     """hydra.utils.instantiate, limited to the `whitelist` targets where Hydra can limit it (1.4);
     Hydra 1.3 has no whitelist and builds what the config names, as any 1.3 app does."""
     from hydra.utils import instantiate
 
-    if _accepts(instantiate, "_execution_whitelist_"):
+    if hydra_whitelists_targets():
         kwargs["_execution_whitelist_"] = list(whitelist) if not isinstance(whitelist, str) else whitelist
     return instantiate(config, **kwargs)
 

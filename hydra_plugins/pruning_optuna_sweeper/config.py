@@ -10,9 +10,16 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from pruning_optuna_sweeper.compat import register_resolver, store_config
+from pruning_optuna_sweeper.compat import hydra_whitelists_targets, register_resolver, store_config
 
 from . import samplers
+
+STOCK_TARGET_CALLBACK = "pruning_optuna_stock_target"
+
+
+@dataclass
+class StockTargetCallbackConf:
+    _target_: str = "hydra_plugins.pruning_optuna_sweeper.migration.StockTargetCallback"
 
 
 @dataclass
@@ -52,7 +59,7 @@ class NopPrunerConfig:
 @dataclass
 class PruningOptunaSweeperConf:
     _target_: str = "hydra_plugins.pruning_optuna_sweeper.sweeper.PruningOptunaSweeper"
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    defaults: list[Any] = field(default_factory=lambda: schema_defaults())
 
     # The stock plugin's keys, with its defaults.
     sampler: Any = MISSING
@@ -97,6 +104,16 @@ class PruningOptunaSweeperConf:
     job_output: str = "console"
 
 
+def schema_defaults() -> list[Any]:
+    """The stock sampler default, the pruner's, and on Hydra 1.3 the callback that points a stock
+    `_target_` left in an app's config at this sweeper (migration.py). Hydra 1.4 would warn on
+    every sweep for that callback (no execution whitelist), so there the docs' migration applies."""
+    defaults: list[Any] = [{"sampler": "tpe"}, {"pruner": "median"}]
+    if not hydra_whitelists_targets():
+        defaults.append({f"migration@_global_.hydra.callbacks.{STOCK_TARGET_CALLBACK}": "stock_target"})
+    return defaults
+
+
 def trials_at_once(n_jobs: Any, n_trials: int) -> int:
     """`n_jobs` as a number: `auto` is the cores this process may use, at most n_trials.
 
@@ -116,6 +133,9 @@ def register() -> None:
         group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider=provider
     )
     samplers.register()
+    store_config(
+        group="hydra/sweeper/migration", name="stock_target", node=StockTargetCallbackConf, provider=provider
+    )
     pruners = {
         "median": MedianPrunerConfig,
         "percentile": PercentilePrunerConfig,
