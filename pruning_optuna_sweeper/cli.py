@@ -231,8 +231,10 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
+    # Usage and errors name the command as it was called: the console script, or `python -m`.
+    called = "pruning-optuna-sweeper" if Path(sys.argv[0]).name == "pruning-optuna-sweeper" else None
     parser = argparse.ArgumentParser(
-        prog="python -m pruning_optuna_sweeper", description=__doc__, parents=[storage]
+        prog=called or "python -m pruning_optuna_sweeper", description=__doc__, parents=[storage]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")

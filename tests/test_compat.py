@@ -12,6 +12,8 @@ import importlib.metadata
 import importlib.util
 import inspect
 import pkgutil
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -177,3 +179,16 @@ def test_a_config_naming_the_stock_class_runs_this_sweeper_when_pruning_optuna_i
 
     trials = optuna.load_study(study_name="descent", storage=f"sqlite:///{db}").trials
     assert len(trials) == 6 and all(t.intermediate_values for t in trials)  # reported: our sweeper ran it
+
+
+@pytest.mark.compat
+def test_the_cli_names_itself_as_called_console_script_or_module(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "pruning-optuna-sweeper"
+    for command, usage in (
+        ([str(script)], "usage: pruning-optuna-sweeper "),
+        ([sys.executable, "-m", "pruning_optuna_sweeper"], "usage: python -m pruning_optuna_sweeper "),
+    ):
+        result = subprocess.run(
+            [*command, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and result.stdout.startswith(usage), result.stdout[:300] + result.stderr
