@@ -8,6 +8,8 @@ take are left out while they hold their default (`build_sampler`), so that Optun
 configs as Optuna 5.
 """
 
+import importlib
+import importlib.util
 import inspect
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
@@ -18,6 +20,7 @@ from omegaconf import MISSING
 from pruning_optuna_sweeper.compat import store_config
 
 HERE = "hydra_plugins.pruning_optuna_sweeper.samplers."
+STOCK_PLUGIN = "hydra_plugins.hydra_optuna_sweeper"
 
 
 def build_sampler(name: str, defaults: Any, **kwargs: Any) -> Any:
@@ -184,7 +187,10 @@ SAMPLERS = {
 
 
 def register() -> None:
-    """Store the options that no other plugin (the stock one) has stored already."""
+    """Store the options that the stock plugin, where installed, does not: its own group is
+    imported first, so that it is stored once, by its owner, whichever plugin Hydra scans first."""
+    if importlib.util.find_spec(STOCK_PLUGIN) is not None:
+        importlib.import_module(f"{STOCK_PLUGIN}.config")
     try:
         present = set(ConfigStore.instance().list("hydra/sweeper/sampler"))
     except OSError:  # no such group yet
