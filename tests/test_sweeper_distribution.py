@@ -212,18 +212,18 @@ def test_pruning_on_sqlite_through_the_pool_launcher(app: Path) -> None:
         "hydra/launcher=pool",
         "hydra.launcher.n_jobs=2",
         "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.n_trials=8",
         "hydra.sweeper.sampler.seed=1",
         f"hydra.sweeper.storage={url}",
         "hydra.sweeper.study_name=descent",
         "hydra.sweeper.pruner.n_startup_trials=3",
         "lr=tag(log, interval(1e-7, 1e-3))",
-        "steps=40",
+        "steps=15",
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     study = optuna.load_study(study_name="descent", storage=url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
-    assert len(study.trials) == 10 and pruned, [t.state for t in study.trials]
-    assert all(0 < len(t.intermediate_values) < 40 for t in pruned)
+    assert len(study.trials) == 8 and pruned, [t.state for t in study.trials]
+    assert all(0 < len(t.intermediate_values) < 15 for t in pruned)
