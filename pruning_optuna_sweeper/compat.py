@@ -42,7 +42,7 @@ def store_config(*, group: str, name: str, node: Any, provider: str) -> None:
     stores the plugin's configs again after receiving the sweep's ConfigStore with its jobs."""
     from hydra.core.config_store import ConfigStore
 
-    store = ConfigStore.instance().store
+    store: Any = ConfigStore.instance().store
     replace = {"replace": True} if _accepts(store, "replace") else {}
     store(group=group, name=name, node=node, provider=provider, **replace)
 
