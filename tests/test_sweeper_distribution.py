@@ -172,6 +172,9 @@ def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "in in-memory storage" in result.stdout
+    # The stock defaults (basic launcher, job_output=console): no per-job launcher lines.
+    console = result.stdout + result.stderr
+    assert "Launching" not in console and "PRUNING_OPTUNA_TRIAL" not in console, console[-3000:]
     assert re.search(r"trial +\d+ PRUNED +value=[0-9.]+ at step \d+", result.stdout), result.stdout[-3000:]
 
 
