@@ -135,12 +135,13 @@ def _folder_store(named: str, folder: Path) -> tuple[Any, str]:
 
 def _configured_store(named: str, config: dict[str, Any]) -> tuple[Any, str]:
     """The store a recorded `_target_` config builds, only from Optuna's own store classes."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from .compat import instantiate_trusted
 
     target = config.get("_target_", "?")
     try:
-        store = instantiate(OmegaConf.create(config), _execution_whitelist_=TRUSTED_STORES)
+        store = instantiate_trusted(OmegaConf.create(config), TRUSTED_STORES)
     except Exception as e:  # instantiate wraps whatever the store's constructor raises
         raise ArtifactError(
             f"the artifacts of {named} are in the store its config names ({target}), "

@@ -18,6 +18,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
+from pruning_optuna_sweeper.compat import retry_callback
 from pruning_optuna_sweeper.storage import (
     DEFAULT_STORAGE,
     StorageError,
@@ -115,7 +116,7 @@ def recover(url: str, study_name: str, grace_period: int) -> None:
     """Fail the study's RUNNING trials whose sweep process on this machine has ended, or whose
     worker sent no heartbeat for `grace_period` seconds, and queue each again once: what a sweep
     does before each trial (Optuna's stale-trial check and RetryHeartbeatStaleTrialCallback)."""
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = retry_callback()(max_retry=1)
     storage = open_storage(url, heartbeat_interval=1, grace_period=grace_period, stale_trial_callback=retry)
     study = optuna.load_study(study_name=study_name, storage=storage)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
@@ -230,8 +231,10 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"study storage URL (default: $SWEEP_STORAGE, else {DEFAULT_STORAGE})",
     )
+    # Usage and errors name the command as it was called: the console script, or `python -m`.
+    called = "pruning-optuna-sweeper" if Path(sys.argv[0]).name == "pruning-optuna-sweeper" else None
     parser = argparse.ArgumentParser(
-        prog="python -m pruning_optuna_sweeper", description=__doc__, parents=[storage]
+        prog=called or "python -m pruning_optuna_sweeper", description=__doc__, parents=[storage]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[storage], help="studies with trial counts by state and best value")

@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pruning_optuna_sweeper.extras import install_command, missing
 from pruning_optuna_sweeper.storage import StorageError, default_storage, mask_url, open_storage
 from pruning_optuna_sweeper.trial import artifact_folder
 
@@ -41,6 +42,11 @@ def main(argv: list[str]) -> None:
         "--server", default="wsgiref", choices=["wsgiref"], help="optuna-dashboard's own server"
     )
     args = parser.parse_args(argv)
+    if missing("dashboard"):
+        sys.exit(
+            "error: optuna-dashboard is not installed in this environment; expected it installed: "
+            f"{install_command('dashboard')}"
+        )
     url = args.storage or default_storage()
     try:
         storage = open_storage(url)

@@ -22,12 +22,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from pruning_optuna_sweeper.extras import install_command
 from pruning_optuna_sweeper.study import TRIAL_COLUMNS, StudyError, describe_states, trial_row
 from pruning_optuna_sweeper.trial import beside_study_file, folder_name
 
 # What the report draws with, as the distribution's extra `report` installs them.
 REPORT_PACKAGES = ("plotly", "matplotlib")
-INSTALL_HINT = "pip install 'pruning-optuna-sweeper[report]' (or: pip install plotly matplotlib)"
 
 
 class ReportError(StudyError):
@@ -69,7 +69,7 @@ def check_packages() -> None:
         raise ReportError(
             f"the report draws with {' and '.join(REPORT_PACKAGES)}, and {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed here; expected them installed: "
-            f"{INSTALL_HINT}"
+            f"{install_command('report')}"
         )
 
 

@@ -17,6 +17,8 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
+from pruning_optuna_sweeper.compat import stale_trial_callback_argument
+
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
 # instead of failing with "database is locked".
@@ -178,7 +180,7 @@ def open_storage(
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_trial_callback,
+            **{stale_trial_callback_argument(): stale_trial_callback},
         )
     except Exception as e:
         reason = first_line(e).replace(url_password(url) or "\0", "***")

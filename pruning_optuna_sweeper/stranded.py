@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from .compat import update_finished_trial_error
 from .study import FAIL_REASON_ATTR, WORKER_ATTR
 
 PROCESS_ATTR = "worker_process"
@@ -83,7 +83,7 @@ def recover_stranded(
             storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, f"{worker} ended")
             if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 continue
-        except UpdateFinishedTrialError:
+        except update_finished_trial_error():
             continue  # failed meanwhile by another process: its retry is that one's
         frozen = storage.get_trial(trial_id)
         if retry is not None:

@@ -191,12 +191,13 @@ def current_trial() -> SweepTrial | NoTrial:
 @functools.lru_cache(maxsize=8)
 def _study(storage: BaseStorage, study_name: str, pruner_yaml: str | None) -> optuna.Study:
     """The study with the sweep's pruner, loaded once per process (trials in one worker share it)."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from .compat import instantiate_trusted
 
     pruner = None
     if pruner_yaml is not None:
-        pruner = instantiate(OmegaConf.create(pruner_yaml), _execution_whitelist_="optuna.pruners.*")
+        pruner = instantiate_trusted(OmegaConf.create(pruner_yaml), "optuna.pruners.*")
     return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
 
 

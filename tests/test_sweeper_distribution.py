@@ -3,7 +3,8 @@
 examples/descent (gradient descent on the Rosenbrock function) is copied out
 of the repository and swept through the installed distribution (`pip install
 .`), side by side with the stock hydra-optuna-sweeper on the stock plugin's
-own scenarios: the same trials, the same results, plus pruning.
+own scenarios: the same trials, the same results, plus pruning. The tests marked `compat` need
+no stock plugin and run in every venv of the compatibility matrix too (.ci/compat).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.pruning_optuna_sweeper.config import PruningOptunaSweeperConf
 from tests.cli import ROOT, copy_example, run_example
 
@@ -45,6 +45,7 @@ def trials(storage: str) -> list[tuple]:
     ]
 
 
+@pytest.mark.compat
 def test_the_installed_distribution_serves_an_app_outside_this_repository(app: Path) -> None:
     where = run_example(
         app,
@@ -68,12 +69,15 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
                 )
 
 
+@pytest.mark.compat
 def test_without_a_sweep_the_task_s_trial_calls_do_nothing(app: Path) -> None:
     single = run_example(app, "descent.py", "steps=20", "lr=0.0001")
     assert single.returncode == 0, single.stderr[-3000:]
 
 
 def test_its_schema_has_every_stock_key_with_the_stock_default() -> None:
+    from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+
     stock = OmegaConf.to_container(OmegaConf.structured(OptunaSweeperConf))
     ours = OmegaConf.to_container(OmegaConf.structured(PruningOptunaSweeperConf))
     for key, value in stock.items():
@@ -155,6 +159,7 @@ def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> No
     assert "the study holds 20 FAIL" in tolerant.stdout and "No trial completed" in tolerant.stdout
 
 
+@pytest.mark.compat
 def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path) -> None:
     result, _ = sweep(
         app,
@@ -167,6 +172,9 @@ def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "in in-memory storage" in result.stdout
+    # The stock defaults (basic launcher, job_output=console): no per-job launcher lines.
+    console = result.stdout + result.stderr
+    assert "Launching" not in console and "PRUNING_OPTUNA_TRIAL" not in console, console[-3000:]
     assert re.search(r"trial +\d+ PRUNED +value=[0-9.]+ at step \d+", result.stdout), result.stdout[-3000:]
 
 
@@ -195,3 +203,30 @@ def test_pruning_through_the_joblib_launcher_reaches_the_trials_in_their_workers
     assert {t.user_attrs["worker"] for t in study.trials} == {
         study.trials[0].user_attrs["worker"]
     }  # asked by one sweep
+
+
+@pytest.mark.compat
+def test_pruning_on_sqlite_through_the_pool_launcher(app: Path) -> None:
+    url = f"sqlite:///{app / 'pool.db'}"
+    result, _ = sweep(
+        app,
+        "pruning_optuna",
+        "pool",
+        "hydra/launcher=pool",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=8",
+        "hydra.sweeper.sampler.seed=1",
+        f"hydra.sweeper.storage={url}",
+        "hydra.sweeper.study_name=descent",
+        "hydra.sweeper.pruner.n_startup_trials=3",
+        "lr=tag(log, interval(1e-7, 1e-3))",
+        "steps=15",
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    study = optuna.load_study(study_name="descent", storage=url)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert len(study.trials) == 8 and pruned, [t.state for t in study.trials]
+    assert all(0 < len(t.intermediate_values) < 15 for t in pruned)

@@ -2,9 +2,9 @@
 the jobs' lines unless `job_output=file` sends those to each job's log file only.
 
 With `job_output=file` every job gets overrides that drop the console handlers from Hydra's
-job logging (whatever the app's config holds), and the launcher's per-job lines
-("Launching 1 jobs", "#3 : params.lr=...") are left out, since the sweep's line per trial
-says the same and more.
+job logging (whatever the app's config holds). The launcher's per-job lines ("Launching 1 jobs",
+"#3 : params.lr=... ++hydra.job.env_set...") are left out with either setting, since the
+sweep's line per trial says the same and more.
 """
 
 from __future__ import annotations

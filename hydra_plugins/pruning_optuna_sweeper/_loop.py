@@ -29,6 +29,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from pruning_optuna_sweeper.compat import retry_callback
 from pruning_optuna_sweeper.job import cancel_slurm_jobs
 from pruning_optuna_sweeper.storage import first_line, root_cause
 from pruning_optuna_sweeper.stranded import PROCESS_ATTR, process_record, recover_stranded
@@ -363,7 +364,7 @@ class TrialLoop:
         return given_up
 
     def _retried(self, number: int) -> bool:
-        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+        retried = retry_callback().retried_trial_number
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))

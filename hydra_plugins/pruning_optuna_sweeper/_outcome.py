@@ -17,6 +17,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import FrozenTrial, TrialState
 
+from pruning_optuna_sweeper.compat import update_finished_trial_error
 from pruning_optuna_sweeper.storage import first_line, root_cause
 from pruning_optuna_sweeper.study import FAIL_REASON_ATTR
 
@@ -71,7 +72,7 @@ def _set_fail_reason(trial: optuna.Trial, reason: str | None) -> bool:
     """Whether it was set: not if another worker has finished the trial already."""
     try:
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
-    except optuna.exceptions.UpdateFinishedTrialError:
+    except update_finished_trial_error():
         return False
     return True
 

@@ -14,12 +14,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from pruning_optuna_sweeper.compat import instantiate_trusted
 from pruning_optuna_sweeper.storage import mask_url
 
 T = TypeVar("T")
 DIRECTIONS = ("minimize", "maximize")
-# What hydra.sweeper.sampler may build: Optuna's samplers (the stock plugin's NSGA-II is a factory there).
-SAMPLER_WHITELIST = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+# What hydra.sweeper.sampler may build: Optuna's samplers, and the sampler group's factories
+# (ours, or the stock plugin's where its group is the one registered).
+SAMPLER_WHITELIST = (
+    "optuna.samplers.*",
+    "hydra_plugins.pruning_optuna_sweeper.samplers.*",
+    "hydra_plugins.hydra_optuna_sweeper.*",
+)
 PRUNER_WHITELIST = "optuna.pruners.*"
 REHEARSED_TRIALS = 4
 REHEARSED_STEPS = 3
@@ -108,11 +114,9 @@ def check_trials_reach(storage: str | None, *, chdir: bool) -> None:
 
 def build(setting: str, config: Any, **kwargs: Any) -> Any:
     """Instantiate hydra.sweeper.<setting> (sampler or pruner); a bad one is the user's error."""
-    from hydra.utils import instantiate
-
     whitelist = SAMPLER_WHITELIST if setting == "sampler" else PRUNER_WHITELIST
     try:
-        return instantiate(config, **kwargs, _execution_whitelist_=whitelist)
+        return instantiate_trusted(config, whitelist, **kwargs)
     except Exception as error:
         text = str(error.__cause__ or error)
         refused = _NOT_WHITELISTED.search(text)

@@ -11,6 +11,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from pruning_optuna_sweeper.extras import needs
 from pruning_optuna_sweeper.storage import default_storage, mask_url
 from pruning_optuna_sweeper.study import WORKER_ATTR, describe_states, describe_trial, python_command
 
@@ -87,9 +88,16 @@ def summarise(
             "best_trials": [_numbered(t) for t in front],
         }
     if storage is not None:
-        log.info("Watch the study:   %s -m pruning_optuna_sweeper.dashboard%s", python, where)
+        # Where an extra is missing, the line says first how to install it with this Python.
         log.info(
-            "Report (HTML, PNG): %s -m pruning_optuna_sweeper report%s %s",
+            "Watch the study:   %s%s -m pruning_optuna_sweeper.dashboard%s",
+            needs("dashboard", python),
+            python,
+            where,
+        )
+        log.info(
+            "Report (HTML, PNG): %s%s -m pruning_optuna_sweeper report%s %s",
+            needs("report", python),
             python,
             f" --storage{where}" if where else "",
             name,

@@ -19,11 +19,11 @@ from typing import Any
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import InMemoryStorage
 from sqlalchemy.exc import SQLAlchemyError
 
+from pruning_optuna_sweeper.compat import instantiate_trusted, retry_callback
 from pruning_optuna_sweeper.hooks import SweepHooks
 from pruning_optuna_sweeper.storage import (
     StorageError,
@@ -121,7 +121,7 @@ class SweepRun:
         self.group_options = hydra_context.config_loader.get_group_options
         check_settings(s)
         # Queues a failed trial again (a dead worker's, a lost job's), at most max_retry times.
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry)
+        self.retry = retry_callback()(max_retry=s.max_retry)
         self.directions = directions(s.direction)
         check_trials_reach(s.storage, chdir=bool(config.hydra.job.chdir))
         if s.storage is not None:  # before the launcher starts any worker
@@ -140,7 +140,9 @@ class SweepRun:
         self.job_overrides = []
         if s.job_output == "file":
             self.job_overrides = file_only_overrides(config.hydra.get("job_logging"))
-            quieten_launcher(self.launcher)
+        # Its "Launching 1 jobs" and "#3 : <overrides>" lines (with the trial's encoded
+        # env_set) say less than the sweep's line per trial, whatever job_output is.
+        quieten_launcher(self.launcher)
         # Hydra's basic launcher runs jobs in this process, one after another.
         launcher = type(self.launcher)
         in_process = launcher.__name__ == "BasicLauncher" and launcher.__module__.startswith("hydra.")
@@ -157,9 +159,7 @@ class SweepRun:
                 "hydra/launcher=joblib (or a cluster launcher), mode=batch, or n_jobs=1"
             )
         # The hooks class is what the app's own sweeper config names.
-        self.hooks: SweepHooks = (
-            instantiate(s.hooks, _execution_whitelist_=[s.hooks._target_]) if s.hooks else SweepHooks()
-        )
+        self.hooks: SweepHooks = instantiate_trusted(s.hooks, [s.hooks._target_]) if s.hooks else SweepHooks()
 
     def sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
@@ -325,7 +325,7 @@ class SweepRun:
         target = self.settings.custom_search_space
         if not target:
             return None
-        extend = instantiate({"_target_": target, "_partial_": True}, _execution_whitelist_=[target])
+        extend = instantiate_trusted({"_target_": target, "_partial_": True}, [target])
         return lambda trial: extend(self.config, trial)
 
 

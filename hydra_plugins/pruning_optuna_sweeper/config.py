@@ -1,15 +1,25 @@
 """The sweeper's schema: every key of the stock hydra-optuna-sweeper, with its
 stock default, plus pruning, budgets, heartbeats, artifacts and app hooks.
 
-The stock plugin's sampler group (`hydra/sweeper/sampler`) is reused as it is.
+The sampler group (`hydra/sweeper/sampler`) is the stock plugin's, shipped in `samplers.py`.
 """
 
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
+
+from pruning_optuna_sweeper.compat import hydra_whitelists_targets, register_resolver, store_config
+
+from . import samplers
+
+STOCK_TARGET_CALLBACK = "pruning_optuna_stock_target"
+
+
+@dataclass
+class StockTargetCallbackConf:
+    _target_: str = "hydra_plugins.pruning_optuna_sweeper.migration.StockTargetCallback"
 
 
 @dataclass
@@ -49,7 +59,7 @@ class NopPrunerConfig:
 @dataclass
 class PruningOptunaSweeperConf:
     _target_: str = "hydra_plugins.pruning_optuna_sweeper.sweeper.PruningOptunaSweeper"
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    defaults: list[Any] = field(default_factory=lambda: schema_defaults())
 
     # The stock plugin's keys, with its defaults.
     sampler: Any = MISSING
@@ -90,8 +100,18 @@ class PruningOptunaSweeperConf:
     mode: str = "auto"
     # Where the jobs' own log lines go: console (stock), or file: only to each job's log file
     # (Hydra's job logging without its console handlers), the console then showing the sweep's
-    # line per trial; the launcher's per-job lines are left out too.
+    # line per trial. The launcher's per-job lines are left out with either.
     job_output: str = "console"
+
+
+def schema_defaults() -> list[Any]:
+    """The stock sampler default, the pruner's, and on Hydra 1.3 the callback that points a stock
+    `_target_` left in an app's config at this sweeper (migration.py). Hydra 1.4 would warn on
+    every sweep for that callback (no execution whitelist), so there the docs' migration applies."""
+    defaults: list[Any] = [{"sampler": "tpe"}, {"pruner": "median"}]
+    if not hydra_whitelists_targets():
+        defaults.append({f"migration@_global_.hydra.callbacks.{STOCK_TARGET_CALLBACK}": "stock_target"})
+    return defaults
 
 
 def trials_at_once(n_jobs: Any, n_trials: int) -> int:
@@ -106,15 +126,15 @@ def trials_at_once(n_jobs: Any, n_trials: int) -> int:
 
 
 def register() -> None:
-    """Store the schema and the pruner group; again in a launcher's worker, which also receives
-    the sweep's ConfigStore with the jobs, so an existing entry is replaced."""
-    cs = ConfigStore.instance()
-    cs.store(
-        group="hydra/sweeper",
-        name="pruning_optuna",
-        node=PruningOptunaSweeperConf,
-        provider="pruning_optuna_sweeper",
-        replace=True,
+    """Store the schema, the sampler and pruner groups; again in a launcher's worker, which also
+    receives the sweep's ConfigStore with the jobs, so an existing entry is replaced."""
+    provider = "pruning_optuna_sweeper"
+    store_config(
+        group="hydra/sweeper", name="pruning_optuna", node=PruningOptunaSweeperConf, provider=provider
+    )
+    samplers.register()
+    store_config(
+        group="hydra/sweeper/migration", name="stock_target", node=StockTargetCallbackConf, provider=provider
     )
     pruners = {
         "median": MedianPrunerConfig,
@@ -123,11 +143,5 @@ def register() -> None:
         "none": NopPrunerConfig,
     }
     for name, node in pruners.items():
-        cs.store(
-            group="hydra/sweeper/pruner",
-            name=name,
-            node=node,
-            provider="pruning_optuna_sweeper",
-            replace=True,
-        )
-    OmegaConf.register_resolver("pruning_optuna.n_jobs", trials_at_once, replace=True)
+        store_config(group="hydra/sweeper/pruner", name=name, node=node, provider=provider)
+    register_resolver("pruning_optuna.n_jobs", trials_at_once)

@@ -17,8 +17,8 @@ first trial instead of inside it. The sweeper asks for its first trials once
     hydra/launcher=pool hydra.launcher.n_jobs=2 'hydra.launcher.preload=[torch]'
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in a plugin module with a dataclass: Hydra 1.3 scans it
+# outside sys.modules, where a dataclass with string annotations fails (tests/test_compat.py).
 import contextlib
 import importlib
 import io
@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+
+from pruning_optuna_sweeper.compat import store_config
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,7 @@ class PoolLauncherConf:
     preload: list[str] = field(default_factory=list)
 
 
-ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="pool",
-    node=PoolLauncherConf,
-    provider="pruning_optuna_sweeper",
-    replace=True,
-)
+store_config(group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="pruning_optuna_sweeper")
 
 # After this long, the sweep says that it waits for its workers' preload.
 SLOW_PRELOAD_S = 20.0

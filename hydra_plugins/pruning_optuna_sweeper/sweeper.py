@@ -14,9 +14,6 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-# Registers the stock plugin's `hydra/sweeper/sampler` group, reused as it is.
-from hydra_plugins.hydra_optuna_sweeper import config as _stock_sampler_configs  # noqa: F401
-
 from . import config
 
 config.register()
