@@ -1,6 +1,6 @@
 """`python -m pruning_optuna_sweeper`: list studies, show the best trial, print the trials, recover dead
 workers' trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
-write a report (an HTML page and PNGs).
+write a report (an HTML page and PNGs), serve a storage to many workers (a gRPC proxy and a dashboard).
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
 else sqlite:///studies/optuna.db.
@@ -18,6 +18,8 @@ import optuna
 from omegaconf import OmegaConf
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
+from pruning_optuna_sweeper.serve import add_arguments as add_serve_arguments
+from pruning_optuna_sweeper.serve import serve
 from pruning_optuna_sweeper.storage import (
     DEFAULT_STORAGE,
     StorageError,
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = getattr(args, "storage", None) or default_storage()
     try:
+        if args.command == "serve":
+            serve(url, args.host, args.port, None if args.no_dashboard else args.dashboard_port)
+            return 0
         storage = open_storage(url, must_exist=True)
         where = mask_url(url)
         if args.command == "list":
@@ -271,4 +276,10 @@ def _parser() -> argparse.ArgumentParser:
         default=MODEL_ARTIFACT_ATTR,
         help="the user attr holding the artifact id (default: %(default)s)",
     )
+    serve_cmd = commands.add_parser(
+        "serve",
+        parents=[storage],
+        help="serve a storage to many workers (storage=grpc://HOST:PORT), with optuna-dashboard beside it",
+    )
+    add_serve_arguments(serve_cmd)
     return parser
