@@ -148,3 +148,21 @@ def test_a_study_of_another_app_in_a_journal_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert digest(journal) == before
     assert not list(tmp_path.glob("outputs/*/*/model.pt"))
+
+
+def test_a_relative_journal_with_a_folder_per_trial_is_refused(tmp_path: Path) -> None:
+    """hydra.job.chdir=true: each trial would open its own, empty journal."""
+    app = copy_example(tmp_path / "app")
+    result = run_example(
+        app,
+        "descent.py",
+        "-m",
+        "hydra/sweeper=pruning_optuna",
+        "hydra.sweeper.storage=journal:///studies/optuna.log",
+        "hydra.job.chdir=true",
+        "lr=tag(log, interval(1e-5, 1e-3))",
+    )
+    assert result.returncode != 0
+    assert "is a relative journal path and hydra.job.chdir=true" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (app / "studies").exists()

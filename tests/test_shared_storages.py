@@ -149,6 +149,8 @@ def test_two_sweeps_through_a_sweep_server_fill_the_budget_exactly(app: Path, tm
         best = run_example(app, "-c", BEST_OF.format(url=f"grpc://127.0.0.1:{port}"))
         assert best.returncode == 0, best.stderr
     assert server.returncode == 0  # SIGTERM stops it as Ctrl-C does
+    # What the proxy lacks is said once by each sweep.
+    assert all((r.stdout + r.stderr).count("carries no heartbeats") == 1 for r in results)
     # Everything went into the served journal, read here without the server.
     study = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(str(journal))))
     check_exact_budget(study, results)
