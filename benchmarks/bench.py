@@ -42,7 +42,7 @@ this order:
             parallel-sweep;
 - pruners:  the same for the other pruner settings README compares
             (not in the default run: 18 sweeps on 3 seeds);
-- scale:    --scale-trials no-op trials (default 200; --full: 10,000) by 1, 2
+- scale:    --scale-trials no-op trials (default 100; --full: 10,000) by 1, 2
             and 4 sweep processes on SQLite, a journal, PostgreSQL and the gRPC
             proxy, with optuna-dashboard polling: trials/s, exact count, lock errors;
 - shared:   examples/descent, two sweep processes each on journal:// and on
@@ -149,7 +149,7 @@ def arguments() -> argparse.Namespace:
     add(
         "--scale-trials",
         type=int,
-        default=200,
+        default=100,
         help="no-op trials of each scale run (default: %(default)s; --full: 10000)",
     )
     add("--full", action="store_true", help="scale: 10,000 trials a run; tpe: studies of up to 10,000 trials")

@@ -103,8 +103,14 @@ def scale_run(folder: Path, storage: str, workers: int, trials: int, postgres: s
             subprocess.Popen(c, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
             for c, log in zip(commands, logs, strict=True)
         ]
-        codes = [p.wait() for p in processes]
-        poller.stop()
+        try:
+            codes = [p.wait() for p in processes]
+        finally:  # an interrupted bench leaves no worker behind
+            for p in processes:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait()
+            poller.stop()
         for log in logs:
             log.close()
         output = "".join((folder / f"worker-{i}.log").read_text(errors="replace") for i in range(workers))
