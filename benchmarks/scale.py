@@ -44,7 +44,8 @@ HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 @dataclass
 class Run:
     count: int  # COMPLETE or PRUNED trials in the study
-    failed: int
+    failed: int  # FAIL, but for trials asked once the budget was taken (over_budget)
+    over_budget: int
     seconds: float  # the first trial's start to the last one's end
     lock_errors: int
     polls: int  # the dashboard's answers while the workers ran
@@ -70,7 +71,8 @@ def bench_scale(results: Results, workdir: Path, trials: int) -> Part:
                 part.check(
                     f"{storage}, {workers} worker{'s' if workers > 1 else ''}",
                     f"{trials / run.seconds:.1f} trials/s ({1000 * run.seconds / trials:.0f} ms a trial); "
-                    f"count {run.count}, failed {run.failed}, lock errors {run.lock_errors}; dashboard "
+                    f"count {run.count}, failed {run.failed} (+{run.over_budget} over budget), lock errors "
+                    f"{run.lock_errors}; dashboard "
                     f"{run.polls} polls, {run.poll_errors} errors{flat}",
                     f"exactly {trials}, 0 lock errors",
                     run.count == trials and run.lock_errors == 0,
@@ -124,13 +126,19 @@ def scale_run(folder: Path, storage: str, workers: int, trials: int, postgres: s
     ended = max(t.datetime_complete for t in counted)
     return Run(
         count=len(counted),
-        failed=sum(t.state == TrialState.FAIL for t in trials_),
+        failed=sum(t.state == TrialState.FAIL and not over_budget(t) for t in trials_),
+        over_budget=sum(over_budget(t) for t in trials_),
         seconds=(ended - started).total_seconds(),
         lock_errors=len(LOCK_ERROR.findall(output)),
         polls=poller.polls,
         poll_errors=poller.errors,
         flat=flatness(counted) if workers == 1 else None,
     )
+
+
+def over_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial asked for once total_trials was taken: failed at once by its sweep, never run."""
+    return str(trial.user_attrs.get("fail_reason", "")).startswith("over budget")
 
 
 def noop_sweep(folder: Path, study: str, trials: int) -> list[str]:
