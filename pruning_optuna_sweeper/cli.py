@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     url = getattr(args, "storage", None) or default_storage()
     try:
         if args.command == "serve":
-            serve(url, args.host, args.port, None if args.no_dashboard else args.dashboard_port)
+            serve(url, args.host, args.port, args.dashboard_port, dashboard=not args.no_dashboard)
             return 0
         storage = open_storage(url, must_exist=True)
         where = mask_url(url)

@@ -27,12 +27,16 @@ from pruning_optuna_sweeper.storage import StorageError, mask_url, open_storage
 from pruning_optuna_sweeper.trial import artifact_folder
 
 LOOPBACK = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 8080
 
 
 def add_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--port", type=int, default=13000, help="the gRPC port (default: %(default)s)")
     command.add_argument(
-        "--dashboard-port", type=int, default=8080, help="optuna-dashboard's port (default: %(default)s)"
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help=f"optuna-dashboard's port (default: {DEFAULT_DASHBOARD_PORT}, or none where it is in use)",
     )
     command.add_argument("--no-dashboard", action="store_true", help="serve the storage only")
     command.add_argument(
@@ -43,8 +47,11 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
     )
 
 
-def serve(url: str, host: str, port: int, dashboard_port: int | None) -> None:
-    """Serve `url` on host:port (and the dashboard on host:dashboard_port) until interrupted."""
+def serve(url: str, host: str, port: int, dashboard_port: int | None, *, dashboard: bool = True) -> None:
+    """Serve `url` on host:port, and the dashboard on host:dashboard_port, until interrupted.
+
+    The dashboard's default port, when in use, only leaves the dashboard out: the sweep server
+    is what workers need. A port given and in use is an error."""
     if is_grpc_url(url):
         raise StorageError(
             f"--storage {url} is itself a sweep server; expected the storage to serve "
@@ -54,16 +61,28 @@ def serve(url: str, host: str, port: int, dashboard_port: int | None) -> None:
         from optuna.storages import run_grpc_proxy_server
     except ImportError:
         raise StorageError(f"serve needs grpcio, which is not installed: {INSTALL_HINT}") from None
-    if dashboard_port is not None and importlib.util.find_spec("optuna_dashboard") is None:
+    if dashboard and importlib.util.find_spec("optuna_dashboard") is None:
         raise StorageError(f"serve's dashboard needs optuna-dashboard: {INSTALL_HINT}, or --no-dashboard")
-    ports = [port] if dashboard_port is None else [port, dashboard_port]
-    for number in ports:
-        _check_free(host, number)
+    _check_free(host, port)
+    if dashboard and dashboard_port is None:
+        try:
+            _check_free(host, DEFAULT_DASHBOARD_PORT)
+            dashboard_port = DEFAULT_DASHBOARD_PORT
+        except StorageError:
+            print(
+                f"warning: port {DEFAULT_DASHBOARD_PORT} is in use: no dashboard; expected "
+                "--dashboard-port N for one",
+                flush=True,
+            )
+    elif dashboard and dashboard_port is not None:
+        _check_free(host, dashboard_port)
+    else:
+        dashboard_port = None
     storage = open_storage(url)
     where = mask_url(url)
     if dashboard_port is not None:
         _start_dashboard(storage, url, host, dashboard_port)
-    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:  # bound above: it resolves
         print(
             f"warning: serving on {host}: anyone who reaches this address may read and change the studies "
             "(the proxy has no authentication); expected a private network",
