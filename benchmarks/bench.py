@@ -6,7 +6,8 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
+quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe), run in
+this order:
 
 - quickstart: what the README's `make sweep` gives, on the bundled sample and
             on the full set: the default sweep's wall time and best accuracy;
@@ -40,7 +41,14 @@ quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in th
             seeds 0, 1 and 2 (--seeds), the default sweeps shared with
             parallel-sweep;
 - pruners:  the same for the other pruner settings README compares
-            (not in the default run: 18 sweeps on 3 seeds).
+            (not in the default run: 18 sweeps on 3 seeds);
+- scale:    --scale-trials no-op trials (default 100; --full: 10,000) by 1, 2
+            and 4 sweep processes on SQLite, a journal, PostgreSQL and the gRPC
+            proxy, with optuna-dashboard polling: trials/s, exact count, lock errors;
+- shared:   examples/descent, two sweep processes each on journal:// and on
+            grpc:// sharing total_trials=200: exactly 200;
+- tpe:      TPESampler's own ms per ask as the study grows (to 3,000 trials;
+            --full: 10,000), with its defaults and the options that bound it.
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -61,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, training  # noqa: E402
+from benchmarks import overhead, parallel, pruners, quickstart, scale, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -79,11 +87,21 @@ PARTS = (
     "parallel-sweep",
     "sweep",
     "pruners",
+    "scale",
+    "shared",
+    "tpe",
 )
-DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
+DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe"
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
-SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds": "0", "repeats": 1}
+SMOKE = {
+    "data": ROOT / "data" / "sample",
+    "trials": 3,
+    "max_epochs": 2,
+    "seeds": "0",
+    "repeats": 1,
+    "scale_trials": 20,
+}
 
 
 def arguments() -> argparse.Namespace:
@@ -128,6 +146,13 @@ def arguments() -> argparse.Namespace:
         type=Path,
         help="keep the sweeps' studies, logs and outputs here (default: a temporary folder)",
     )
+    add(
+        "--scale-trials",
+        type=int,
+        default=100,
+        help="no-op trials of each scale run (default: %(default)s; --full: 10000)",
+    )
+    add("--full", action="store_true", help="scale: 10,000 trials a run; tpe: studies of up to 10,000 trials")
     smoke = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items())
     add("--smoke", action="store_true", help=f"every part tiny, to check that it runs: {smoke}")
     args = parser.parse_args()
@@ -150,6 +175,10 @@ def arguments() -> argparse.Namespace:
         parser.error(f"--data {args.data} is not a directory; expected the full MNIST set")
     if args.max_epochs is not None and not 1 <= args.max_epochs <= 10:
         parser.error("--max-epochs: expected 1 to 10")
+    if args.full:
+        args.scale_trials = 10000
+    if args.scale_trials < 1:
+        parser.error(f"--scale-trials {args.scale_trials}: expected a number of trials >= 1")
     args.parts = parts
     return args
 
@@ -188,6 +217,9 @@ def main() -> None:
             "pruners": lambda: pruners.bench_pruners(
                 results, runner, pruners.PRUNER_SETTINGS, seeds_of_sweeps
             ),
+            "scale": lambda: scale.bench_scale(results, workdir, args.scale_trials),
+            "shared": lambda: scale.bench_shared(results, workdir),
+            "tpe": lambda: scale.bench_tpe(results, 10000 if args.full else 3000),
         }
         try:
             for name in PARTS:  # in this order, whatever the order of --only

@@ -4,7 +4,7 @@
 - `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
 - `apply_best`: train once more with a study's best parameters; `fetch_best`: or take its stored file;
 - `fetch_artifact`: any trial's stored file (an Optuna artifact) copied to a path;
-- `python -m pruning_optuna_sweeper`: list, show, trials, recover, export, model.
+- `python -m pruning_optuna_sweeper`: list, show, trials, recover, export, model, report, serve.
 """
 
 from optuna import TrialPruned

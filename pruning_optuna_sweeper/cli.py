@@ -1,6 +1,6 @@
 """`python -m pruning_optuna_sweeper`: list studies, show the best trial, print the trials, recover dead
 workers' trials, export the best parameters, copy the best trial's stored model (its artifact) to a file,
-write a report (an HTML page and PNGs).
+write a report (an HTML page and PNGs), serve a storage to many workers (a gRPC proxy and a dashboard).
 
 Works on any study of any app; the storage is --storage, else $SWEEP_STORAGE,
 else sqlite:///studies/optuna.db.
@@ -19,6 +19,8 @@ from omegaconf import OmegaConf
 
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactError, fetch_artifact
 from pruning_optuna_sweeper.compat import retry_callback
+from pruning_optuna_sweeper.serve import add_arguments as add_serve_arguments
+from pruning_optuna_sweeper.serve import serve
 from pruning_optuna_sweeper.storage import (
     DEFAULT_STORAGE,
     StorageError,
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = getattr(args, "storage", None) or default_storage()
     try:
+        if args.command == "serve":
+            serve(url, args.host, args.port, args.dashboard_port, dashboard=not args.no_dashboard)
+            return 0
         storage = open_storage(url, must_exist=True)
         where = mask_url(url)
         if args.command == "list":
@@ -274,4 +279,10 @@ def _parser() -> argparse.ArgumentParser:
         default=MODEL_ARTIFACT_ATTR,
         help="the user attr holding the artifact id (default: %(default)s)",
     )
+    serve_cmd = commands.add_parser(
+        "serve",
+        parents=[storage],
+        help="serve a storage to many workers (storage=grpc://HOST:PORT), with optuna-dashboard beside it",
+    )
+    add_serve_arguments(serve_cmd)
     return parser

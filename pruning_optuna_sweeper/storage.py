@@ -18,6 +18,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from pruning_optuna_sweeper.compat import stale_trial_callback_argument
+from pruning_optuna_sweeper.journal import (
+    JournalFileError,
+    check_journal_file,
+    is_journal_url,
+    journal_path,
+    open_journal,
+)
+from pruning_optuna_sweeper.proxy import ProxyError, check_reachable, is_grpc_url, open_proxy
 
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 # SQLite serialises writers; parallel trials wait this long for the lock
@@ -170,6 +178,24 @@ def open_storage(
     key = (url, heartbeat_interval, grace_period)
     if key in _open:
         return _open[key]
+    if is_journal_url(url) or is_grpc_url(url):
+        check_storage(url, must_exist=must_exist)
+        try:
+            _open[key] = (
+                open_proxy(url)
+                if is_grpc_url(url)
+                else open_journal(
+                    journal_path(url),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    stale_trial_callback=stale_trial_callback,
+                )
+            )
+        except ProxyError as error:
+            raise StorageError(str(error)) from None
+        except OSError as e:
+            raise StorageError(f"cannot open storage {url}: {type(e).__name__}: {first_line(e)}") from None
+        return _open[key]
     parsed = check_storage(url, must_exist=must_exist)
     engine_kwargs = {}
     if parsed.get_backend_name() == "sqlite":
@@ -192,14 +218,22 @@ def open_storage(
 def check_storage(url: str, *, must_exist: bool = False) -> URL:
     """`url` parsed, once it is known to be a URL and, for a SQLite file, an Optuna study file (or
     none yet); a StorageError says what is wrong, before anything is written. A file is checked
-    once per process (its integrity check reads it all)."""
+    once per process (its integrity check reads it all). A journal:// file must be a journal (or
+    none yet); a grpc:// server must answer."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StorageError(
-            f"storage '{mask_url(url)}' is not a SQLAlchemy URL; expected e.g. "
-            f"{DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
+            f"storage '{mask_url(url)}' is not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
+            "journal:///studies/optuna.log, grpc://127.0.0.1:13000 or postgresql+psycopg://user@host/db"
         ) from None
+    try:
+        if is_journal_url(url):
+            check_journal_file(journal_path(url), url, must_exist=must_exist)
+        elif is_grpc_url(url):
+            check_reachable(url)
+    except (JournalFileError, ProxyError) as error:
+        raise StorageError(str(error)) from None
     if url.split("://", 1)[-1].split("/", 1)[0].count("@") > 1:
         raise StorageError(
             f"storage {mask_url(url)} has more than one @ before its host; expected a password's own @ "

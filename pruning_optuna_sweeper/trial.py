@@ -275,11 +275,16 @@ def artifact_folder(url: str | None) -> Path | None:
 
 
 def beside_study_file(url: str | None, suffix: str) -> Path | None:
-    """`<study file>-<suffix>/` beside a SQLite study file; None for other storages."""
+    """`<study file>-<suffix>/` beside a SQLite or journal study file; None for other storages."""
     if url is None:
         return None
     from sqlalchemy.engine import make_url
 
+    from pruning_optuna_sweeper.journal import is_journal_url, journal_path
+
+    if is_journal_url(url):
+        journal = journal_path(url)
+        return journal.with_name(f"{journal.stem}-{suffix}")
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None

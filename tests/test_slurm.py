@@ -1,4 +1,5 @@
-"""Trials as SLURM jobs on a live one-node cluster (tests/slurm.py), reporting to a PostgreSQL study.
+"""Trials as SLURM jobs on a live one-node cluster (tests/slurm.py), reporting to a PostgreSQL study,
+or to a journal file in a folder the nodes share (`journal://`: no database server).
 
 Every sweep is a real `python main.py -m hydra/sweeper=optuna hydra/launcher=slurm` in a
 subprocess, on the bundled sample: hydra-submitit-launcher submits each trial with sbatch,
@@ -20,7 +21,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
@@ -111,11 +113,18 @@ def new_database(server: PostgresServer, name: str) -> str:
     return server.url(name)
 
 
+def read_back(storage: str) -> str | BaseStorage:
+    """The study's storage as Optuna opens it: a database URL, or a journal file's JournalStorage."""
+    if storage.startswith("journal:///"):
+        return JournalStorage(JournalFileBackend(storage.removeprefix("journal:///")))
+    return storage
+
+
 def running_with_jobs(storage: str, epochs: int | None = None) -> list[FrozenTrial]:
     """The study's RUNNING trials whose SLURM job has started and recorded its id."""
     try:
-        study = optuna.load_study(study_name=STUDY, storage=storage)
-    except KeyError:
+        study = optuna.load_study(study_name=STUDY, storage=read_back(storage))
+    except (KeyError, FileNotFoundError):  # no study yet; no journal's folder yet
         return []
     return [
         t
@@ -139,14 +148,21 @@ class FinishedSweep:
     study: optuna.Study
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["postgresql", "journal"])
 def slurm_sweep(
-    tmp_path_factory: pytest.TempPathFactory, slurm_cluster: SlurmCluster, postgres_server: PostgresServer
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    slurm_cluster: SlurmCluster,
+    postgres_server: PostgresServer,
 ) -> FinishedSweep:
     """A sweep of total_trials=3, two jobs at a time, one of whose job processes is killed as soon
-    as it runs; n_trials=5 leaves room for the retry."""
-    workdir = tmp_path_factory.mktemp("slurm-sweep")
-    storage = new_database(postgres_server, "slurm_sweep")
+    as it runs; n_trials=5 leaves room for the retry. Its study is on the PostgreSQL server, or in
+    a journal file in a folder of the sweep's (which the one node shares)."""
+    workdir = tmp_path_factory.mktemp(f"slurm-sweep-{request.param}")
+    if request.param == "journal":
+        storage = f"journal:///{workdir / 'shared' / 'optuna.log'}"
+    else:
+        storage = new_database(postgres_server, "slurm_sweep")
     sweep = start_sweep(
         workdir, slurm_cluster, storage, slurm_sweep_args(workdir, n_trials=5, total_trials=3)
     )
@@ -171,8 +187,9 @@ def slurm_sweep(
             sweep.process.wait()
         watcher.join(timeout=10)
     assert sweep.process.returncode == 0, sweep.output()[-4000:]
-    study = optuna.load_study(study_name=STUDY, storage=storage)
-    return FinishedSweep(sweep, storage, make_url(storage).password or "", killed, study)
+    study = optuna.load_study(study_name=STUDY, storage=read_back(storage))
+    password = "" if request.param == "journal" else make_url(storage).password or ""
+    return FinishedSweep(sweep, storage, password, killed, study)
 
 
 def test_trials_run_as_slurm_jobs_that_squeue_saw(slurm_sweep: FinishedSweep) -> None:
@@ -225,6 +242,8 @@ def test_best_of_works_from_the_login_side(slurm_sweep: FinishedSweep, tmp_path:
 
 def test_the_password_is_in_no_job_script_command_line_or_log(slurm_sweep: FinishedSweep) -> None:
     password = slurm_sweep.password
+    if slurm_sweep.storage.startswith("journal:"):
+        pytest.skip("a journal file's URL holds no password")
     assert password
     assert password not in slurm_sweep.sweep.output()
     written = [p for p in slurm_sweep.sweep.workdir.rglob("*") if p.is_file()]

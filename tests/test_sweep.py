@@ -300,7 +300,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(tmp_path: Path) -> 
         ),
         (
             "hydra.sweeper.storage=notaurl",
-            "storage 'notaurl' is not a SQLAlchemy URL; expected e.g. sqlite:///studies/optuna.db",
+            "storage 'notaurl' is not a storage URL; expected e.g. sqlite:///studies/optuna.db, journal:///",
         ),
         (
             "params=choice(default, no_such_option)",

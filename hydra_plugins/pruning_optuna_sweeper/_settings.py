@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from pruning_optuna_sweeper.compat import instantiate_trusted
+from pruning_optuna_sweeper.journal import is_journal_url, journal_path
 from pruning_optuna_sweeper.storage import mask_url
 
 T = TypeVar("T")
@@ -91,6 +92,14 @@ def check_settings(s: DictConfig) -> None:
 def check_trials_reach(storage: str | None, *, chdir: bool) -> None:
     """Refuse a SQLite storage that trials would open as another database than the sweep's."""
     if storage is None:
+        return
+    if is_journal_url(storage):
+        if chdir and not journal_path(storage).is_absolute():
+            raise SweepSettingsError(
+                f"storage={storage} is a relative journal path and hydra.job.chdir=true runs each trial in "
+                "its own folder, where it would open another, empty journal; expected an absolute path "
+                "(storage=journal:////abs/path/optuna.log) or hydra.job.chdir=false"
+            )
         return
     try:
         parsed = make_url(storage)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pruning_optuna_sweeper.compat import instantiate_trusted, retry_callback
 from pruning_optuna_sweeper.hooks import SweepHooks
+from pruning_optuna_sweeper.proxy import is_grpc_url
 from pruning_optuna_sweeper.storage import (
     StorageError,
     check_storage,
@@ -300,6 +301,12 @@ class SweepRun:
                 "" if s.max_retry == 1 else "s",
             )
 
+        if is_grpc_url(s.storage) and s.heartbeat_interval:
+            log.info(
+                "%s carries no heartbeats: should a worker on another machine die, its trial stays RUNNING "
+                "until `python -m pruning_optuna_sweeper recover <study>` runs on the server's storage",
+                s.storage,
+            )
         return open_storage(
             s.storage,
             heartbeat_interval=s.heartbeat_interval,
