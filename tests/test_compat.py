@@ -53,12 +53,13 @@ def test_the_extras_name_what_the_printed_hints_need() -> None:
     extras = {}
     for text in importlib.metadata.requires(DISTRIBUTION) or []:
         requirement = Requirement(text)
-        for extra in ("dashboard", "report", "all"):
+        for extra in ("dashboard", "report", "serve", "all"):
             if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}):
                 extras.setdefault(extra, set()).add(requirement.name.lower())
     assert extras["dashboard"] == {"optuna-dashboard"}
     assert extras["report"] == {"plotly", "matplotlib"}
-    assert extras["all"] == extras["dashboard"] | extras["report"]
+    assert extras["serve"] == {"grpcio", "protobuf", "optuna-dashboard"}
+    assert extras["all"] == extras["dashboard"] | extras["report"] | extras["serve"]
 
 
 @pytest.mark.compat
