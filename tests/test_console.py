@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, copy_of_the_project, main_env, run_main
@@ -23,6 +24,7 @@ TRIAL_LINE = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_sweep_s_lines(
     tmp_path: Path,
 ) -> None:
@@ -41,6 +43,7 @@ def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_swe
     assert "Launching 1 jobs locally" in loud.stdout  # Hydra's basic launcher, as the stock sweeper shows it
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_live_line_counts_the_trials_and_is_cleared_at_the_end(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     sweep = subprocess.Popen(
@@ -74,6 +77,7 @@ def test_on_a_terminal_a_live_line_counts_the_trials_and_is_cleared_at_the_end(t
     assert "\r\x1b[K" in text[text.rindex("left 0:00") :]
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_outright_leaves_a_trial_the_next_sweep_recovers_at_once(tmp_path: Path) -> None:
     """Its heartbeat is younger than grace_period (30 s): the worker's process being gone says enough."""
     args = sweep_args(
@@ -114,6 +118,7 @@ def test_a_sweep_killed_outright_leaves_a_trial_the_next_sweep_recovers_at_once(
     assert not after.get_trials(states=(TrialState.RUNNING,))
 
 
+@pytest.mark.slow
 def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_ones(tmp_path: Path) -> None:
     result = run_main(["--help"], tmp_path)
 
@@ -135,6 +140,7 @@ def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_on
     )
 
 
+@pytest.mark.slow
 def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: Path) -> None:
     """The tests run a copy of the app without the files git does not track: a checkout in which
     `python -m pruning_optuna_sweeper export` wrote conf/params/tuned.yaml tests as a fresh clone does."""
@@ -155,6 +161,7 @@ def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: P
     assert "config group 'params' has the options default;" in refused.stderr, refused.stderr
 
 
+@pytest.mark.slow
 def test_best_of_latest_is_the_study_whose_last_completed_trial_ended_last(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     for name in ("older", "newer"):
