@@ -26,6 +26,7 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from pruning_optuna_sweeper.storage import record_heartbeat
 from pruning_optuna_sweeper.study import JOB_ATTR
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def take_over(storage: BaseStorage, trial_id: int, number: int, sweep: str | Non
     if os.environ.get(SLURM_JOB_ENV):
         record["slurm_job_id"] = os.environ[SLURM_JOB_ENV]
     if beats:
-        storage.record_heartbeat(trial_id)  # before the sweep reads `beats` and stops
+        record_heartbeat(storage, trial_id)  # before the sweep reads `beats` and stops
         threading.Thread(
             target=_beat, args=(storage, trial_id, interval), name=f"trial-heartbeat-{trial_id}", daemon=True
         ).start()
@@ -85,7 +86,7 @@ def _beat(storage: BaseStorage, trial_id: int, interval: float) -> None:
     while True:
         time.sleep(interval)
         try:
-            storage.record_heartbeat(trial_id)
+            record_heartbeat(storage, trial_id)
         except Exception as error:  # a lost beat is retried
             log.warning("could not record a heartbeat for the trial (%s); retrying", type(error).__name__)
 

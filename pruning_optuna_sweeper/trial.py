@@ -135,7 +135,8 @@ class TrialNotRunningError(RuntimeError):
 
 def read_trial_env(value: str) -> dict[str, Any]:
     """{"study": name, "number": n, "sweep": host:pid or absent} from a TRIAL_ENV value."""
-    return json.loads(bytes.fromhex(value))
+    record: dict[str, Any] = json.loads(bytes.fromhex(value))
+    return record
 
 
 def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None:
