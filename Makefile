@@ -32,9 +32,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not postgres and not slurm and not browser"
 
+# ruff (lint and format) and mypy (strict on the distribution): configured in pyproject.toml.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/bench.py
