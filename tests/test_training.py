@@ -204,6 +204,7 @@ def test_options_an_optimizer_does_not_take_or_out_of_range_are_refused_as_torch
             train(sample, LinearNet(32), spec, batch_size=512, epoch_count=1, seed=0)
 
 
+@pytest.mark.slow  # trains on both paths
 def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -> None:
     """The spec, never built, and torch.optim.Adam built from the same settings: the same updates."""
     caplog.set_level(logging.INFO, logger="ds.train")
@@ -269,6 +270,7 @@ def test_the_fast_path_makes_the_general_path_s_updates_on_real_digits(sample, c
     assert abs(fast.test_accuracy - general.test_accuracy) <= 1 / 2000
 
 
+@pytest.mark.slow  # trains six models for an epoch each
 @pytest.mark.parametrize(
     ("overrides", "at_least"),
     [
