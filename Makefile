@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run sweep best test lint bench dashboard
+.PHONY: install run sweep best test test-fast lint bench dashboard
 
 install: $(VENV)/.installed
 
@@ -28,9 +28,15 @@ best: install
 test: install
 	$(PY) -m pytest
 
+# The inner loop: no subprocess of the app, no server, no browser (markers: pyproject.toml).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not postgres and not slurm and not browser"
+
+# ruff (lint and format) and mypy (strict on the distribution): configured in pyproject.toml.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/bench.py

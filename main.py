@@ -18,7 +18,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ds.cli import CommandLine, output_dir_problem, parse_command_line
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
@@ -63,7 +62,8 @@ def say_sample_fallback_once() -> None:
 say_sample_fallback_once()
 
 
-@hydra.main(config_path="conf", config_name="config")
+# The targets Hydra may instantiate from config on its own (conf/config.yaml: hydra.callbacks).
+@hydra.main(config_path="conf", config_name="config", execution_whitelist=("ds.cli.OutputFolderCheck",))
 def main(cfg: DictConfig) -> float:
     """Return the final value of the objective (test accuracy by default): what a sweeper maximises."""
     say_sample_fallback_once()  # also in a launcher's worker, where this module's top level did not run
@@ -158,29 +158,23 @@ def evaluate_best_model(cfg: DictConfig) -> float:
     return evaluate_saved(cfg, model)
 
 
-def check_command_line() -> CommandLine | None:
-    """Before Hydra, which saves a run's overrides and prints a sweep's, and which answers a
-    folder it cannot make with a traceback. None: a command line only Hydra can answer."""
-    command = parse_command_line(sys.argv[1:])
-    if command is None:
-        return None  # Hydra's usage message says what is wrong
+def refuse_passwords_on_the_command_line() -> None:
+    """Before Hydra, which prints and saves overrides, and echoes one it cannot parse: every
+    argument is checked (an option such as --cfg holds no URL). An output folder Hydra cannot
+    make is refused by ds.cli.OutputFolderCheck, a Hydra callback."""
     try:
-        refuse_password_in_overrides(command.overrides)
+        refuse_password_in_overrides(sys.argv[1:])
     except StorageError as error:
         sys.exit(f"error: {error}")
-    problem = output_dir_problem(command)
-    if problem is not None:
-        sys.exit(f"error: {problem}.")
-    return command
 
 
 if __name__ == "__main__":
-    command = check_command_line()
+    refuse_passwords_on_the_command_line()
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        if command is None or command.multirun:
-            raise
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep said what it closed
         # Before the run's job began or after it ended: Hydra was composing or closing it.
         print("Run interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
         sys.exit(exit_status(interrupt))

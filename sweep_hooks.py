@@ -33,6 +33,7 @@ class LinearNetHooks(SweepHooks):
 
     def study_name(self, config: DictConfig, identity: dict[str, Any] | None) -> str:
         """linearnet-mnist, linearnet-mnist-sample; -val_accuracy added for that objective."""
+        identity = identity or self.study_identity(config)
         judged = "" if config.objective == "test_accuracy" else f"-{config.objective}"
         return f"linearnet-{identity['name']}{judged}"
 

@@ -49,6 +49,8 @@ this order:
             grpc:// sharing total_trials=200: exactly 200;
 - tpe:      TPESampler's own ms per ask as the study grows (to 3,000 trials;
             --full: 10,000), with its defaults and the options that bound it.
+- test-fast: `make test-fast`'s wall time, target under 2 minutes (not in
+            the default run).
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -69,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, scale, training  # noqa: E402
+from benchmarks import overhead, parallel, pruners, quickstart, scale, testfast, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -90,6 +92,7 @@ PARTS = (
     "scale",
     "shared",
     "tpe",
+    "test-fast",
 )
 DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe"
 SWEEP_SEEDS = (0, 1, 2)
@@ -220,6 +223,7 @@ def main() -> None:
             "scale": lambda: scale.bench_scale(results, workdir, args.scale_trials),
             "shared": lambda: scale.bench_shared(results, workdir),
             "tpe": lambda: scale.bench_tpe(results, 10000 if args.full else 3000),
+            "test-fast": lambda: testfast.bench_test_fast(results),
         }
         try:
             for name in PARTS:  # in this order, whatever the order of --only

@@ -54,9 +54,8 @@ class Checkpoint:
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The config resolved into plain data, without the keys a checkpoint must not carry."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    return {k: v for k, v in dict(cfg).items() if k not in _LEFT_OUT}
+    plain: Any = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return {k: v for k, v in dict(plain).items() if k not in _LEFT_OUT}
 
 
 def save_checkpoint(

@@ -1,90 +1,54 @@
-"""main.py's command line as Hydra will read it, and the checks made on it before Hydra starts.
+"""Checks on main.py's command line that Hydra's callbacks make once the config is composed and
+before any job starts: an output folder Hydra could not make is one `error:` paragraph, where
+Hydra's own mkdir would end in a traceback.
 
-Hydra's own parser is not public API; this one declares the same
-options with argparse, so that the overrides (what Hydra saves and prints)
-and the mode are known before Hydra runs. No torch here: main.py checks its
-command line in about a second.
+conf/config.yaml registers OutputFolderCheck under hydra.callbacks. Hydra calls it for a run
+or a sweep, not for what only prints (--cfg, --help, --info).
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+import sys
 from pathlib import Path
+from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from ds.config import directory_problem
 
-# Hydra's options (hydra.main's command line) that take a value, with their short forms.
-_VALUE_OPTIONS = {
-    "--cfg": "-c",
-    "--package": "-p",
-    "--config-path": "-cp",
-    "--config-name": "-cn",
-    "--config-dir": "-cd",
-    "--experimental-rerun": None,
-}
-_CHOICES = {
-    "--cfg": ["job", "hydra", "all"],
-    "--info": ["all", "aliases", "config", "defaults", "defaults-tree", "plugins", "searchpath"],
-}
-_FLAGS = {
-    "--help": "-h",
-    "--hydra-help": None,
-    "--version": None,
-    "--resolve": None,
-    "--run": "-r",
-    "--multirun": "-m",
-    "--shell-completion": "-sc",
-}
+
+class OutputFolderCheck(Callback):
+    """Refuses hydra.run.dir (a run) or hydra.sweep.dir (a sweep), when the command line sets it,
+    if it cannot be made."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse("hydra.run.dir", config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse("hydra.sweep.dir", config)
 
 
-class _Unparsed(Exception):
-    """A command line Hydra itself should answer (with its usage message)."""
+def _refuse(key: str, config: DictConfig) -> None:
+    if not any(_key_of(o) == key for o in config.hydra.overrides.hydra):
+        return  # Hydra's default folder, under the launch folder
+    group, name = key.rsplit(".", 1)
+    section: Any = OmegaConf.to_container(OmegaConf.select(config, group), resolve=False)  # as written
+    problem = output_dir_problem(key, str(section[name]))
+    if problem is not None:
+        sys.exit(f"error: {problem}.")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Unparsed(message)
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].strip().lstrip("+")
 
 
-@dataclass(frozen=True)
-class CommandLine:
-    overrides: list[str]
-    multirun: bool
-    runs_jobs: bool  # False for --cfg, --help, --info and the like, which only print
+def output_dir_problem(key: str, value: str) -> str | None:
+    """Why the job's output folder `value` cannot be made, in one sentence, or None.
 
-
-def parse_command_line(argv: list[str]) -> CommandLine | None:
-    """The overrides and mode of `argv` (sys.argv[1:]), or None when Hydra will refuse it anyway."""
-    parser = _Parser(add_help=False)
-    parser.add_argument("overrides", nargs="*")
-    for option, short in _VALUE_OPTIONS.items():
-        parser.add_argument(option, *([short] if short else []), choices=_CHOICES.get(option))
-    for option, short in _FLAGS.items():
-        parser.add_argument(option, *([short] if short else []), action="store_true")
-    parser.add_argument("--info", "-i", nargs="?", const="all", choices=_CHOICES["--info"])
-    try:
-        args, _ = parser.parse_known_intermixed_args(argv)
-    except _Unparsed:
-        return None
-    only_prints = any((args.help, args.hydra_help, args.version, args.cfg, args.info, args.shell_completion))
-    return CommandLine(list(args.overrides), bool(args.multirun), not only_prints)
-
-
-def output_dir_problem(command: CommandLine) -> str | None:
-    """Why the job's output folder (hydra.run.dir, or a multirun's hydra.sweep.dir) given on the
-    command line cannot be made, in one sentence, or None.
-
-    Only its part before the first interpolation (`${now:...}`) is known before Hydra
-    runs; it is made now if missing, as Hydra would next (paths.log is checked alike).
+    Only its part before the first interpolation (`${now:...}`) is known before Hydra resolves
+    it; that part is made now if missing, as Hydra would next.
     """
-    key = "hydra.sweep.dir" if command.multirun else "hydra.run.dir"
-    value = _last_value(command.overrides, key)
-    if not command.runs_jobs or not isinstance(value, str):
-        return None
     parts = Path(value).parts
     literal = next((i for i, part in enumerate(parts) if "${" in part), len(parts))
     if literal == 0:
@@ -95,17 +59,3 @@ def output_dir_problem(command: CommandLine) -> str | None:
         return None
     where = problem if known == Path(value) else f"{known}: {problem}"
     return f"{key}={value!r}: expected a writable directory, or a path where one can be made ({where})"
-
-
-def _last_value(overrides: list[str], key: str) -> object:
-    """The value the last override of `key` (with or without + or ++) gives it; None when none does."""
-    parser = OverridesParser.create()
-    value = None
-    for text in overrides:
-        try:
-            [override] = parser.parse_overrides([text])
-        except OverrideParseException:
-            continue  # Hydra reports it
-        if override.key_or_group == key:
-            value = None if override.is_delete() else override.value()
-    return value

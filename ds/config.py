@@ -427,12 +427,12 @@ def _key_problems(cfg: Any, schema: dict[str, Any], prefix: str = "") -> list[st
 def _schema(cfg: Any = None) -> dict[str, Any]:
     """The dataclasses' keys as nested dicts, values unresolved (run_name's ${now:} needs Hydra);
     `model` and `optimizer` as the schema of the class `cfg` names there."""
-    schema = OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)
+    schema: Any = OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)
     for group, schemas in (("model", MODEL_SCHEMAS), ("optimizer", OPTIMIZER_SCHEMAS)):
         target = OmegaConf.select(cfg, f"{group}._target_", default=None) if cfg is not None else None
         if target in schemas:
             schema[group] = OmegaConf.to_container(OmegaConf.structured(schemas[target]))
-    return schema  # type: ignore[return-value]
+    return schema
 
 
 def _nearest(key: str, schema: dict[str, Any], prefix: str) -> str:

@@ -490,7 +490,7 @@ N_CLASSES = 10
 def _array_sha256(array: np.ndarray) -> str:
     """SHA-256 of an array's bytes in memory order (hashlib's SHA-256 uses the CPU's SHA
     instructions)."""
-    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(array).data.cast("B")).hexdigest()
 
 
 def _check_contents(arrays: dict[str, np.ndarray], recorded: dict[str, str]) -> None:

@@ -79,7 +79,7 @@ def _model_refusal(model: nn.Module, device: torch.device) -> str | None:
     kinds = tuple(type(m) for m in model.modules())
     if kinds != LINEARNET_MODULES:
         return f"the model is {' > '.join(k.__name__ for k in kinds)}, not LinearNet's Linear-ReLU-Linear"
-    first, _, second = model.layers
+    _, _, first, _, second = model.modules()  # the kinds just checked
     if first.bias is None or second.bias is None or first.out_features != second.in_features:
         return "LinearNet's layers lack a bias or do not connect"
     if any(p.dtype != torch.float32 or not p.requires_grad for p in model.parameters()):

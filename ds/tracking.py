@@ -87,6 +87,9 @@ class RunTracker:
         Its metrics there are the last values of its scalar curves (accuracy/test...), so no
         `hparam/*` scalar of one point is written (SummaryWriter.add_hparams writes those, in a
         new time-stamped subdirectory per call); the summaries go into this run's own directory.
+        The start is tensorboard's summary_v2.hparams_pb. The end is built as tensorboard's
+        hparams `summary.session_end_pb` builds it: that function imports TensorFlow, summary_v2
+        has none, and torch's `summary.hparams` always says STATUS_SUCCESS.
         """
         start = summary_v2.hparams_pb({**params, "outcome": outcome.label}, trial_id=name)
         end = plugin_data_pb2.HParamsPluginData(
@@ -99,8 +102,11 @@ class RunTracker:
             metadata=metadata.create_summary_metadata(end),
             tensor=metadata.NULL_TENSOR,
         )
-        self._writer.file_writer.add_summary(start)
-        self._writer.file_writer.add_summary(Summary(value=[value]))
+        writer = self._writer.file_writer
+        if writer is None:  # SummaryWriter sets it when made, and clears it on close()
+            raise RuntimeError(f"the TensorBoard writer of {self.log_dir} is closed")
+        writer.add_summary(start)
+        writer.add_summary(Summary(value=[value]))
 
     def log_confusion(self, confusion: Tensor, step: int) -> None:
         self._writer.add_text("confusion/test", confusion_markdown(confusion), step)
@@ -158,4 +164,5 @@ def confusion_image(confusion: Tensor, epoch: int) -> Any:
 def _blue(share: float) -> tuple[int, int, int]:
     """White at 0 to a dark blue at 1."""
     low, high = (247, 251, 255), (8, 48, 107)
-    return tuple(round(a + (b - a) * float(share)) for a, b in zip(low, high, strict=False))
+    r, g, b = (round(a + (b - a) * float(share)) for a, b in zip(low, high, strict=True))
+    return r, g, b

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ds.build import OptimizerFactory, OptimizerSpec
 from ds.data import MnistData, iterate_batches, normalise_images, validation_split
 from ds.errors import NonFiniteLossError
+from ds.model import LinearNet
 from ds.step import LinearNetAdam, fast_path_refusal
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,9 @@ class _FastSteps:
     """LinearNet + Adam on a CPU through ds/step.py; per-example results summed per epoch."""
 
     def __init__(self, model: nn.Module, group: dict[str, Any], n_train: int) -> None:
-        self.step_fn = LinearNetAdam(model, lr=group["lr"], betas=group["betas"], eps=group["eps"])
+        self.step_fn = LinearNetAdam(
+            cast(LinearNet, model), lr=group["lr"], betas=group["betas"], eps=group["eps"]
+        )
         kernel = (
             "torch's fused Adam kernel"
             if self.step_fn.adam.use_kernel
@@ -123,7 +126,7 @@ class _AutogradSteps:
         optimizer: torch.optim.Optimizer,
         device: torch.device,
         n_train: int,
-        why_not_fast: str,
+        why_not_fast: str | None,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         flavour = next((k for k in ("fused", "foreach") if optimizer.defaults.get(k)), "")
@@ -164,7 +167,7 @@ def _choose_path(
     """Why the fast path is refused (None: it is taken), the optimizer the general path steps, and
     the optimizer's settings. An OptimizerSpec is judged, and built only for the general path."""
     spec = make_optimizer if isinstance(make_optimizer, OptimizerSpec) else None
-    why = "turned off by the caller"
+    why: str | None = "turned off by the caller"
     if allow_fast_path and spec is not None:
         why = fast_path_refusal(model, spec, device)
         if why is None:
@@ -245,7 +248,7 @@ def train(
                 "try a smaller params.lr"
             )
         test_accuracy, confusion = evaluate(model, test_x, test_y)
-        val_accuracy = None if val_x is None else evaluate(model, val_x, val_y)[0]
+        val_accuracy = None if val_x is None or val_y is None else evaluate(model, val_x, val_y)[0]
         metrics = EpochMetrics(
             epoch=epoch,
             epoch_count=epoch_count,

@@ -120,7 +120,7 @@ def trial_store(trial: FrozenTrial, storage_url: str | None, named: str) -> tupl
     if "folder" in record:
         recorded = Path(record["folder"])
         moved = not recorded.is_dir() and default is not None and default.is_dir()
-        return _folder_store(named, default if moved else recorded)
+        return _folder_store(named, default if moved and default is not None else recorded)
     return _configured_store(named, record["config"])
 
 

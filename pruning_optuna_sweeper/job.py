@@ -21,11 +21,12 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+import psutil
 from optuna.storages import BaseStorage
 
+from pruning_optuna_sweeper.storage import record_heartbeat
 from pruning_optuna_sweeper.study import JOB_ATTR
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,12 @@ _beating: set[int] = set()  # trial ids this process beats for
 _lock = threading.Lock()
 
 
-def _ancestors(pid: int) -> set[int]:
-    """The pids of `pid`'s parent, grandparent and so on, from /proc (empty where there is none)."""
-    found: set[int] = set()
-    while pid > 1 and pid not in found:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-        found.add(pid)
-    return found
+def _ancestors() -> set[int]:
+    """The pids of this process's parent, grandparent and so on."""
+    try:
+        return {parent.pid for parent in psutil.Process().parents()}
+    except psutil.Error:  # an ancestor ended while being read
+        return {os.getppid()}
 
 
 def sweep_can_see(sweep: str | None) -> bool:
@@ -57,7 +53,7 @@ def sweep_can_see(sweep: str | None) -> bool:
     host, _, pid = sweep.rpartition(":")
     if host != HOST:
         return False
-    return int(pid) == os.getpid() or int(pid) in (_ancestors(os.getpid()) or {os.getppid()})
+    return int(pid) == os.getpid() or int(pid) in _ancestors()
 
 
 def take_over(storage: BaseStorage, trial_id: int, number: int, sweep: str | None) -> None:
@@ -73,7 +69,7 @@ def take_over(storage: BaseStorage, trial_id: int, number: int, sweep: str | Non
     if os.environ.get(SLURM_JOB_ENV):
         record["slurm_job_id"] = os.environ[SLURM_JOB_ENV]
     if beats:
-        storage.record_heartbeat(trial_id)  # before the sweep reads `beats` and stops
+        record_heartbeat(storage, trial_id)  # before the sweep reads `beats` and stops
         threading.Thread(
             target=_beat, args=(storage, trial_id, interval), name=f"trial-heartbeat-{trial_id}", daemon=True
         ).start()
@@ -85,7 +81,7 @@ def _beat(storage: BaseStorage, trial_id: int, interval: float) -> None:
     while True:
         time.sleep(interval)
         try:
-            storage.record_heartbeat(trial_id)
+            record_heartbeat(storage, trial_id)
         except Exception as error:  # a lost beat is retried
             log.warning("could not record a heartbeat for the trial (%s); retrying", type(error).__name__)
 

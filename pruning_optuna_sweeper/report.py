@@ -201,6 +201,8 @@ def _needs_intermediate(study: optuna.Study) -> str | None:
 def _png(plot: Plot, study: optuna.Study, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    if plot.matplotlib is None:
+        raise ValueError(f"plot {plot.key} has no matplotlib twin, so no PNG")
     axes = plot.matplotlib(study, **_target(study, plot))
     figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
     figure.set_size_inches(9, 5.5)

@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
@@ -44,6 +44,16 @@ class StorageError(ValueError):
     """A storage URL that cannot be used."""
 
 
+class _Heartbeating(Protocol):
+    def record_heartbeat(self, trial_id: int) -> None: ...
+
+
+def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
+    """A beat for the trial: Optuna's storages that take heartbeats (RDB, journal, gRPC proxy) have
+    `record_heartbeat`, which BaseStorage does not declare."""
+    cast(_Heartbeating, storage).record_heartbeat(trial_id)
+
+
 def first_line(error: BaseException) -> str:
     """The first line of `error`'s message (not a library's multi-line dump), or its type's name."""
     text = str(error).strip()
@@ -53,9 +63,11 @@ def first_line(error: BaseException) -> str:
 def root_cause(error: BaseException) -> BaseException:
     """The error at the bottom of `error`'s chain: the driver's "database or disk is full", not
     Optuna's "An exception is raised during the commit" around it."""
-    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
-        error = error.__cause__ or error.__context__
-    return error
+    while True:
+        below = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if below is None:
+            return error
+        error = below
 
 
 def default_storage() -> str:
@@ -241,7 +253,7 @@ def check_storage(url: str, *, must_exist: bool = False) -> URL:
         )
     is_file = parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
     if is_file and (url, must_exist) not in _checked:
-        check_sqlite_study_file(url, Path(parsed.database), must_exist=must_exist)
+        check_sqlite_study_file(url, Path(str(parsed.database)), must_exist=must_exist)
         _checked.add((url, must_exist))
     return parsed
 

@@ -39,7 +39,10 @@ def _namespace() -> str | None:
 
 
 def _started(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot), or None when it does not run."""
+    """When process `pid` started (clock ticks since boot), or None when it does not run.
+
+    Read from /proc, exact: psutil's create_time adds the boot time by the wall clock, which
+    NTP moves, so two processes could read one process's start differently."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
@@ -58,7 +61,7 @@ def process_ended(record: Any, number: int) -> bool:
         return False  # a retry's copy of its failed trial's record, or a process judged elsewhere
     if record.get("namespace") != _namespace() or not record.get("started"):
         return False
-    return _started(int(record["pid"])) != record["started"]
+    return bool(_started(int(record["pid"])) != record["started"])
 
 
 def stranded_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -172,10 +173,11 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _latest(storage: BaseStorage, where: str) -> str:
     """The study whose last COMPLETE trial ended most recently: the one a sweep just finished."""
-    ended = {}
+    ended: dict[str, datetime] = {}
     for name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
-        times = [t.datetime_complete for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        times = [t.datetime_complete for t in complete if t.datetime_complete is not None]
         if times:
             ended[name] = max(times)
     if not ended:

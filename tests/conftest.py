@@ -17,6 +17,18 @@ from tests.postgres import fresh_postgres_url, postgres_server, postgres_url  # 
 # A real one-node SLURM cluster for the tests that need one (tests/slurm.py).
 from tests.slurm import slurm_cluster  # noqa: F401
 
+# The markers a test gets from the servers it needs (registered in pyproject.toml): `make test-fast`
+# leaves them out, since each server takes seconds to start.
+SERVICE_MARKERS = {"postgres_server": "postgres", "slurm_cluster": "slurm"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test that uses a real PostgreSQL server or SLURM cluster, through any fixture."""
+    for item in items:
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:

@@ -51,6 +51,7 @@ def store_folder(workdir: Path) -> Path:
     return workdir / "study-artifacts"
 
 
+@pytest.mark.slow
 def test_every_trial_keeps_its_model_and_the_file_evaluates_to_its_recorded_accuracy(
     stored: Path, tmp_path: Path
 ) -> None:
@@ -83,6 +84,7 @@ def test_every_trial_keeps_its_model_and_the_file_evaluates_to_its_recorded_accu
     assert path.read_bytes() != downloaded[TrialState.COMPLETE][1].read_bytes()  # each trial its own model
 
 
+@pytest.mark.slow
 def test_the_dashboard_lists_each_trial_s_model_and_serves_its_bytes(stored: Path, tmp_path: Path) -> None:
     trials = load(stored).get_trials()
 
@@ -106,6 +108,7 @@ def test_the_dashboard_lists_each_trial_s_model_and_serves_its_bytes(stored: Pat
         assert bodies[trial.number] == (store_folder(stored) / artifact_id).read_bytes()
 
 
+@pytest.mark.slow
 def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(
     stored: Path, tmp_path: Path
 ) -> None:
@@ -130,6 +133,7 @@ def test_best_of_model_evaluates_the_best_trial_s_stored_model_without_training(
     assert copied.read_bytes() == (store_folder(stored) / best.user_attrs[MODEL_ARTIFACT_ATTR]).read_bytes()
 
 
+@pytest.mark.slow
 def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_nothing(
     stored: Path, tmp_path: Path
 ) -> None:
@@ -169,6 +173,7 @@ def test_sweeps_model_copies_the_best_or_a_chosen_trial_s_file_and_overwrites_no
     )
 
 
+@pytest.mark.slow
 def test_a_study_moved_with_its_store_beside_it_still_gives_its_models(tmp_path: Path) -> None:
     """A trial records its store's absolute folder; moved with the study, the folder beside it is used."""
     url = sqlite_url(tmp_path)  # tmp_path/study.db, whose default store is tmp_path/study-artifacts
@@ -198,6 +203,7 @@ def recorded_trial(url: str, name: str, **user_attrs: object) -> None:
     study.add_trial(create_trial(value=0.5, user_attrs=user_attrs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("attrs", "message"),
     [
@@ -246,6 +252,7 @@ def in_tmp(value: object, tmp_path: Path) -> object:
     return value
 
 
+@pytest.mark.slow
 def test_best_of_model_of_a_trial_without_a_model_says_what_is_expected(tmp_path: Path) -> None:
     recorded_trial(sqlite_url(tmp_path), "before-artifacts")
 

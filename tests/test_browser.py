@@ -12,6 +12,9 @@ from tests.browser import PAGE_TIMEOUT_S, browser_or_skip, chromium
 from tests.dashboard import SWEEPS_DASHBOARD, Dashboard, dashboard
 from tests.sweep_helpers import load, sqlite_url
 
+# Each test drives headless Chromium against a real dashboard: left out of `make test-fast`.
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 STUDY = "linearnet-mnist-sample"
 
 

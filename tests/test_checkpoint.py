@@ -18,6 +18,7 @@ from ds.train import evaluate, train
 from tests.cli import epoch_lines, offline_args, run_main
 
 
+@pytest.mark.slow  # trains an MLP for an epoch: seconds
 def test_a_saved_model_predicts_as_the_trained_one_and_carries_its_record(
     tmp_path: Path, sample_dir: Path
 ) -> None:
@@ -53,6 +54,7 @@ def test_a_file_that_is_not_a_model_pt_is_refused_by_name(tmp_path: Path) -> Non
         load_checkpoint(other_torch)
 
 
+@pytest.mark.slow
 def test_a_run_keeps_its_model_and_evaluate_prints_its_accuracy_without_training(tmp_path: Path) -> None:
     trained = run_main(
         [*offline_args(tmp_path), "params.epoch_count=1", "model=mlp", "model.hidden=[64]"], tmp_path
@@ -76,6 +78,7 @@ def test_a_run_keeps_its_model_and_evaluate_prints_its_accuracy_without_training
     assert shown and float(shown.group(1)) == pytest.approx(accuracy, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_other_data_is_refused(tmp_path: Path, sample_dir: Path) -> None:
     full_mnist = DatasetIdentity("mnist", 60000, 10000, content_hash([r.sha256 for r in MNIST.resources()]))
     torch.manual_seed(0)

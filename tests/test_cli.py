@@ -1,25 +1,57 @@
-"""ds.cli: main.py's command line read as Hydra reads it, without Hydra's private parser."""
+"""ds.cli.OutputFolderCheck: the Hydra callback that refuses an output folder Hydra could not make,
+called here on configs Hydra composed from conf/ with real folders."""
 
 from __future__ import annotations
 
-from ds.cli import CommandLine, parse_command_line
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from tests.test_config import composed
 
 
-def test_overrides_and_mode_are_read_between_hydra_s_options() -> None:
-    argv = [
-        "-cn",
-        "config",
-        "params.lr=0.1",
-        "-m",
-        "--config-dir",
-        "/x",
-        "storage=a b",
-        "-p",
-        "params",
-        "seed=1",
-    ]
-    assert parse_command_line(argv) == CommandLine(["params.lr=0.1", "storage=a b", "seed=1"], True, True)
-    assert parse_command_line(["--cfg", "job", "seed=1"]) == CommandLine(["seed=1"], False, False)
-    assert parse_command_line(["seed=1", "--info"]) == CommandLine(["seed=1"], False, False)
-    assert parse_command_line(["--hydra-help"]).runs_jobs is False
-    assert parse_command_line(["--cfg", "bogus"]) is None  # Hydra answers it with its usage message
+def check(hook: str, overrides: list[str]) -> None:
+    """The callback as conf/config.yaml registers it, on the config Hydra composes from `overrides`."""
+    config = composed(overrides, with_hydra=True)
+    callback = instantiate(
+        config.hydra.callbacks.output_folder, _execution_whitelist_=["ds.cli.OutputFolderCheck"]
+    )
+    getattr(callback, hook)(config=config)
+
+
+@pytest.mark.parametrize(
+    ("hook", "override", "expected"),
+    [
+        (
+            "on_run_start",
+            "hydra.run.dir=FILE/${now:%H-%M-%S}",
+            "hydra.run.dir='FILE/${now:%H-%M-%S}': expected a writable directory, or a path where one can "
+            "be made (FILE: it or a folder above it is a file).",
+        ),
+        (
+            "on_multirun_start",
+            "hydra.sweep.dir=FILE/sweep",
+            "hydra.sweep.dir='FILE/sweep': expected a writable directory, or a path where one can be made "
+            "(it or a folder above it is a file).",
+        ),
+    ],
+)
+def test_a_folder_under_a_file_is_one_error(tmp_path: Path, hook: str, override: str, expected: str) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as refused:
+        check(hook, [override.replace("FILE", str(a_file))])
+    assert refused.value.code == "error: " + expected.replace("FILE", str(a_file))
+
+
+def test_a_folder_it_can_make_is_made_up_to_its_first_interpolation(tmp_path: Path) -> None:
+    check("on_run_start", [f"hydra.run.dir={tmp_path}/made/${{now:%H-%M-%S}}"])
+    assert [p.name for p in tmp_path.iterdir()] == ["made"] and not any((tmp_path / "made").iterdir())
+
+
+def test_hydra_s_default_folder_is_left_to_hydra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    check("on_run_start", [])
+    check("on_multirun_start", [])
+    assert not list(tmp_path.iterdir())  # nothing made before Hydra makes it

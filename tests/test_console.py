@@ -3,16 +3,20 @@ line on a terminal, `--help`, and a sweep killed outright whose trial the next o
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, copy_of_the_project, main_env, run_main
@@ -23,6 +27,7 @@ TRIAL_LINE = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_sweep_s_lines(
     tmp_path: Path,
 ) -> None:
@@ -44,8 +49,11 @@ def test_job_output_console_brings_the_trials_lines_back_and_basic_keeps_the_swe
     assert "PRUNING_OPTUNA_TRIAL" not in loud_console and "env_set" not in loud_console
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_live_line_counts_the_trials_and_is_cleared_at_the_end(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
+    # A terminal of 24 rows and 200 columns (openpty's has none: tqdm would draw nothing).
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
     sweep = subprocess.Popen(
         [sys.executable, str(MAIN), *sweep_args(tmp_path, "params.epoch_count=1", n_trials=3)],
         cwd=tmp_path,
@@ -69,14 +77,15 @@ def test_on_a_terminal_a_live_line_counts_the_trials_and_is_cleared_at_the_end(t
         sweep.wait(timeout=120)
     assert sweep.returncode == 0, seen.decode(errors="replace")
     text = seen.decode()
-    assert re.search(r"\r\[3/3 trials\] best: trial \d \d\.\d{4} \| elapsed \d+:\d\d \| left 0:00", text)
-    assert re.search(r"\r\[1/3 trials\] best: .* \| left ~\d+:\d\d", text)
-    # Each log line starts on a cleared line; the last thing written clears the live line.
-    assert "\r\x1b[K[" in text
-    assert re.search(r"\r\x1b\[K\[[^\n\r]*\]\[HYDRA\] Sweep done", text)
-    assert "\r\x1b[K" in text[text.rindex("left 0:00") :]
+    assert re.search(r"\r\[3/3 trials\] best: trial \d \d\.\d{4} \| elapsed \d+:\d\d \| left 00:00", text)
+    assert re.search(r"\r\[1/3 trials\] best: .* \| left \d+:\d\d", text)
+    # Each log line starts on a cleared line (blanked, back to its start); the last thing written
+    # clears the live line.
+    assert re.search(r"\r +\r\[[^\n\r]*\]\[HYDRA\] Sweep done", text)
+    assert re.match(r"left 00:00\r +\r", text[text.rindex("left 00:00") :])
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_outright_leaves_a_trial_the_next_sweep_recovers_at_once(tmp_path: Path) -> None:
     """Its heartbeat is younger than grace_period (30 s): the worker's process being gone says enough."""
     args = sweep_args(
@@ -117,6 +126,7 @@ def test_a_sweep_killed_outright_leaves_a_trial_the_next_sweep_recovers_at_once(
     assert not after.get_trials(states=(TrialState.RUNNING,))
 
 
+@pytest.mark.slow
 def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_ones(tmp_path: Path) -> None:
     result = run_main(["--help"], tmp_path)
 
@@ -138,6 +148,7 @@ def test_help_says_what_the_app_does_its_commands_and_groups_without_internal_on
     )
 
 
+@pytest.mark.slow
 def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: Path) -> None:
     """The tests run a copy of the app without the files git does not track: a checkout in which
     `python -m pruning_optuna_sweeper export` wrote conf/params/tuned.yaml tests as a fresh clone does."""
@@ -158,6 +169,7 @@ def test_a_config_option_a_user_made_in_the_checkout_changes_no_test(tmp_path: P
     assert "config group 'params' has the options default;" in refused.stderr, refused.stderr
 
 
+@pytest.mark.slow
 def test_best_of_latest_is_the_study_whose_last_completed_trial_ended_last(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     for name in ("older", "newer"):

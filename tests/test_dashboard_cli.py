@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -19,6 +20,9 @@ from pruning_optuna_sweeper.study import CONFIG_ATTR, FIXED_PARAMS_ATTR
 from tests.cli import MAIN, ROOT, epoch_lines, main_env, offline_args, run_cli, run_main
 from tests.dashboard import dashboard
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
+
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 STUDY = "linearnet-mnist-sample"
 

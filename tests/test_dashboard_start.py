@@ -14,8 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pytest
 
 from tests.cli import ROOT, free_port, main_env
+
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 # Talk to 127.0.0.1 directly, whatever http_proxy the environment sets.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))

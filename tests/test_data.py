@@ -54,6 +54,7 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 # --- the bundled sample -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_arrays_and_their_identity_load_without_torch(sample_dir: Path, tmp_path: Path) -> None:
     """What a sweep's own process needs, the dataset's identity, costs no torch import (a second)."""
     code = (

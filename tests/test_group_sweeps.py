@@ -11,6 +11,7 @@ import math
 import shlex
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
@@ -19,6 +20,9 @@ from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR
 from pruning_optuna_sweeper.trial import ARTIFACT_STORE_ATTR
 from tests.cli import epoch_lines, run_cli, run_main
 from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url
+
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 STUDY = "linearnet-mnist-sample"
 STORE = "optuna.artifacts.FileSystemArtifactStore"

@@ -20,6 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tests.cli import MAIN, main_env
 from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TWO_AT_ONCE = ["hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]
 
 

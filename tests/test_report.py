@@ -16,6 +16,9 @@ from optuna.trial import TrialState
 from tests.cli import ROOT, main_env, run_cli
 from tests.sweep_helpers import load, sqlite_url
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 STUDY = "linearnet-mnist-sample"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

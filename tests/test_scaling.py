@@ -249,6 +249,7 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_others(
     assert not [t for t in trials if t.state == TrialState.RUNNING], detail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampled", [True, False], ids=["after-sampling", "before-sampling"])
 def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(
     tmp_path: Path, sampled: bool
@@ -295,6 +296,7 @@ def test_a_trial_whose_worker_died_before_launching_it_is_failed_and_retried(
     assert TrialState.RUNNING not in [t.state for t in trials]
 
 
+@pytest.mark.slow
 def test_the_joblib_launcher_runs_trials_in_parallel_on_sqlite(tmp_path: Path) -> None:
     args = [
         "-m",
@@ -407,6 +409,7 @@ def test_a_forked_worker_opens_its_own_storage_not_its_parent_s(tmp_path: Path) 
     assert os.read(read, 16) == b"own"
 
 
+@pytest.mark.slow
 def test_sweep_processes_opening_an_empty_postgres_database_at_once(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
@@ -415,6 +418,7 @@ def test_sweep_processes_opening_an_empty_postgres_database_at_once(
     assert optuna.get_all_study_names(fresh_postgres_url) == []
 
 
+@pytest.mark.slow
 def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> None:
     """The same race on SQLite, in ten rounds (it is lost now and then), a new file each:
     creating the tables, and switching the file to write-ahead logging."""
@@ -423,6 +427,7 @@ def test_sweep_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> No
     assert all(optuna.get_all_study_names(url) == [] for url in urls)
 
 
+@pytest.mark.slow
 def test_a_queued_retry_within_a_full_budget_is_run_not_waited_for(tmp_path: Path) -> None:
     """A retry queued for the last place of total_trials is asked for (the survivor of a kill, a resume)."""
     first = run_main(sweep_args(tmp_path, "params.epoch_count=1", n_trials=2), tmp_path, timeout=120)

@@ -24,6 +24,7 @@ def torch_has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.mark.slow
 def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -> None:
     result = run_main(
         [*offline_args(tmp_path), "params.epoch_count=2", "params.lr=0.003", "run_name=first"], tmp_path
@@ -65,6 +66,7 @@ def test_two_epochs_on_the_sample_reach_090_and_log_everything(tmp_path: Path) -
     assert "training path: fast (LinearNet + Adam on the CPU" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp_path: Path) -> None:
     args = [*offline_args(tmp_path), "params.epoch_count=1", "run_name=same", "seed=7"]
     first = run_main(args, tmp_path)
@@ -81,6 +83,7 @@ def test_the_same_seed_gives_the_same_accuracy_and_runs_never_share_a_folder(tmp
         assert curve == [pytest.approx(epoch_lines(result.stdout)[-1][2], abs=1e-4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -142,6 +145,7 @@ def test_bad_values_fail_before_training_with_a_clear_message(
     )
 
 
+@pytest.mark.slow
 def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_path: Path) -> None:
     storage = f"storage=sqlite:///{tmp_path / 's.db'}"
     sweep = ["-m", "hydra/sweeper=optuna", "params.epoch_count=int(interval(1, 1000000))", storage]
@@ -155,6 +159,7 @@ def test_a_sweep_range_beyond_the_epoch_limit_is_refused_before_any_trial(tmp_pa
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.slow
 def test_more_threads_than_cores_and_a_batch_beyond_the_data_are_warned_about(tmp_path: Path) -> None:
     cores = len(os.sched_getaffinity(0))  # the run's own, inherited
     args = [*offline_args(tmp_path), f"threads={cores + 1}", "params.batch_size=1000000000"]
@@ -179,6 +184,7 @@ def _ctrl_c_as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
 def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(
     tmp_path: Path, signum: int, by: str
@@ -222,6 +228,7 @@ def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(
     ).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch_has_cuda(), reason="this machine has CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:7"])
 def test_a_gpu_this_machine_lacks_is_refused_before_data_loads(tmp_path: Path, device: str) -> None:
@@ -233,6 +240,7 @@ def test_a_gpu_this_machine_lacks_is_refused_before_data_loads(tmp_path: Path, d
     assert not (tmp_path / "data" / "cache").exists(), "no data may be loaded for a missing device"
 
 
+@pytest.mark.slow
 def test_a_val_accuracy_run_logs_it_each_epoch_and_returns_it(tmp_path: Path) -> None:
     result = run_main([*offline_args(tmp_path), "params.epoch_count=2", "objective=val_accuracy"], tmp_path)
 
@@ -249,6 +257,7 @@ def test_a_val_accuracy_run_logs_it_each_epoch_and_returns_it(tmp_path: Path) ->
     assert f"final val accuracy {val[-1]:.4f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
     result = run_main([*offline_args(tmp_path), "params.lr=1e30", "params.epoch_count=1"], tmp_path)
 
@@ -260,6 +269,7 @@ def test_a_diverging_run_ends_with_one_clear_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
@@ -269,6 +279,7 @@ def test_a_data_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert f"paths.data='{not_a_dir}': expected a directory" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["data/sample", "no-mnist-here"])
 def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, data: str) -> None:
     """The copy's sample lacks a file, chosen (paths.data=data/sample) or fallen back to: no
@@ -287,6 +298,7 @@ def test_a_sample_missing_a_file_ends_with_one_error_naming_it(tmp_path: Path, d
     assert "FALLING BACK" not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
@@ -315,6 +327,7 @@ def test_an_output_path_under_a_file_is_refused_before_training(
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path("/proc/self").is_dir(),
     reason="needs Linux's /proc, a folder that takes no new entries, even from root",
@@ -330,6 +343,7 @@ def test_a_log_path_that_cannot_be_made_is_refused_before_training(tmp_path: Pat
     assert "[Epoch:" not in result.stdout and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -369,6 +383,7 @@ def test_an_output_folder_hydra_cannot_make_is_one_error(
     assert shown.returncode == 0, shown.stderr  # --cfg makes no folder: nothing to refuse
 
 
+@pytest.mark.slow
 def test_help_and_cfg_job_work(tmp_path: Path) -> None:
     shown = run_main(["--cfg", "job", "params.lr=0.05"], tmp_path, timeout=120)
     helped = run_main(["--help"], tmp_path, timeout=120)
@@ -377,6 +392,7 @@ def test_help_and_cfg_job_work(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "params" in helped.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not SHARED_MNIST.is_dir(),
     reason="the full MNIST set is in ../shared/data/mnist on the team's machines only",

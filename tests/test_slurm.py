@@ -32,6 +32,9 @@ from tests.postgres import PostgresServer
 from tests.slurm import SlurmCluster
 from tests.sweep_helpers import wait_for
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 STUDY = "slurm-test"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 LONG, PRUNED_AT = 12, 8

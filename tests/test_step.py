@@ -16,6 +16,7 @@ from ds.step import LinearNetAdam
 from ds.train import NonFiniteLossError, train
 
 
+@pytest.mark.slow  # steps both paths on every parametrisation
 @pytest.mark.parametrize("use_kernel", [True, False], ids=["torch-fused-kernel", "public-ops"])
 @pytest.mark.parametrize(("batch_size", "lr", "hidden"), [(96, 1e-3, 32), (300, 3e-2, 7)])
 def test_steps_match_autograd_and_torch_adam(

@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 
 from tests.cli import copy_example, run_example
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Path:

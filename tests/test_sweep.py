@@ -33,6 +33,9 @@ from tests.sweep_helpers import (
     wait_for,
 )
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 FIXED_GOOD = ["params.lr=0.003", "params.batch_size=64", "params.epoch_count=3"]
 
 

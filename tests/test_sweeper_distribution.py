@@ -46,6 +46,7 @@ def trials(storage: str) -> list[tuple]:
 
 
 @pytest.mark.compat
+@pytest.mark.slow
 def test_the_installed_distribution_serves_an_app_outside_this_repository(app: Path) -> None:
     where = run_example(
         app,
@@ -70,6 +71,7 @@ def test_the_installed_distribution_serves_an_app_outside_this_repository(app: P
 
 
 @pytest.mark.compat
+@pytest.mark.slow
 def test_without_a_sweep_the_task_s_trial_calls_do_nothing(app: Path) -> None:
     single = run_example(app, "descent.py", "steps=20", "lr=0.0001")
     assert single.returncode == 0, single.stderr[-3000:]
@@ -115,6 +117,7 @@ SCENARIOS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_the_results_equal_the_stock_sweeper_s(app: Path, scenario: str) -> None:
     args = SCENARIOS[scenario]
@@ -133,6 +136,7 @@ def test_the_results_equal_the_stock_sweeper_s(app: Path, scenario: str) -> None
         assert isinstance(got["best_trial"], int)
 
 
+@pytest.mark.slow
 def test_the_same_trials_are_recorded_in_a_sqlite_study(app: Path) -> None:
     studies = {s: f"sqlite:///{app / f'{s}.db'}" for s in ("optuna", "pruning_optuna")}
     for sweeper, url in studies.items():
@@ -142,6 +146,7 @@ def test_the_same_trials_are_recorded_in_a_sqlite_study(app: Path) -> None:
     assert trials(studies["pruning_optuna"]) == trials(studies["optuna"])
 
 
+@pytest.mark.slow
 def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> None:
     failing = [*SEEDED, "error=true"]
     stock, _ = sweep(app, "optuna", "fail", *failing, "hydra.sweeper.max_failure_rate=0.5")
@@ -160,6 +165,7 @@ def test_too_many_failures_stop_the_sweep_with_the_task_s_error(app: Path) -> No
 
 
 @pytest.mark.compat
+@pytest.mark.slow
 def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path) -> None:
     result, _ = sweep(
         app,
@@ -178,6 +184,7 @@ def test_an_in_memory_study_with_the_basic_launcher_prunes_in_process(app: Path)
     assert re.search(r"trial +\d+ PRUNED +value=[0-9.]+ at step \d+", result.stdout), result.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_pruning_through_the_joblib_launcher_reaches_the_trials_in_their_workers(app: Path) -> None:
     url = f"sqlite:///{app / 'joblib.db'}"
     result, _ = sweep(

@@ -11,6 +11,9 @@ from optuna.trial import TrialState
 from tests.events import hparams, load_events, scalar_curve, session
 from tests.sweep_helpers import load, trial_run_dir
 
+# Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # How each Optuna state shows in HParams: (outcome hparam, session status).
 SHOWN = {
     TrialState.COMPLETE: ("complete", "STATUS_SUCCESS"),

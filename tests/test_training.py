@@ -77,6 +77,7 @@ def test_the_fused_kernel_probe_passes_here_and_both_updates_equal_torch_adam() 
     torch.testing.assert_close(public.flat, reference.detach(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # trains for seconds
 def test_a_torch_without_the_private_kernel_trains_the_same_with_public_operations(
     sample, monkeypatch, caplog
 ) -> None:
@@ -204,6 +205,7 @@ def test_options_an_optimizer_does_not_take_or_out_of_range_are_refused_as_torch
             train(sample, LinearNet(32), spec, batch_size=512, epoch_count=1, seed=0)
 
 
+@pytest.mark.slow  # trains on both paths
 def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -> None:
     """The spec, never built, and torch.optim.Adam built from the same settings: the same updates."""
     caplog.set_level(logging.INFO, logger="ds.train")
@@ -227,6 +229,7 @@ def test_the_fast_path_trains_a_configured_adam_as_a_built_one(sample, caplog) -
     assert first.train_loss == second.train_loss and first.test_accuracy == second.test_accuracy
 
 
+@pytest.mark.slow  # trains for seconds
 @pytest.mark.parametrize("make_model", [_swapped_activation, _extra_layer], ids=["tanh", "extra-layer"])
 def test_a_changed_linearnet_trains_through_autograd_and_learns(sample, make_model, caplog) -> None:
     caplog.set_level(logging.INFO, logger="ds.train")
@@ -241,6 +244,7 @@ def test_a_changed_linearnet_trains_through_autograd_and_learns(sample, make_mod
     assert history[-1].test_accuracy >= 0.85
 
 
+@pytest.mark.slow  # trains for seconds
 def test_the_fast_path_makes_the_general_path_s_updates_on_real_digits(sample, caplog) -> None:
     """One epoch each from the same weights and batch order: same parameters, loss and accuracies.
 
@@ -269,6 +273,7 @@ def test_the_fast_path_makes_the_general_path_s_updates_on_real_digits(sample, c
     assert abs(fast.test_accuracy - general.test_accuracy) <= 1 / 2000
 
 
+@pytest.mark.slow  # trains six models for an epoch each
 @pytest.mark.parametrize(
     ("overrides", "at_least"),
     [
@@ -319,6 +324,7 @@ class Recording(nn.Module):
         return self.net(x)
 
 
+@pytest.mark.slow  # trains for seconds
 def test_held_out_digits_never_reach_a_training_batch(sample) -> None:
     recording = Recording()
     history = train(
@@ -345,6 +351,7 @@ def test_held_out_digits_never_reach_a_training_batch(sample) -> None:
     assert "Val Accuracy: " in history[-1].summary() and history[-1].val_accuracy >= 0.85
 
 
+@pytest.mark.slow  # trains for seconds
 def test_the_default_objective_trains_on_every_training_digit(sample) -> None:
     recording = Recording()
     (metrics,) = train(

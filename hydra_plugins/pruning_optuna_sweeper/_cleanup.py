@@ -3,25 +3,20 @@ ended, and a SQLite study's write-ahead log checkpointed when the disk is full."
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-
+import psutil
 from optuna.storages import BaseStorage
 
 
 def stop_child_processes() -> None:
-    """End the worker processes this sweep started (the pool's or joblib's): their trials are closed."""
-    children = set()
-    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+    """End the worker processes this sweep started (the pool's or joblib's): their trials are closed.
+
+    Every child of this process is sent SIGTERM, whichever launcher started it: joblib's workers
+    are not known to this sweep otherwise."""
+    for child in psutil.Process().children():
         try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                children.update(int(pid) for pid in f.read().split())
-        except OSError:
+            child.terminate()
+        except psutil.Error:  # ended meanwhile
             continue
-    for pid in children:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
 
 
 def make_room(storage: BaseStorage) -> None:

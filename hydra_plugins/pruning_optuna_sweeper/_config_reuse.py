@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import pickle
 import uuid
-from typing import Any
+from typing import Any, cast
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import Container, DictConfig, OmegaConf, read_write
@@ -35,12 +36,12 @@ _PER_TRIAL_HYDRA_KEYS = ("hydra.job.env_set.",)
 class ReusingConfigLoader:
     """Wraps Hydra's config loader; only `load_sweep_config` is changed."""
 
-    def __init__(self, inner: Any, sweep_id: str | None = None) -> None:
+    def __init__(self, inner: ConfigLoader, sweep_id: str | None = None) -> None:
         self._inner = inner
         self._sweep_id = sweep_id or uuid.uuid4().hex
         self._parser = OverridesParser.create()
         # (the overrides' shape, the pickled composition): one attribute, replaced whole.
-        self._base: tuple[tuple[list[str], list[str]], bytes | None] | None = None
+        self._base: tuple[tuple[list[str], list[str | None]], bytes | None] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
         return _loader_of_sweep, (self._sweep_id, self._inner)
@@ -55,15 +56,16 @@ class ReusingConfigLoader:
         parsed = self._parser.parse_overrides(list(sweep_overrides))
         if any(o.is_sweep_override() for o in parsed):
             return self._inner.load_sweep_config(master_config, sweep_overrides)
-        plain, others = [], []
+        plain: list[Override] = []
+        others: list[Override] = []
         for override in parsed:
             (plain if _is_plain_value(override, master_config) else others).append(override)
         key = ([o.key_or_group for o in plain], [o.input_line for o in others])
         base = self._base
         if base is None or base[1] is None or key != base[0]:
-            config = self._inner.load_sweep_config(master_config, sweep_overrides)
-            self._base = (key, _pickled(config))
-            return config
+            composed = self._inner.load_sweep_config(master_config, sweep_overrides)
+            self._base = (key, _pickled(composed))
+            return composed
         config = pickle.loads(base[1])
         with read_write(config):
             for override in plain:
@@ -73,13 +75,13 @@ class ReusingConfigLoader:
             config.hydra.overrides.task = [
                 o.input_line for o in parsed if not o.key_or_group.startswith("hydra.")
             ]
-        return config
+        return cast(DictConfig, config)
 
 
 _LOADERS_OF_SWEEPS: dict[str, ReusingConfigLoader] = {}
 
 
-def _loader_of_sweep(sweep_id: str, inner: Any) -> ReusingConfigLoader:
+def _loader_of_sweep(sweep_id: str, inner: ConfigLoader) -> ReusingConfigLoader:
     """Unpickling in a worker: this process's loader for that sweep, made at
     its first job (a worker kept for a later sweep drops the earlier one's)."""
     if sweep_id not in _LOADERS_OF_SWEEPS:
@@ -91,7 +93,10 @@ def _loader_of_sweep(sweep_id: str, inner: Any) -> ReusingConfigLoader:
 def copy_config(config: DictConfig) -> DictConfig:
     """A deep copy of `config`, several times faster than `copy.deepcopy`."""
     pickled = _pickled(config)
-    return copy.deepcopy(config) if pickled is None else pickle.loads(pickled)
+    if pickled is None:
+        return copy.deepcopy(config)
+    copied: DictConfig = pickle.loads(pickled)
+    return copied
 
 
 def _pickled(config: DictConfig) -> bytes | None:

@@ -10,18 +10,20 @@ sweep's line per trial says the same and more.
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import re
 import sys
 import threading
-import time
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 SWEEP_LOGGER = "hydra_plugins.pruning_optuna_sweeper"
 REDRAW_S = 0.5
+BAR_FORMAT = "[{n_fmt}/{total_fmt} trials] best: {desc} | elapsed {elapsed} | left {remaining}"
 
 
 def file_only_overrides(job_logging: DictConfig | None) -> list[str]:
@@ -30,7 +32,7 @@ def file_only_overrides(job_logging: DictConfig | None) -> list[str]:
     so (a logger whose name needs quoting) is said once."""
     if job_logging is None:
         return []
-    logging_config = OmegaConf.to_container(job_logging, resolve=False)
+    logging_config = cast(dict[str, Any], OmegaConf.to_container(job_logging, resolve=False))
     handlers = logging_config.get("handlers")
     if not isinstance(handlers, dict):
         return []
@@ -89,100 +91,65 @@ def _is_console(handler: logging.Handler) -> bool:
 
 
 class Progress:
-    """One live line at the bottom of a terminal: trials done of n, the best so far, the time
-    elapsed and an estimate of the time left. Off where the console is not a terminal, and
+    """One live line at the bottom of a terminal, tqdm's: trials done of n, the best so far, the
+    time elapsed and an estimate of the time left. Off where the console is not a terminal, and
     where the jobs write to it too (job_output=console: their lines would cross it).
 
-    The console handlers' stream is wrapped so that a log line first clears the live line,
-    which is drawn again after it.
+    The console handlers' stream is wrapped so that a log line goes through `tqdm.write`, which
+    clears the live line first and draws it again after.
     """
 
     def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None) -> None:
         self.total = total
         self.stream = stream or sys.stdout
         self.enabled = enabled and self.stream.isatty()
-        self.done = 0
-        self.best = "none yet"
-        self.started = time.monotonic()
-        self._lock = threading.RLock()
-        self._drawn = False
+        self.bar: tqdm[Any] | None = None
         self._stop = threading.Event()
-        self._wrapped: list[tuple[logging.StreamHandler, TextIO]] = []
+        self._wrapped: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
 
     def __enter__(self) -> Progress:
-        if self.enabled:
-            for logger in (logging.getLogger(), logging.getLogger(SWEEP_LOGGER)):
-                for handler in logger.handlers:
-                    if _is_console(handler) and handler.stream is self.stream:
-                        self._wrapped.append((handler, handler.setStream(_ClearingStream(self))))
-            threading.Thread(target=self._tick, name="sweep-progress", daemon=True).start()
+        if not self.enabled:
+            return self
+        self.bar = tqdm(
+            total=self.total, desc="none yet", file=self.stream, bar_format=BAR_FORMAT, leave=False
+        )
+        for logger in (logging.getLogger(), logging.getLogger(SWEEP_LOGGER)):
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is self.stream:
+                    previous = handler.setStream(_AboveTheBar(self.stream))
+                    if previous is not None:
+                        self._wrapped.append((handler, previous))
+        threading.Thread(target=self._tick, args=(self.bar,), name="sweep-progress", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for handler, stream in self._wrapped:  # outside the lock: a handler writing holds its own
+        for handler, stream in self._wrapped:
             handler.setStream(stream)
         self._wrapped.clear()
-        with self._lock:
-            self._clear()
+        if self.bar is not None:
+            self.bar.close()  # leave=False: the line is cleared
 
     def update(self, done: int, best: str) -> None:
-        with self._lock:
-            self.done, self.best = done, best
-            self._draw()
+        if self.bar is not None:
+            self.bar.set_description_str(best, refresh=False)
+            self.bar.update(done - self.bar.n)
 
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        left = "-"
-        if 0 < self.done < self.total:
-            left = f"~{_clock(elapsed / self.done * (self.total - self.done))}"
-        elif self.done >= self.total:
-            left = "0:00"
-        return (
-            f"[{self.done}/{self.total} trials] best: {self.best} | elapsed {_clock(elapsed)} | left {left}"
-        )
-
-    def write_through(self, text: str) -> int:
-        """Write a log line: the live line is cleared first and drawn again after it."""
-        with self._lock:
-            self._clear()
-            written = self.stream.write(text)
-            if text.endswith("\n"):
-                self._draw()
-            return written
-
-    def _tick(self) -> None:
+    def _tick(self, bar: tqdm[Any]) -> None:
+        """The elapsed time keeps moving between trials' ends (tqdm draws only on an update)."""
         while not self._stop.wait(REDRAW_S):
-            with self._lock:
-                self._draw()
-
-    def _draw(self) -> None:
-        if self.enabled and not self._stop.is_set():
-            self.stream.write("\r" + self.line() + "\033[K")
-            self.stream.flush()
-            self._drawn = True
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self._drawn = False
+            bar.refresh()
 
 
-class _ClearingStream:
-    """A console stream that clears the progress line before a log line, and draws it after."""
+class _AboveTheBar(io.TextIOBase):
+    """A console stream whose lines are written above the live line."""
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
 
     def write(self, text: str) -> int:
-        return self.progress.write_through(text)
+        tqdm.write(text, file=self.stream, end="")
+        return len(text)
 
     def flush(self) -> None:
-        self.progress.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        self.stream.flush()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from optuna.storages import BaseStorage
 
-from pruning_optuna_sweeper.storage import first_line
+from pruning_optuna_sweeper.storage import first_line, record_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Heartbeats:
     def add(self, trial_id: int) -> None:
         """Beat for `trial_id` from now on, starting with one beat at once."""
         if self.interval:
-            self.storage.record_heartbeat(trial_id)
+            record_heartbeat(self.storage, trial_id)
         with self._lock:
             self.trial_ids.add(trial_id)
 
@@ -53,7 +53,7 @@ class Heartbeats:
                     trial_ids = list(self.trial_ids)
                 try:
                     for trial_id in trial_ids:
-                        self.storage.record_heartbeat(trial_id)
+                        record_heartbeat(self.storage, trial_id)
                 except Exception as error:  # a lost beat is retried; a dead thread would fail the trials
                     log.warning(
                         "could not record a heartbeat (%s: %s); retrying",

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import optuna
@@ -306,7 +307,7 @@ class TrialLoop:
 
     def _collect(self) -> None:
         """Wait for trials to end and record them: the whole batch, or the next one to end."""
-        ended = []
+        ended: list[Any] = []
         self._watch()  # also where results keep coming: it checks once per heartbeat interval
         while not ended or (self.plan.batch and len(ended) < len(self.in_flight)):
             try:
@@ -412,7 +413,7 @@ class TrialLoop:
             return
         self._count_failure(reason)
         queued = frozen.state == TrialState.FAIL and self.plan.retry is not None
-        if queued:
+        if queued and self.plan.retry is not None:
             self.plan.retry(self.study, frozen)
         log.warning("%s | %s%s", describe_trial(frozen), reason, "; queued again" if queued else "")
 

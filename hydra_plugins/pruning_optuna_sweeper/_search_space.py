@@ -46,7 +46,7 @@ class SearchSpace:
 def parse_search_space(declared: DictConfig | None, arguments: list[str]) -> SearchSpace:
     """`hydra.sweeper.params` and the command line's overrides, the command line's winning per key."""
     given = {argument.split("=", 1)[0].strip(): argument for argument in arguments}
-    declared_entries = [f"{k}={v}" for k, v in (declared or {}).items() if k not in given and v is not None]
+    declared_entries = [f"{k!s}={v}" for k, v in (declared or {}).items() if k not in given and v is not None]
     distributions: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
     deletions: list[str] = []
@@ -71,8 +71,9 @@ def parse_search_space(declared: DictConfig | None, arguments: list[str]) -> Sea
 def distribution_of(override: Override) -> BaseDistribution:
     """The Optuna distribution of a sweep override, as the stock plugin reads it."""
     if override.is_choice_sweep():
-        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
-    value = override.value()
+        choices: list[Any] = list(override.sweep_iterator(transformer=Transformer.encode))
+        return CategoricalDistribution(choices)
+    value: Any = override.value()  # an IntervalSweep or RangeSweep here, as the checks below tell
     if override.is_interval_sweep():
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):
@@ -81,7 +82,7 @@ def distribution_of(override: Override) -> BaseDistribution:
     if override.is_range_sweep():
         if value.step == 0:
             raise ValueError("a range needs a nonzero step")
-        values = list(override.sweep_iterator(transformer=Transformer.encode))
+        values: list[Any] = list(override.sweep_iterator(transformer=Transformer.encode))
         if not values:
             raise ValueError("a range must hold at least one value")
         if value.shuffle or value.transformers:
@@ -129,7 +130,10 @@ def check_search_space(
     except ValueError as e:
         raise SearchSpaceError(str(e)) from None
     check_trial_config = hooks.check_trial_config if overridden(hooks, "check_trial_config") else None
-    is_group = lambda key: bool(group_options(key))  # noqa: E731
+
+    def is_group(key: str) -> bool:
+        return bool(group_options(key))
+
     for name in [*space.distributions, *space.fixed]:
         if is_group(name):
             options = group_options(name)

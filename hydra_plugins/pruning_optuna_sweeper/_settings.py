@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -36,7 +36,7 @@ class SweepSettingsError(ValueError):
     """A hydra.sweeper setting out of its range."""
 
 
-def directions(setting: Any) -> list[str]:
+def directions(setting: Any) -> list[Literal["minimize", "maximize"]]:
     """`direction` as a list of minimize/maximize: a string, the stock Direction enum, or a list of them."""
     given = list(setting) if isinstance(setting, (list, tuple, ListConfig)) else [setting]
     names = [d.name if isinstance(d, Enum) else str(d).lower() for d in given]
@@ -47,7 +47,7 @@ def directions(setting: Any) -> list[str]:
             f"invalid hydra.sweeper settings: direction={shown!r}: "
             "expected minimize or maximize, or a list of them for several objectives."
         )
-    return names
+    return cast(list[Literal["minimize", "maximize"]], names)
 
 
 def check_settings(s: DictConfig) -> None:

@@ -22,7 +22,7 @@ class Terminated(KeyboardInterrupt):
 
 
 # The handlers from before `first_interrupt_unwinds`, while it is in force.
-_before: list[dict[int, Any]] = []
+_before: list[dict[signal.Signals, Any]] = []
 
 
 @contextmanager

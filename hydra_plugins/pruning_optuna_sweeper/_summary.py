@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
+from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
@@ -69,7 +70,7 @@ def summarise(
     if len(study.directions) == 1:
         best = study.best_trial
         log.info("Best: %s", describe_trial(best))
-        results = {
+        results: dict[str, Any] = {
             "name": "optuna",
             "best_params": best.params,
             "best_value": best.value,
@@ -108,5 +109,5 @@ def summarise(
     OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
 
-def _numbered(trial: FrozenTrial) -> dict:
+def _numbered(trial: FrozenTrial) -> dict[str, Any]:
     return {"number": trial.number, "params": trial.params, "values": trial.values}

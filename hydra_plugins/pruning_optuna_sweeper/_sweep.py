@@ -14,9 +14,10 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -117,7 +118,8 @@ class SweepRun:
     ) -> None:
         # As the job's config holds them: interpolations there (`metric_names: ["${objective}"]`)
         # resolve against the whole config, which the settings Hydra passes in are cut off from.
-        self.settings = s = OmegaConf.create(OmegaConf.to_container(config.hydra.sweeper, resolve=True))
+        settings_config = OmegaConf.create(OmegaConf.to_container(config.hydra.sweeper, resolve=True))
+        self.settings = s = cast(DictConfig, settings_config)
         self.config = config
         self.group_options = hydra_context.config_loader.get_group_options
         check_settings(s)
@@ -129,7 +131,7 @@ class SweepRun:
             check_storage(s.storage)  # a URL or file that is no study storage is refused now
             optuna_tables()  # Optuna's database layer, imported once here: forked workers inherit it
         hydra_context = dataclasses.replace(
-            hydra_context, config_loader=ReusingConfigLoader(hydra_context.config_loader)
+            hydra_context, config_loader=cast(ConfigLoader, ReusingConfigLoader(hydra_context.config_loader))
         )
         self.launcher_name = config.hydra.runtime.choices.get("hydra/launcher", "basic")
         try:
@@ -325,7 +327,7 @@ class SweepRun:
             grid = {name: grid_choices(name, d) for name, d in space.distributions.items()}
             sampler = sampler(grid)
             self.n_trials = min(self.settings.n_trials, math.prod(len(v) for v in grid.values()))
-        return sampler
+        return cast(optuna.samplers.BaseSampler, sampler)
 
     def _extender(self) -> Any:
         """The stock `custom_search_space`: a function (config, trial) that suggests more parameters."""
@@ -340,7 +342,7 @@ def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
     """Who beat for a trial: its job where the job did (pruning_optuna_sweeper/job.py),
     else the sweep's worker."""
     if not job.get("beats"):
-        return trial.user_attrs.get(WORKER_ATTR, "another worker")
+        return str(trial.user_attrs.get(WORKER_ATTR, "another worker"))
     return f"SLURM job {job['slurm_job_id']}" if job.get("slurm_job_id") else f"{job['host']}:{job['pid']}"
 
 
