@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
@@ -335,7 +336,19 @@ def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
 
 
 def _use_write_ahead_log(storage: RDBStorage) -> None:
-    """Readers (a live dashboard) and one writer at a time then share the file."""
+    """Readers (a live dashboard) and one writer at a time then share the file.
+
+    Its connections commit with synchronous=NORMAL: with the log, a commit then
+    waits for no flush to disk (a few ms each, about ten a trial), the file stays
+    consistent, and a crashed process loses nothing; only a power cut may take
+    back the last commits.
+    """
     with storage.engine.connect() as connection:
         if connection.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    event.listen(storage.engine, "connect", _commit_without_flush)
+    storage.engine.dispose()  # the connections made so far: the next ones are set up so
+
+
+def _commit_without_flush(connection: sqlite3.Connection, _record: Any) -> None:
+    connection.execute("PRAGMA synchronous=NORMAL")
