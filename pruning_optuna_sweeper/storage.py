@@ -327,8 +327,12 @@ def _create_rdb_storage(url: str, **kwargs: Any) -> RDBStorage:
             return storage
         except (IntegrityError, ProgrammingError, OperationalError) as error:
             # Only the races above: not a lock timeout while creating tables, nor a server refusing us.
-            race = "database is locked" if storage is not None else "already exists"
-            lost_the_race = not isinstance(error, OperationalError) or race in str(error)
+            lost_the_race = not isinstance(error, OperationalError) or (
+                getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                if storage is not None
+                # SQLite's CREATE TABLE race has only its general error code: the text says which.
+                else "already exists" in str(error)
+            )
             if not lost_the_race or attempt == SCHEMA_RACE_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -76,15 +76,21 @@ def _set_fail_reason(trial: optuna.Trial, reason: str | None) -> bool:
     return True
 
 
+def grid_covered(study: optuna.Study) -> bool:
+    """Whether the study's sampler is a grid that every point of has been run."""
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+
+
 def _tell(
     study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
 ) -> tuple[FrozenTrial, bool]:
     try:
         frozen = study.tell(trial, skip_if_finished=True, **outcome)
-    except RuntimeError as e:
-        # The grid sampler calls study.stop() once its grid is covered, which
-        # Optuna allows only inside study.optimize; the outcome is stored first.
-        if "Study.stop" not in str(e):
+    except RuntimeError:
+        # The grid sampler calls study.stop() once its grid is covered, which Optuna allows only
+        # inside study.optimize (a plain RuntimeError); the outcome is stored first.
+        if not grid_covered(study):
             raise
         frozen = study.get_trials(deepcopy=False)[trial.number]
     recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)

@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError
 
 from pruning_optuna_sweeper.storage import mask_url
 
+from ._outcome import grid_covered
+
 T = TypeVar("T")
 DIRECTIONS = ("minimize", "maximize")
 # What hydra.sweeper.sampler may build: Optuna's samplers (the stock plugin's NSGA-II is a factory there).
@@ -115,6 +117,7 @@ def build(setting: str, config: Any, **kwargs: Any) -> Any:
         return instantiate(config, **kwargs, _execution_whitelist_=whitelist)
     except Exception as error:
         text = str(error.__cause__ or error)
+        # Hydra refuses a target with its general InstantiationException: the text says which.
         refused = _NOT_WHITELISTED.search(text)
         if refused:
             raise SweepSettingsError(
@@ -165,7 +168,7 @@ def rehearse(
             try:
                 study.tell(trial, [0.5 + 0.1 * n] * n_objectives)
             except RuntimeError as e:
-                if "Study.stop" in str(e):  # the grid sampler, once its grid is covered
+                if grid_covered(study):  # the grid sampler calls study.stop() once its grid is covered
                     return
                 raise _rehearsal_error("sampler", e) from e
     finally:
