@@ -28,8 +28,6 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
     if ret.status == JobStatus.COMPLETED:
         values, reason = _values(ret.return_value, len(study.directions))
         if values is not None:
-            if trial.user_attrs.get(FAIL_REASON_ATTR):  # a retry: its first run's reason no longer holds
-                _set_fail_reason(trial, None)
             return _tell(study, trial, values=values)
     else:
         try:

@@ -46,7 +46,8 @@ from pruning_optuna_sweeper.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
-from ._loop import LaunchError, Plan, SweepAborted, TrialLoop, could_not_start
+from ._loop import TrialLoop
+from ._plan import LaunchError, Plan, SweepAborted, could_not_start
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -65,13 +66,13 @@ from ._settings import (
     rehearse,
 )
 from ._signals import first_interrupt_unwinds
-from ._summary import best_so_far, summarise
+from ._summary import summarise
 from .config import trials_at_once
 
 log = logging.getLogger(__name__)
 # Heartbeats and stale-trial recovery are marked experimental in Optuna.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-# study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
+# study.ask warns that heartbeats belong to study.optimize; heartbeat.py beats for asked trials.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
@@ -258,7 +259,6 @@ class SweepRun:
             reseed_sampler=lambda seed: self._sampler(space, seed=seed),
             sampler_seed=OmegaConf.select(s.sampler, "seed", default=None),
             launcher_name=self.launcher_name,
-            describe=best_so_far,
             job_overrides=self.job_overrides,
             retry=self.retry if s.storage is not None else None,
             ready=getattr(self.launcher, "wait_until_ready", None),
