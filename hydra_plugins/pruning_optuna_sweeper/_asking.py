@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -25,8 +26,10 @@ from pruning_optuna_sweeper.trial import TRIAL_ENV, trial_env_value
 
 from . import _budget as budget
 from ._outcome import fail_trial
-from ._plan import Plan
 from ._search_space import SearchSpace, suggest
+
+if TYPE_CHECKING:
+    from ._loop import Plan
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"

@@ -46,8 +46,7 @@ from pruning_optuna_sweeper.trial import register_in_process_study
 
 from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
-from ._loop import TrialLoop
-from ._plan import LaunchError, Plan, SweepAborted, could_not_start
+from ._loop import LaunchError, Plan, SweepAborted, TrialLoop, could_not_start
 from ._search_space import (
     SearchSpace,
     SearchSpaceError,
