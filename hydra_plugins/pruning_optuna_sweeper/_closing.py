@@ -19,8 +19,6 @@ from ._outcome import fail_trial
 
 log = logging.getLogger(__name__)
 RetryCallback = Callable[[optuna.Study, FrozenTrial], None]
-# An interrupt is not the trial's fault: it is queued again whatever its retries so far.
-RETRY_INTERRUPTED = RetryHeartbeatStaleTrialCallback(max_retry=None)
 
 
 def recover(study: optuna.Study, storage: BaseStorage, retry: RetryCallback | None) -> None:
@@ -51,6 +49,8 @@ def close(
 ) -> Closed:
     """Mark the unfinished `trials` (trial: id) FAIL with `reason`; after an interrupt, queue each again."""
     closed = Closed()
+    # An interrupt is not the trial's fault: it is queued again whatever its retries so far.
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
     for trial, trial_id in trials.items():
         try:
             before = storage.get_trial(trial_id)
@@ -60,7 +60,7 @@ def close(
             closed.marked.append(trial.number)
             closed.job_ids.append(slurm_job(before))
             if interrupted and frozen.state == TrialState.FAIL:
-                RETRY_INTERRUPTED(study, frozen)
+                retry(study, frozen)
                 closed.queued.append(trial.number)
         except Exception:  # the storage refuses writes (a full disk): said by the caller
             closed.unmarked.append(trial.number)
