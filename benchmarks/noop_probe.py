@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from hydra_plugins.pruning_optuna_sweeper import _sweep
 
-from hydra_plugins.pruning_optuna_sweeper import _sweep  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 block = int(sys.argv.pop(1))
 launches: list[tuple[float, float]] = []  # (start, seconds) of each trial's launch
