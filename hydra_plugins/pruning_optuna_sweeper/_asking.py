@@ -123,7 +123,7 @@ class Asker:
                 trial.number,
                 ", ".join(sorted(dropped)),
             )
-        inherited = self.storage.get_trial_user_attrs(trial_id) if queued else {}
+        inherited = self.storage.get_trial_user_attrs(trial_id)  # a retry's, from its failed trial
         if inherited.get(FAIL_REASON_ATTR):
             trial.set_user_attr(FAIL_REASON_ATTR, None)  # its failed trial's: it has not failed
         for name, value in self.space.fixed.items():
