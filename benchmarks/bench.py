@@ -28,6 +28,10 @@ this order:
             trials cost alone on SQLite, and, for comparison, a job of
             Hydra's basic sweeper and of the stock hydra-optuna-sweeper
             running a task that only returns (noop_task.py);
+- noop-overhead: the sweep's own cost per trial for a task that only
+            returns, in blocks of 1,000 of 10,000 trials (--trials) in one
+            process on SQLite with the random sampler (noop_probe.py), beside
+            Optuna's own calls for such trials (not in the default run);
 - parallel: the same 12 queued trials, no pruning, with hydra.sweeper.n_jobs=1
             and 2 (the app's pool launcher both: the targets, that pair run 3 times
             and its median ratio checked), and for comparison n_jobs=1 on the basic
@@ -71,7 +75,16 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, scale, testfast, training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    noop_overhead,
+    overhead,
+    parallel,
+    pruners,
+    quickstart,
+    scale,
+    testfast,
+    training,
+)
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -85,6 +98,7 @@ PARTS = (
     "previous",
     "threads",
     "overhead",
+    "noop-overhead",
     "parallel",
     "parallel-sweep",
     "sweep",
@@ -210,6 +224,9 @@ def main() -> None:
             ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
+            "noop-overhead": lambda: noop_overhead.bench_noop_overhead(
+                results, workdir, args.trials or 10_000
+            ),
             "parallel": lambda: parallel.bench_parallel(results, runner, args.trials),
             "parallel-sweep": lambda: parallel.bench_parallel_sweep(
                 results, runner, seeds or PARALLEL_SWEEP_SEEDS

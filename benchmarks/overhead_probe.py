@@ -33,11 +33,12 @@ import optuna  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 
 import ds.run  # noqa: E402
+import hydra_plugins.pruning_optuna_sweeper._asking as _asking  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._config_reuse as _config_reuse  # noqa: E402
-import hydra_plugins.pruning_optuna_sweeper._heartbeat as _heartbeat  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._loop as _loop  # noqa: E402
 import hydra_plugins.pruning_optuna_sweeper._sweep as _sweep  # noqa: E402
 import pruning_optuna_sweeper  # noqa: E402
+import pruning_optuna_sweeper.heartbeat  # noqa: E402
 import pruning_optuna_sweeper.trial  # noqa: E402
 
 starts: defaultdict[str, list[float]] = defaultdict(list)
@@ -92,10 +93,9 @@ timed(
 )
 timed(pruning_optuna_sweeper.trial.SweepTrial, "set_user_attr", "task: the trial's user attrs (in run_job)")
 timed(optuna.storages, "fail_stale_trials", "sweeper: stale-trial check (before an ask)")
-timed(_loop.TrialLoop, "_ask", "sweeper: ask (sampling, attrs)")
-timed(_heartbeat.Heartbeats, "add", "sweeper: the trial's first heartbeat (in ask)")
+timed(_asking.Asker, "ask", "sweeper: ask (sampling, attrs)")
+timed(pruning_optuna_sweeper.heartbeat.Heartbeats, "add", "sweeper: the trial's first heartbeat (in ask)")
 timed(_loop, "record_outcome", "sweeper: tell")
-timed(_sweep, "best_so_far", "sweeper: best so far (the trial's log line)")
 timed(_sweep.SweepRun, "_launch_one", "sweeper: launch (all of a trial's job)")
 timed(_loop.TrialLoop, "run", "sweeper: the trial loop")
 

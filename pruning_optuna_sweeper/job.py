@@ -14,26 +14,24 @@ interrupt the sweep cancels the SLURM jobs its unfinished trials recorded.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
 import subprocess
 import threading
-import time
 from typing import Any
 
 import psutil
 from optuna.storages import BaseStorage
 
-from pruning_optuna_sweeper.storage import record_heartbeat
+from pruning_optuna_sweeper.heartbeat import Heartbeats
 from pruning_optuna_sweeper.study import JOB_ATTR
 
-log = logging.getLogger(__name__)
 SLURM_JOB_ENV = "SLURM_JOB_ID"
 HOST = socket.gethostname()
 
-_beating: set[int] = set()  # trial ids this process beats for
+_taken: set[int] = set()  # trial ids this process has recorded itself on
+_beats: Heartbeats | None = None  # until this process ends (a job runs one storage's trials)
 _lock = threading.Lock()
 
 
@@ -58,32 +56,20 @@ def sweep_can_see(sweep: str | None) -> bool:
 
 def take_over(storage: BaseStorage, trial_id: int, number: int, sweep: str | None) -> None:
     """Record where this trial runs; where its sweep cannot see this process, beat for it from here."""
+    global _beats
     with _lock:
-        if trial_id in _beating:
+        if trial_id in _taken:
             return
-        _beating.add(trial_id)
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    beats = bool(interval) and not sweep_can_see(sweep)
+        _taken.add(trial_id)
+        _beats = _beats or Heartbeats(storage)
+    beats = bool(_beats.interval) and not sweep_can_see(sweep)
     # The trial's number too: a retry is created with its failed trial's user attrs.
     record: dict[str, Any] = {"trial": number, "host": HOST, "pid": os.getpid(), "beats": beats}
     if os.environ.get(SLURM_JOB_ENV):
         record["slurm_job_id"] = os.environ[SLURM_JOB_ENV]
     if beats:
-        record_heartbeat(storage, trial_id)  # before the sweep reads `beats` and stops
-        threading.Thread(
-            target=_beat, args=(storage, trial_id, interval), name=f"trial-heartbeat-{trial_id}", daemon=True
-        ).start()
+        _beats.add(trial_id)  # its first beat before the sweep reads `beats` and stops
     storage.set_trial_user_attr(trial_id, JOB_ATTR, record)
-
-
-def _beat(storage: BaseStorage, trial_id: int, interval: float) -> None:
-    """Beat until this process ends (a beat for a finished trial is ignored by Optuna)."""
-    while True:
-        time.sleep(interval)
-        try:
-            record_heartbeat(storage, trial_id)
-        except Exception as error:  # a lost beat is retried
-            log.warning("could not record a heartbeat for the trial (%s); retrying", type(error).__name__)
 
 
 def cancel_slurm_jobs(job_ids: list[str]) -> str | None:

@@ -21,9 +21,6 @@ FIXED_PARAMS_ATTR = "fixed_params"
 # What a task recorded it trained with (a nested dict of config values): best_of and export
 # prefer it to the sampled and fixed values alone, which miss what neither set.
 CONFIG_ATTR = "config"
-# The trial an interrupted trial's retry runs again (a dead worker's retries are Optuna's:
-# RetryHeartbeatStaleTrialCallback.retried_trial_number).
-RETRY_OF_ATTR = "retry_of"
 # The worker (host:pid) that ran a trial.
 WORKER_ATTR = "worker"
 # Where a trial's task ran, recorded by the task's side (pruning_optuna_sweeper.job): {"host", "pid",
@@ -138,16 +135,17 @@ def best_trials(study: optuna.Study, storage: BaseStorage, where: str) -> list[F
 
 
 def best_params(trial: FrozenTrial) -> dict[str, Any]:
-    """The values that reproduce `trial`: sampled, and fixed by its sweep (recorded as user attrs)."""
+    """The values that reproduce `trial`: sampled, and fixed by its sweep (recorded as user attrs;
+    they win for a retry whose queued parameter the resuming sweep fixed)."""
     fixed = trial.user_attrs.get(FIXED_PARAMS_ATTR, {})
-    return {**fixed, **trial.params}
+    return {**trial.params, **fixed}
 
 
 def trained_values(trial: FrozenTrial) -> dict[str, Any]:
     """Every value `trial` ran with that is known, as dotted keys without `+`: what its task
     recorded (CONFIG_ATTR), then what the sweep fixed and sampled."""
     fixed = {k: as_typed(v) for k, v in trial.user_attrs.get(FIXED_PARAMS_ATTR, {}).items()}
-    values = {**_dotted(trial.user_attrs.get(CONFIG_ATTR, {})), **fixed, **trial.params}
+    values = {**_dotted(trial.user_attrs.get(CONFIG_ATTR, {})), **trial.params, **fixed}
     return {k.lstrip("+"): v for k, v in values.items()}
 
 

@@ -9,11 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
 
 from tests.cli import offline_args, run_main
 
 SHORT_EPOCHS = "params.epoch_count=int(interval(1, 3))"
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The trial a retry runs again, as Optuna's retry callback recorded it (None: no retry)."""
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def sqlite_url(workdir: Path) -> str:

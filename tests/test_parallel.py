@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from tests.cli import MAIN, main_env
-from tests.sweep_helpers import load, run_sweep, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import load, retry_of, run_sweep, sqlite_url, sweep_args, wait_for
 
 # Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -121,7 +121,7 @@ def test_an_interrupt_stops_every_running_trial_and_one_rerun_resumes_them_all(
     failed = [t for t in interrupted if t.state == TrialState.FAIL]
     queued = [t for t in interrupted if t.state == TrialState.WAITING]
     assert len(failed) == 2 and all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
-    assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(t.number for t in failed)  # each once
+    assert sorted(retry_of(t) for t in queued) == sorted(t.number for t in failed)  # each once
 
     resumed = subprocess.run(
         [sys.executable, str(MAIN),
@@ -130,10 +130,10 @@ def test_an_interrupt_stops_every_running_trial_and_one_rerun_resumes_them_all(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = load(tmp_path).get_trials()
-    retried = [t for t in after if t.user_attrs.get("retry_of") in {t.number for t in failed}]
+    retried = [t for t in after if retry_of(t) in {t.number for t in failed}]
     assert len(retried) == 2 and all(t.state == TrialState.COMPLETE for t in retried)
     lr = {f.number: f.params["params.lr"] for f in failed}  # its queued lr; the rest is this command's
-    assert all(r.params["params.lr"] == lr[r.user_attrs["retry_of"]] for r in retried)
+    assert all(r.params["params.lr"] == lr[retry_of(r)] for r in retried)
     assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 

@@ -29,8 +29,6 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
     if ret.status == JobStatus.COMPLETED:
         values, reason = _values(ret.return_value, len(study.directions))
         if values is not None:
-            if trial.user_attrs.get(FAIL_REASON_ATTR):  # a retry: its first run's reason no longer holds
-                _set_fail_reason(trial, None)
             return _tell(study, trial, values=values)
     else:
         try:
@@ -77,15 +75,21 @@ def _set_fail_reason(trial: optuna.Trial, reason: str | None) -> bool:
     return True
 
 
+def grid_covered(study: optuna.Study) -> bool:
+    """Whether the study's sampler is a grid that every point of has been run."""
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+
+
 def _tell(
     study: optuna.Study, trial: optuna.Trial, finished_elsewhere: bool = False, **outcome: Any
 ) -> tuple[FrozenTrial, bool]:
     try:
         frozen = study.tell(trial, skip_if_finished=True, **outcome)
-    except RuntimeError as e:
-        # The grid sampler calls study.stop() once its grid is covered, which
-        # Optuna allows only inside study.optimize; the outcome is stored first.
-        if "Study.stop" not in str(e):
+    except RuntimeError:
+        # The grid sampler calls study.stop() once its grid is covered, which Optuna allows only
+        # inside study.optimize (a plain RuntimeError); the outcome is stored first.
+        if not grid_covered(study):
             raise
         frozen = study.get_trials(deepcopy=False)[trial.number]
     recorded = not finished_elsewhere and frozen.state == outcome.get("state", TrialState.COMPLETE)

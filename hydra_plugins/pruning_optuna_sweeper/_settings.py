@@ -18,6 +18,8 @@ from pruning_optuna_sweeper.compat import instantiate_trusted
 from pruning_optuna_sweeper.journal import is_journal_url, journal_path
 from pruning_optuna_sweeper.storage import mask_url
 
+from ._outcome import grid_covered
+
 T = TypeVar("T")
 DIRECTIONS = ("minimize", "maximize")
 # What hydra.sweeper.sampler may build: Optuna's samplers, and the sampler group's factories
@@ -128,6 +130,7 @@ def build(setting: str, config: Any, **kwargs: Any) -> Any:
         return instantiate_trusted(config, whitelist, **kwargs)
     except Exception as error:
         text = str(error.__cause__ or error)
+        # Hydra refuses a target with its general InstantiationException: the text says which.
         refused = _NOT_WHITELISTED.search(text)
         if refused:
             raise SweepSettingsError(
@@ -178,7 +181,7 @@ def rehearse(
             try:
                 study.tell(trial, [0.5 + 0.1 * n] * n_objectives)
             except RuntimeError as e:
-                if "Study.stop" in str(e):  # the grid sampler, once its grid is covered
+                if grid_covered(study):  # the grid sampler calls study.stop() once its grid is covered
                     return
                 raise _rehearsal_error("sampler", e) from e
     finally:

@@ -3,6 +3,7 @@ and Hydra's optimization_results.yaml (the stock sweeper's keys, plus the trial 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from pruning_optuna_sweeper.extras import needs
@@ -19,14 +21,28 @@ from pruning_optuna_sweeper.study import WORKER_ATTR, describe_states, describe_
 log = logging.getLogger(__name__)
 
 
-def best_so_far(study: optuna.Study) -> str:
-    if len(study.directions) > 1:
-        return f"{len(study.best_trials)} on the Pareto front"
-    try:
-        best = study.best_trial
-    except ValueError:
-        return "none yet"
-    return f"trial {best.number} {best.value:.4f}"
+class BestSoFar:
+    """The best trial so far, for each trial's log line: read from the study once, then kept as
+    this process's trials end, so that a line costs no query that grows with the study."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.best: FrozenTrial | None = None
+        if len(study.directions) == 1:
+            with contextlib.suppress(ValueError):  # no completed trial yet
+                self.best = study.best_trial
+
+    def add(self, trial: FrozenTrial) -> None:
+        if len(self.study.directions) > 1 or trial.state != TrialState.COMPLETE or trial.value is None:
+            return
+        sign = 1 if self.study.direction == StudyDirection.MAXIMIZE else -1
+        if self.best is None or self.best.value is None or sign * (trial.value - self.best.value) > 0:
+            self.best = trial
+
+    def __str__(self) -> str:
+        if len(self.study.directions) > 1:  # the front is the study's, read again
+            return f"{len(self.study.best_trials)} on the Pareto front"
+        return "none yet" if self.best is None else f"trial {self.best.number} {self.best.value:.4f}"
 
 
 def summarise(

@@ -67,13 +67,13 @@ from ._settings import (
     rehearse,
 )
 from ._signals import first_interrupt_unwinds
-from ._summary import best_so_far, summarise
+from ._summary import summarise
 from .config import trials_at_once
 
 log = logging.getLogger(__name__)
 # Heartbeats and stale-trial recovery are marked experimental in Optuna.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-# study.ask warns that heartbeats belong to study.optimize; _heartbeat.py beats for asked trials.
+# study.ask warns that heartbeats belong to study.optimize; heartbeat.py beats for asked trials.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
@@ -261,7 +261,6 @@ class SweepRun:
             reseed_sampler=lambda seed: self._sampler(space, seed=seed),
             sampler_seed=OmegaConf.select(s.sampler, "seed", default=None),
             launcher_name=self.launcher_name,
-            describe=best_so_far,
             job_overrides=self.job_overrides,
             retry=self.retry if s.storage is not None else None,
             ready=getattr(self.launcher, "wait_until_ready", None),
