@@ -171,7 +171,52 @@ def check_command_line() -> CommandLine | None:
     problem = output_dir_problem(command)
     if problem is not None:
         sys.exit(f"error: {problem}.")
+    if command.runs_jobs and not command.multirun:
+        try:
+            sys.argv.extend(best_trial_groups(command.overrides))
+        except (*USER_ERRORS, ArtifactError) as error:
+            sys.exit(f"error: {error}")
     return command
+
+
+def best_trial_groups(overrides: list[str]) -> list[str]:
+    """`best_of=<study>`: the config group options its best trial ran with (`model=mlp`), as
+    overrides for Hydra to compose, where the command line names none; the study is read now, so
+    that a missing one is reported before any data is loaded. Empty otherwise."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from pruning_optuna_sweeper.best_of import best_choices
+    from pruning_optuna_sweeper.storage import default_storage
+
+    given = {}
+    try:
+        for override in OverridesParser.create().parse_overrides(overrides):
+            given[override.key_or_group] = None if override.is_delete() else override.value()
+    except OverrideParseException:
+        return []  # Hydra's own message says what is wrong
+    study = given.get("best_of")
+    if study is None:
+        return []
+    if not isinstance(study, str) or not study.strip():
+        raise BestOfError(
+            f"best_of={study!r}: expected the name of a study "
+            "(python -m pruning_optuna_sweeper list), or latest"
+        )
+    if given.get("best_of_model") is True:
+        return []  # the stored model's own config is used
+    conf = Path(__file__).resolve().parent / "conf"
+    groups = {
+        d.name: sorted(f.stem for f in d.glob("*.yaml"))
+        for d in conf.iterdir()
+        if d.is_dir() and d.name != "hydra"
+    }
+    storage = given.get("storage") or default_storage()
+    chosen = best_choices(study, str(storage), {g: o for g, o in groups.items() if g not in given})
+    passed = [f"{group}={option}" for group, option in chosen.items()]
+    if passed:
+        print(f"best_of={study}: composed with its best trial's {' '.join(passed)}")
+    return passed
 
 
 if __name__ == "__main__":

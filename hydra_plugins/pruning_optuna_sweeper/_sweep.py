@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import InMemoryStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.exc import SQLAlchemyError
 
+from pruning_optuna_sweeper.groups import GroupsMismatchError, check_groups, sweep_groups
 from pruning_optuna_sweeper.hooks import SweepHooks
 from pruning_optuna_sweeper.storage import (
     StorageError,
@@ -102,6 +103,7 @@ USER_ERRORS = (
     StorageError,
     StudyError,
     IdentityMismatchError,
+    GroupsMismatchError,
 )
 
 
@@ -217,6 +219,7 @@ class SweepRun:
             )
         check_identity(study, identity, where)
         check_against_study(space, study, where)
+        check_groups(study, sweep_groups(self.config), where)
         if identity is not None:
             study.set_user_attr(IDENTITY_ATTR, identity)
         if s.metric_names:
