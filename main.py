@@ -8,6 +8,7 @@ python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's st
 python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
+import errno
 import logging
 import sys
 import warnings
@@ -17,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from ds.cli import CommandLine, output_dir_problem, parse_command_line
 from ds.config import ConfigError, register_configs, validate
@@ -102,6 +104,35 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
         if trial:
             raise  # the sweeper records the trial as failed, with this reason
         sys.exit(f"error: {error}")
+    except (MissingMandatoryValue, InterpolationResolutionError) as error:
+        if trial:
+            raise
+        sys.exit(f"error: {unresolved(error)}")
+    except OSError as error:
+        if trial or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        sys.exit(
+            f"error: cannot write {error.filename or 'its files'}: {error.strerror}; expected room on "
+            "its disk (what the run wrote before is kept)"
+        )
+
+
+def unresolved(error: MissingMandatoryValue | InterpolationResolutionError) -> str:
+    """A config value that has none (`~model`) or whose interpolation fails (an unset
+    `${oc.env:NAME}`), in one paragraph."""
+    key = getattr(error, "full_key", None) or "?"
+    if isinstance(error, MissingMandatoryValue):
+        return (
+            f"the config has no value for {key!r} (removed with ~{key}, or left ???); "
+            f"expected {key}=... on the command line (python main.py --help lists the options)"
+        )
+    reason = str(error).splitlines()[0]
+    return (
+        f"config key {key!r} cannot be resolved: {reason}; expected the environment variable set, "
+        "or a default: ${oc.env:NAME,default}"
+        if "Environment variable" in reason
+        else f"config key {key!r} cannot be resolved: {reason}; expected a value that resolves"
+    )
 
 
 def train_trial(cfg: DictConfig, trial, model: Path) -> float:
@@ -168,7 +199,7 @@ def check_command_line() -> CommandLine | None:
         refuse_password_in_overrides(command.overrides)
     except StorageError as error:
         sys.exit(f"error: {error}")
-    problem = output_dir_problem(command)
+    problem = output_dir_problem(command) or unset_variable(command.overrides)
     if problem is not None:
         sys.exit(f"error: {problem}.")
     if command.runs_jobs and not command.multirun:
@@ -177,6 +208,23 @@ def check_command_line() -> CommandLine | None:
         except (*USER_ERRORS, ArtifactError) as error:
             sys.exit(f"error: {error}")
     return command
+
+
+def unset_variable(overrides: list[str]) -> str | None:
+    """An override reading an environment variable that is not set, with no default
+    (`storage=${oc.env:NAME}`): Hydra would fail on it with a traceback, in a sweep before
+    its first check. None when every one it reads is set."""
+    import os
+    import re
+
+    for override in overrides:
+        for name in re.findall(r"\$\{oc\.env:\s*([^,}\s]+)\s*\}", override):
+            if name not in os.environ:
+                return (
+                    f"{override!r} reads the environment variable {name}, which is not set; expected it "
+                    f"set, or a default: ${{oc.env:{name},default}}"
+                )
+    return None
 
 
 def best_trial_groups(overrides: list[str]) -> list[str]:
@@ -224,8 +272,8 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        if command is None or command.multirun:
-            raise
-        # Before the run's job began or after it ended: Hydra was composing or closing it.
-        print("Run interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
+        # Before the run's job (or the sweep's first trial) began or after it ended: Hydra was
+        # composing or closing it. A sweep's own interrupt ends in the sweeper.
+        what = "Sweep" if command is None or command.multirun else "Run"
+        print(f"{what} interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
         sys.exit(exit_status(interrupt))

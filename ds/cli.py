@@ -41,6 +41,10 @@ _FLAGS = {
 }
 
 
+# Hydra's default hydra.run.dir, which this app keeps.
+HYDRA_RUN_DIR = "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"
+
+
 class _Unparsed(Exception):
     """A command line Hydra itself should answer (with its usage message)."""
 
@@ -83,6 +87,8 @@ def output_dir_problem(command: CommandLine) -> str | None:
     """
     key = "hydra.sweep.dir" if command.multirun else "hydra.run.dir"
     value = _last_value(command.overrides, key)
+    if value is None and not command.multirun:
+        value = HYDRA_RUN_DIR  # made by Hydra at once (a sweep's, only when its first trial starts)
     if not command.runs_jobs or not isinstance(value, str):
         return None
     parts = Path(value).parts
