@@ -3,6 +3,7 @@ naming the value and what is expected, exit status 1, no traceback, nothing reco
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import subprocess
@@ -278,3 +279,17 @@ def test_a_sweep_folder_that_fills_as_trials_start_stops_it_with_no_trial_runnin
     assert "No space left on device" in result.stderr.splitlines()[-1]
     trials = optuna.load_study(study_name="linearnet-mnist-sample", storage=sqlite_url(tmp_path)).trials
     assert TrialState.RUNNING not in [t.state for t in trials]
+
+
+@pytest.mark.skipif(not can_mount(), reason="a full disk is a tmpfs mount, which needs root")
+def test_a_study_s_disk_that_fills_leaves_no_trial_running_not_even_one_being_asked(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(bytes(free - 900 * 1024))  # the study and a few trials' models
+        url = f"sqlite:///{disk / 'optuna.db'}"
+        args = sweep_args(tmp_path, "params.epoch_count=1", n_trials=30, parallel=True)
+        result = run_main([*args, f"storage={url}"], tmp_path)
+
+        refused(result, f"storage {url} refused a write during the sweep", "database or disk is full")
+        trials = optuna.load_study(study_name="linearnet-mnist-sample", storage=url).get_trials()
+    assert trials and TrialState.RUNNING not in [t.state for t in trials], [t.state for t in trials]

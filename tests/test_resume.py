@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, main_env, run_main
-from tests.sweep_helpers import load, sweep_args, wait_for
+from tests.sweep_helpers import load, sqlite_url, sweep_args, wait_for
 
 
 def _as_from_a_terminal() -> None:
@@ -61,3 +62,33 @@ def test_the_rerun_of_an_interrupted_sweep_launches_only_the_trials_it_had_left(
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, *[TrialState.COMPLETE] * 2]
     assert trials[2].user_attrs["retry_of"] == 1  # the interrupted trial, run first
     assert not [v for k, v in study.user_attrs.items() if k.startswith("interrupted_sweep:") and v]
+
+
+def test_ctrl_c_while_a_sweep_starts_ends_it_without_a_traceback_or_a_running_trial(tmp_path: Path) -> None:
+    sweep = subprocess.Popen(
+        [sys.executable, str(MAIN), *sweep_args(tmp_path, parallel=True)],
+        cwd=tmp_path,
+        env=main_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_as_from_a_terminal,
+    )
+    try:
+        assert sweep.stdout is not None
+        lines = []
+        for line in sweep.stdout:  # the sweep's first line: its workers start, no trial yet
+            lines.append(line)
+            if "Sweeping 3 trials" in line:
+                sweep.send_signal(signal.SIGINT)
+                break
+        output = "".join(lines) + sweep.communicate(timeout=60)[0]
+    finally:
+        sweep.kill()
+        sweep.wait(timeout=10)
+    assert sweep.returncode == 128 + signal.SIGINT, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    url = sqlite_url(tmp_path)
+    for name in optuna.get_all_study_names(url) if (tmp_path / "study.db").exists() else []:
+        trials = optuna.load_study(study_name=name, storage=url).get_trials()
+        assert TrialState.RUNNING not in [t.state for t in trials]

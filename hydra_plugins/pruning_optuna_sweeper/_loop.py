@@ -218,7 +218,10 @@ class TrialLoop:
                 self.heartbeats.discard(trial_id)
                 return None
         except BaseException as error:
-            fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+            try:
+                fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+            except Exception:  # the storage refuses writes (a full disk): closed with those in flight
+                self.in_flight[trial.number] = trial
             if trial_id is not None:
                 self.heartbeats.discard(trial_id)
             raise
