@@ -40,7 +40,9 @@ quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in th
             seeds 0, 1 and 2 (--seeds), the default sweeps shared with
             parallel-sweep;
 - pruners:  the same for the other pruner settings README compares
-            (not in the default run: 18 sweeps on 3 seeds).
+            (not in the default run: 18 sweeps on 3 seeds);
+- offline:  finding no MNIST offline: one quick mirror check vs every file
+            tried at every mirror, and the fallback line's length (offline.py).
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -61,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, training  # noqa: E402
+from benchmarks import offline, overhead, parallel, pruners, quickstart, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -79,8 +81,9 @@ PARTS = (
     "parallel-sweep",
     "sweep",
     "pruners",
+    "offline",
 )
-DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
+DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,offline"
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
 SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds": "0", "repeats": 1}
@@ -188,6 +191,7 @@ def main() -> None:
             "pruners": lambda: pruners.bench_pruners(
                 results, runner, pruners.PRUNER_SETTINGS, seeds_of_sweeps
             ),
+            "offline": lambda: offline.bench_offline(results),
         }
         try:
             for name in PARTS:  # in this order, whatever the order of --only
