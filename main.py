@@ -251,8 +251,6 @@ def best_trial_groups(overrides: list[str]) -> list[str]:
             f"best_of={study!r}: expected the name of a study "
             "(python -m pruning_optuna_sweeper list), or latest"
         )
-    if given.get("best_of_model") is True:
-        return []  # the stored model's own config is used
     conf = Path(__file__).resolve().parent / "conf"
     groups = {
         d.name: sorted(f.stem for f in d.glob("*.yaml"))
@@ -260,7 +258,13 @@ def best_trial_groups(overrides: list[str]) -> list[str]:
         if d.is_dir() and d.name != "hydra"
     }
     storage = given.get("storage") or default_storage()
-    chosen = best_choices(study, str(storage), {g: o for g, o in groups.items() if g not in given})
+    if "${" in str(storage) or "${" in study:
+        return []  # known once Hydra resolves it: apply_best checks the groups then
+    # With hydra.searchpath, options only Hydra can find: the study is read, apply_best checks them.
+    wanted = {} if "hydra.searchpath" in given else {g: o for g, o in groups.items() if g not in given}
+    chosen = best_choices(study, str(storage), wanted)
+    if given.get("best_of_model") is True:
+        return []  # the stored model's own config is used
     passed = [f"{group}={option}" for group, option in chosen.items()]
     if passed:
         print(f"best_of={study}: composed with its best trial's {' '.join(passed)}")
