@@ -72,10 +72,11 @@ def test_an_unset_env_variable_in_a_sweep_is_refused_before_it_starts(tmp_path: 
     assert not (tmp_path / "multirun").exists()
 
 
-def test_best_of_a_missing_study_is_said_before_any_data_is_loaded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [[], ["best_of_model=true"]], ids=["train", "stored-model"])
+def test_best_of_a_missing_study_is_said_before_any_data_is_loaded(tmp_path: Path, model: list[str]) -> None:
     optuna.create_study(study_name="present", storage=sqlite_url(tmp_path))
     result = run_main(
-        [*offline_args(tmp_path), "best_of=nosuchstudy", f"storage={sqlite_url(tmp_path)}"], tmp_path
+        [*offline_args(tmp_path), "best_of=nosuchstudy", *model, f"storage={sqlite_url(tmp_path)}"], tmp_path
     )
     refused(result, "no study 'nosuchstudy'", "studies present: present")
     assert "FALLING BACK" not in result.stdout + result.stderr
