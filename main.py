@@ -34,6 +34,7 @@ from pruning_optuna_sweeper import (
     fetch_best,
 )
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
+from pruning_optuna_sweeper.best_of import load_best
 from pruning_optuna_sweeper.storage import StorageError, refuse_password_in_overrides
 from pruning_optuna_sweeper.study import IdentityMismatchError, StudyError
 from pruning_optuna_sweeper.trial import folder_name
@@ -90,6 +91,8 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
 
         if cfg.evaluate is not None:
             return evaluate_saved(cfg)
+        if cfg.best_of:
+            load_best(cfg.best_of, cfg.storage)  # a study it cannot use, said before any data is loaded
         if cfg.best_of_model:
             return evaluate_best_model(cfg)
         if cfg.best_of:
@@ -205,7 +208,7 @@ def check_command_line() -> CommandLine | None:
     if command.runs_jobs and not command.multirun:
         try:
             sys.argv.extend(best_trial_groups(command.overrides))
-        except (*USER_ERRORS, ArtifactError) as error:
+        except BestOfError as error:
             sys.exit(f"error: {error}")
     return command
 
@@ -229,8 +232,9 @@ def unset_variable(overrides: list[str]) -> str | None:
 
 def best_trial_groups(overrides: list[str]) -> list[str]:
     """`best_of=<study>`: the config group options its best trial ran with (`model=mlp`), as
-    overrides for Hydra to compose, where the command line names none; the study is read now, so
-    that a missing one is reported before any data is loaded. Empty otherwise."""
+    overrides for Hydra to compose, where the command line names none. A study it cannot read, or
+    an option not in conf/, is left to check_and_train and apply_best, which say so once the config
+    is checked. Empty otherwise."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -262,7 +266,10 @@ def best_trial_groups(overrides: list[str]) -> list[str]:
         return []  # known once Hydra resolves it: apply_best checks the groups then
     # With hydra.searchpath, options only Hydra can find: the study is read, apply_best checks them.
     wanted = {} if "hydra.searchpath" in given else {g: o for g, o in groups.items() if g not in given}
-    chosen = best_choices(study, str(storage), wanted)
+    try:
+        chosen = best_choices(study, str(storage), wanted)
+    except (*USER_ERRORS, ArtifactError):
+        return []  # said after the config is checked, before any data is loaded (check_and_train)
     if given.get("best_of_model") is True:
         return []  # the stored model's own config is used
     passed = [f"{group}={option}" for group, option in chosen.items()]
