@@ -8,6 +8,7 @@ python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's st
 python main.py evaluate=outputs/<date>/<time>/model.pt
 """
 
+import errno
 import logging
 import sys
 import warnings
@@ -17,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
@@ -31,6 +33,7 @@ from pruning_optuna_sweeper import (
     fetch_best,
 )
 from pruning_optuna_sweeper.artifacts import MODEL_ARTIFACT_ATTR, ArtifactPathError
+from pruning_optuna_sweeper.best_of import load_best
 from pruning_optuna_sweeper.storage import StorageError, refuse_password_in_overrides
 from pruning_optuna_sweeper.study import IdentityMismatchError, StudyError
 from pruning_optuna_sweeper.trial import folder_name
@@ -88,6 +91,8 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
 
         if cfg.evaluate is not None:
             return evaluate_saved(cfg)
+        if cfg.best_of:
+            load_best(cfg.best_of, cfg.storage)  # a study it cannot use, said before any data is loaded
         if cfg.best_of_model:
             return evaluate_best_model(cfg)
         if cfg.best_of:
@@ -102,6 +107,35 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
         if trial:
             raise  # the sweeper records the trial as failed, with this reason
         sys.exit(f"error: {error}")
+    except (MissingMandatoryValue, InterpolationResolutionError) as error:
+        if trial:
+            raise
+        sys.exit(f"error: {unresolved(error)}")
+    except OSError as error:
+        if trial or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        sys.exit(
+            f"error: cannot write {error.filename or 'its files'}: {error.strerror}; expected room on "
+            "its disk (what the run wrote before is kept)"
+        )
+
+
+def unresolved(error: MissingMandatoryValue | InterpolationResolutionError) -> str:
+    """A config value that has none (`~model`) or whose interpolation fails (an unset
+    `${oc.env:NAME}`), in one paragraph."""
+    key = getattr(error, "full_key", None) or "?"
+    if isinstance(error, MissingMandatoryValue):
+        return (
+            f"the config has no value for {key!r} (removed with ~{key}, or left ???); "
+            f"expected {key}=... on the command line (python main.py --help lists the options)"
+        )
+    reason = str(error).splitlines()[0]
+    return (
+        f"config key {key!r} cannot be resolved: {reason}; expected the environment variable set, "
+        "or a default: ${oc.env:NAME,default}"
+        if "Environment variable" in reason
+        else f"config key {key!r} cannot be resolved: {reason}; expected a value that resolves"
+    )
 
 
 def train_trial(cfg: DictConfig, trial, model: Path) -> float:
@@ -158,23 +192,120 @@ def evaluate_best_model(cfg: DictConfig) -> float:
     return evaluate_saved(cfg, model)
 
 
-def refuse_passwords_on_the_command_line() -> None:
-    """Before Hydra, which prints and saves overrides, and echoes one it cannot parse: every
-    argument is checked (an option such as --cfg holds no URL). An output folder Hydra cannot
-    make is refused by ds.cli.OutputFolderCheck, a Hydra callback."""
+def check_command_line() -> None:
+    """Before Hydra, which prints and saves overrides, and echoes one it cannot parse: no password
+    in any argument, no unset environment variable, and best_of's group options added. An output
+    folder Hydra cannot make is refused by ds.cli.OutputFolderCheck, a Hydra callback.
+
+    The overrides are the arguments with `=` not starting with `-`: no option of Hydra's takes a
+    value with `=` in it, so this needs no copy of Hydra's (private) parser."""
+    command = sys.argv[1:]
     try:
-        refuse_password_in_overrides(sys.argv[1:])
+        refuse_password_in_overrides(command)
     except StorageError as error:
         sys.exit(f"error: {error}")
+    overrides = [a for a in command if "=" in a and not a.startswith("-")]
+    problem = unset_variable(overrides)
+    if problem is not None:
+        sys.exit(f"error: {problem}.")
+    if not is_multirun(command) and not ONLY_PRINTS.intersection(command):
+        try:
+            sys.argv.extend(best_trial_groups(overrides))
+        except BestOfError as error:
+            sys.exit(f"error: {error}")
+
+
+# Hydra's options that print and run no job.
+ONLY_PRINTS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+}
+
+
+def is_multirun(command: list[str]) -> bool:
+    return "-m" in command or "--multirun" in command
+
+
+def unset_variable(overrides: list[str]) -> str | None:
+    """An override reading an environment variable that is not set, with no default
+    (`storage=${oc.env:NAME}`): Hydra would fail on it with a traceback, in a sweep before
+    its first check. None when every one it reads is set."""
+    import os
+    import re
+
+    for override in overrides:
+        for name in re.findall(r"\$\{oc\.env:\s*([^,}\s]+)\s*\}", override):
+            if name not in os.environ:
+                return (
+                    f"{override!r} reads the environment variable {name}, which is not set; expected it "
+                    f"set, or a default: ${{oc.env:{name},default}}"
+                )
+    return None
+
+
+def best_trial_groups(overrides: list[str]) -> list[str]:
+    """`best_of=<study>`: the config group options its best trial ran with (`model=mlp`), as
+    overrides for Hydra to compose, where the command line names none. A study it cannot read, or
+    an option not in conf/, is left to check_and_train and apply_best, which say so once the config
+    is checked. Empty otherwise."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from pruning_optuna_sweeper.best_of import best_choices
+    from pruning_optuna_sweeper.storage import default_storage
+
+    given = {}
+    try:
+        for override in OverridesParser.create().parse_overrides(overrides):
+            given[override.key_or_group] = None if override.is_delete() else override.value()
+    except OverrideParseException:
+        return []  # Hydra's own message says what is wrong
+    study = given.get("best_of")
+    if study is None:
+        return []
+    if not isinstance(study, str) or not study.strip():
+        raise BestOfError(
+            f"best_of={study!r}: expected the name of a study "
+            "(python -m pruning_optuna_sweeper list), or latest"
+        )
+    conf = Path(__file__).resolve().parent / "conf"
+    groups = {
+        d.name: sorted(f.stem for f in d.glob("*.yaml"))
+        for d in conf.iterdir()
+        if d.is_dir() and d.name != "hydra"
+    }
+    storage = given.get("storage") or default_storage()
+    if "${" in str(storage) or "${" in study:
+        return []  # known once Hydra resolves it: apply_best checks the groups then
+    # With hydra.searchpath, options only Hydra can find: the study is read, apply_best checks them.
+    wanted = {} if "hydra.searchpath" in given else {g: o for g, o in groups.items() if g not in given}
+    try:
+        chosen = best_choices(study, str(storage), wanted)
+    except (*USER_ERRORS, ArtifactError):
+        return []  # said after the config is checked, before any data is loaded (check_and_train)
+    if given.get("best_of_model") is True:
+        return []  # the stored model's own config is used
+    passed = [f"{group}={option}" for group, option in chosen.items()]
+    if passed:
+        print(f"best_of={study}: composed with its best trial's {' '.join(passed)}")
+    return passed
 
 
 if __name__ == "__main__":
-    refuse_passwords_on_the_command_line()
+    check_command_line()
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep said what it closed
-        # Before the run's job began or after it ended: Hydra was composing or closing it.
-        print("Run interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
+        # Before the run's job (or the sweep's first trial) began or after it ended: Hydra was
+        # composing or closing it. A sweep's own interrupt ends in the sweeper.
+        what = "Sweep" if is_multirun(sys.argv[1:]) else "Run"
+        print(f"{what} interrupted by Ctrl-C while Hydra was starting or ending it.", file=sys.stderr)
         sys.exit(exit_status(interrupt))

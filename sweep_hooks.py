@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ds.config import validate
 from pruning_optuna_sweeper import SweepHooks
+from pruning_optuna_sweeper.groups import sweep_groups
 from pruning_optuna_sweeper.storage import default_storage, mask_url
 from pruning_optuna_sweeper.study import python_command
 
@@ -32,10 +33,15 @@ class LinearNetHooks(SweepHooks):
         return {**dataclasses.asdict(identity), "objective": config.objective}
 
     def study_name(self, config: DictConfig, identity: dict[str, Any] | None) -> str:
-        """linearnet-mnist, linearnet-mnist-sample; -val_accuracy added for that objective."""
+        """After what is swept and fixed: the model's options (linearnet, linearnet+mlp), those of any
+        other config group the sweep names (optimizer: adam+sgd), the data (mnist, mnist-sample), and
+        -val_accuracy for that objective. So a sweep of other models gets a study of its own."""
         identity = identity or self.study_identity(config)
-        judged = "" if config.objective == "test_accuracy" else f"-{config.objective}"
-        return f"linearnet-{identity['name']}{judged}"
+        named = sweep_groups(config, overridden_only=True)
+        models = "+".join(sweep_groups(config).get("model", ["none"]))
+        others = ["+".join(options) for group, options in named.items() if group != "model"]
+        judged = [] if config.objective == "test_accuracy" else [str(config.objective)]
+        return "-".join([models, *others, identity["name"], *judged])
 
     def check_search_space(self, ranges: dict[str, Any], fixed: dict[str, str]) -> None:
         for key in [*ranges, *fixed]:

@@ -55,6 +55,8 @@ this order:
             --full: 10,000), with its defaults and the options that bound it.
 - test-fast: `make test-fast`'s wall time, target under 2 minutes (not in
             the default run).
+- offline:  finding no MNIST offline: one quick mirror check vs every file
+            tried at every mirror, and the fallback line's length (offline.py).
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -77,6 +79,7 @@ import optuna  # noqa: E402
 
 from benchmarks import (  # noqa: E402
     noop_overhead,
+    offline,
     overhead,
     parallel,
     pruners,
@@ -107,8 +110,11 @@ PARTS = (
     "shared",
     "tpe",
     "test-fast",
+    "offline",
 )
-DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe"
+DEFAULT_PARTS = (
+    "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe,offline"
+)
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
 SMOKE = {
@@ -241,6 +247,7 @@ def main() -> None:
             "shared": lambda: scale.bench_shared(results, workdir),
             "tpe": lambda: scale.bench_tpe(results, 10000 if args.full else 3000),
             "test-fast": lambda: testfast.bench_test_fast(results),
+            "offline": lambda: offline.bench_offline(results),
         }
         try:
             for name in PARTS:  # in this order, whatever the order of --only

@@ -42,7 +42,15 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The model as trained: built from the file's config, weights loaded, on the CPU."""
-        model = build_model(self.config["model"])
+        try:
+            model = build_model(self.config["model"])
+        except CheckpointError as e:
+            raise CheckpointError(f"its config's model cannot be built: {e}") from None
+        except Exception as e:  # instantiate's and the class's own errors (a negative size, say)
+            raise CheckpointError(
+                f"its config's model cannot be built ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                "expected the config of a model.pt a run wrote"
+            ) from None
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as e:
@@ -114,4 +122,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         data = DatasetIdentity(**payload["data"])
     except TypeError as e:
         raise CheckpointError(f"{where}: its data identity is unreadable ({e})") from None
-    return Checkpoint(payload["state_dict"], payload["config"], payload["metrics"], data)
+    config, weights = payload["config"], payload["state_dict"]
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(
+            f"{where}: its config is {type(config).__name__}"
+            f"{'' if not isinstance(config, dict) else ' without a model mapping'}; "
+            "expected the run's config with its model, as a run writes it"
+        )
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise CheckpointError(
+            f"{where}: its state_dict is not a mapping of names to tensors; expected a model.pt a run wrote"
+        )
+    broken = [name for name, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise CheckpointError(
+            f"{where}: its weights hold NaN or infinite values ({', '.join(broken)}), so its predictions "
+            "mean nothing; expected the model of a run that did not diverge"
+        )
+    return Checkpoint(weights, config, payload["metrics"], data)

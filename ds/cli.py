@@ -19,7 +19,7 @@ from ds.config import directory_problem
 
 
 class OutputFolderCheck(Callback):
-    """Refuses hydra.run.dir (a run) or hydra.sweep.dir (a sweep), when the command line sets it,
+    """Refuses hydra.run.dir (a run) or hydra.sweep.dir (a sweep, when the command line sets it)
     if it cannot be made."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -30,8 +30,10 @@ class OutputFolderCheck(Callback):
 
 
 def _refuse(key: str, config: DictConfig) -> None:
-    if not any(_key_of(o) == key for o in config.hydra.overrides.hydra):
-        return  # Hydra's default folder, under the launch folder
+    # A sweep's folder is made when its first trial starts: checked only where the command line
+    # sets it. A run's is made at once, Hydra's default (outputs/...) included.
+    if key == "hydra.sweep.dir" and not any(_key_of(o) == key for o in config.hydra.overrides.hydra):
+        return
     group, name = key.rsplit(".", 1)
     section: Any = OmegaConf.to_container(OmegaConf.select(config, group), resolve=False)  # as written
     problem = output_dir_problem(key, str(section[name]))

@@ -204,9 +204,9 @@ def validate(cfg: Any) -> None:
     )
     _check(problems, cfg.objective in OBJECTIVES, "objective", cfg.objective, " or ".join(OBJECTIVES))
     if cfg.evaluate is not None:
-        _check(
-            problems, Path(cfg.evaluate).is_file(), "evaluate", cfg.evaluate, "the path of a model.pt file"
-        )
+        where = Path(cfg.evaluate)
+        found = "not a file" if where.exists() else "not found"
+        _check(problems, where.is_file(), "evaluate", cfg.evaluate, f"the path of a model.pt file ({found})")
     if cfg.best_of_model:
         _check(
             problems,
@@ -480,4 +480,11 @@ def directory_problem(path: Path) -> str | None:
         return f"cannot make it: {e.strerror}"
     if not os.access(path, os.W_OK):
         return "not writable"
+    disk = os.statvfs(path)
+    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+        return f"its disk is full ({disk.f_bavail * disk.f_frsize // 1024} KiB free)"
     return None
+
+
+# What a run's folder needs free at least: its config files, log and model.pt (LinearNet's is 100 KiB).
+MIN_FREE_BYTES = 1 << 20

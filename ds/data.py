@@ -42,7 +42,7 @@ from ds.datasets import (
     SampleFallbackWarning,
     content_hash,
 )
-from ds.download import DownloadError, fetch_verified
+from ds.download import DownloadError, any_reachable, fetch_verified
 from ds.idx import IdxFormatError, check_mnist_pair, parse_idx, read_idx_bytes
 
 if TYPE_CHECKING:
@@ -277,7 +277,9 @@ def _resolve_files(
         logger.info("Using the bundled sample again, as warned when this process first looked for the data")
         return _sample_files(sample_dir, fell_back_before), MNIST_SAMPLE
 
-    if download:
+    if download and not any_reachable(mirrors):
+        reason = "offline: no mirror could be reached"
+    elif download:
         try:
             for i, resource in enumerate(spec.resources()):
                 if found[i] is None:
@@ -306,7 +308,14 @@ def _resolve_files(
         "FALLING BACK to the bundled 10,000-digit sample (8,000 train / 2,000 test): results are NOT "
         f"comparable with full-MNIST runs. {problem} {how_to}"
     )
-    logger.warning(message)
+    # One short line where a run says it (every run offline says it); the whole of it in the run's
+    # log file and in the warning a library caller gets.
+    logger.warning(
+        "FALLING BACK to the bundled 10,000-digit sample: results are NOT comparable with full-MNIST runs "
+        "(not in paths.data, %s; docs/data.md says how to get the full set)",
+        reason.split(":")[0],
+    )
+    logger.debug(message)
     warnings.warn(message, SampleFallbackWarning, stacklevel=4)
     _FALLBACKS[(str(data_dir), spec.name)] = problem
     return sample_files, MNIST_SAMPLE

@@ -16,8 +16,12 @@ import http.client
 import logging
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -104,6 +108,33 @@ def fetch_verified(
         f"could not download {filename} into {dest_dir}: every mirror failed ({tried}). Check the network "
         "connection and the mirror list, or place the file there by hand."
     )
+
+
+def any_reachable(mirrors: Sequence[str], timeout_s: float = 1.5) -> bool:
+    """Whether any mirror's host accepts a connection within `timeout_s` (all tried at once): one quick
+    check, so that an offline run skips the mirrors instead of waiting on each file at each of them.
+    A mirror that is not http(s) (file://) counts as reachable."""
+    answered = threading.Event()
+    hosts = set()
+    for mirror in mirrors:
+        parsed = urllib.parse.urlsplit(mirror)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return True
+        hosts.add((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)))
+
+    def connect(address: tuple[str, int]) -> None:
+        with contextlib.suppress(OSError), socket.create_connection(address, timeout=timeout_s):
+            answered.set()
+
+    threads = [threading.Thread(target=connect, args=(address,), daemon=True) for address in hosts]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + timeout_s  # a name lookup that hangs is not waited for past it
+    for thread in threads:
+        thread.join(timeout=max(0.0, end - time.monotonic()))
+        if answered.is_set():
+            break
+    return answered.is_set()
 
 
 def _make_dirs(path: Path) -> list[Path]:

@@ -162,7 +162,10 @@ def evaluate_saved(cfg: DictConfig, path: str | os.PathLike[str] | None = None) 
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     saved = load_checkpoint(path)
-    model = saved.build_model()
+    try:
+        model = saved.build_model()
+    except CheckpointError as e:
+        raise CheckpointError(f"evaluate={str(path)!r}: {e}") from None
     data = load_data(cfg)
     if data.identity != saved.data:
         raise CheckpointError(

@@ -87,6 +87,11 @@ def fetch_artifact(
         raise ArtifactPathError(
             f"{target} exists; expected the path of a new file (remove it first, or choose another)"
         )
+    under_a_file = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if under_a_file is not None:
+        raise ArtifactPathError(
+            f"cannot write {target}: {under_a_file} is a file, not a folder; expected a path in a folder"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         optuna.artifacts.download_artifact(
@@ -153,5 +158,6 @@ def _configured_store(named: str, config: dict[str, Any]) -> tuple[Any, str]:
 
 
 def _remove_partial(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """A partial download's file, where one was made (none under a file, or in a read-only folder)."""
+    with contextlib.suppress(OSError):
         path.unlink()

@@ -54,9 +54,36 @@ def load_best(
             "so no single best trial; "
             "expected a study of one objective (python -m pruning_optuna_sweeper show lists its Pareto front)"
         )
-    [trial] = best_trials(study, storage, where)
+    try:
+        [trial] = best_trials(study, storage, where)
+    except (IndexError, TypeError, ValueError) as error:  # a stored choice index out of its choices, say
+        raise BestOfError(
+            f"study {study.study_name!r} in {where}: its best trial's record cannot be read "
+            f"({type(error).__name__}: {error}); expected a study as the sweeper recorded it"
+        ) from None
     check_identity(study, identity, where, user="run")
     return study, storage, trial
+
+
+def best_choices(study_name: str, storage_url: str | None, groups: dict[str, list[str]]) -> dict[str, str]:
+    """{group: option} the best trial ran with, for the config `groups` ({group: its options}) it
+    recorded: what the command line must choose, since Hydra composes groups before the task runs
+    (an app passes them on before Hydra starts, as this repository's main.py does). An option that
+    is not among the group's is refused."""
+    study, _, trial = load_best(study_name, storage_url)
+    recorded = trained_values(trial)
+    chosen = {}
+    for group, options in groups.items():
+        if group not in recorded:
+            continue
+        value = recorded[group]
+        if not isinstance(value, str) or value not in options:
+            raise BestOfError(
+                f"best_of={study.study_name}: trial {trial.number} ran with {group}={str(value)[:60]!r}, "
+                f"not an option of config group {group!r}; expected one of {', '.join(options)}"
+            )
+        chosen[group] = value
+    return chosen
 
 
 def fetch_best(

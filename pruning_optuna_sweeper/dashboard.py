@@ -18,6 +18,8 @@ STORAGE_URL, else $SWEEP_STORAGE, else sqlite:///studies/optuna.db.
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 from pathlib import Path
 
@@ -47,6 +49,9 @@ def main(argv: list[str]) -> None:
             "error: optuna-dashboard is not installed in this environment; expected it installed: "
             f"{install_command('dashboard')}"
         )
+    problem = address_problem(args.host, args.port)
+    if problem is not None:
+        sys.exit(f"error: {problem}")
     url = args.storage or default_storage()
     try:
         storage = open_storage(url)
@@ -58,10 +63,41 @@ def main(argv: list[str]) -> None:
     folder = args.artifact_dir or artifact_folder(url)
     store = None
     if folder is not None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            sys.exit(
+                f"error: --artifact-dir {folder}: cannot be made a folder ({error.strerror}); "
+                "expected a folder, or a path where one can be made"
+            )
         store = optuna.artifacts.FileSystemArtifactStore(str(folder))
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {mask_url(url)}", flush=True)
-    run_server(storage, host=args.host, port=args.port, artifact_store=store)
+    try:
+        run_server(storage, host=args.host, port=args.port, artifact_store=store)
+    except OSError as error:  # taken between the check and the start
+        sys.exit(f"error: cannot serve on {args.host}:{args.port} ({error.strerror}); expected a free port")
+
+
+def address_problem(host: str, port: int) -> str | None:
+    """Why the dashboard cannot listen on host:port (out of range, unknown host, in use), or None;
+    checked before the storage is opened."""
+    if not 1 <= port <= 65535:
+        return f"--port {port}: expected a port number from 1 to 65535"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        return (
+            f"--host {host!r}: not a host name or address this machine knows ({error}); expected "
+            "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        )
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as error:
+            taken = "in use by another program" if error.errno == errno.EADDRINUSE else error.strerror
+            return f"--port {port} on {host}: {taken}; expected a free port (say --port {port + 1})"
+    return None
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from pruning_optuna_sweeper.trial import beside_study_file, folder_name
 
 # What the report draws with, as the distribution's extra `report` installs them.
 REPORT_PACKAGES = ("plotly", "matplotlib")
+# Trials named in a plot's legend at most (the intermediate values: one line each); past it, none.
+LEGEND_MAX = 12
 
 
 class ReportError(StudyError):
@@ -206,6 +208,12 @@ def _png(plot: Plot, study: optuna.Study, path: Path) -> Path:
     axes = plot.matplotlib(study, **_target(study, plot))
     figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
     figure.set_size_inches(9, 5.5)
+    legend = axes.get_legend() if hasattr(axes, "get_legend") else None
+    if legend is not None and len(legend.get_texts()) > LEGEND_MAX:
+        legend.remove()  # a line per trial: past a few, a legend taller than the plot says nothing
+    # savefig's tight bounding box takes in a legend beside the axes; the figure's own tight layout
+    # cannot fit one there and only warns ("Tight layout not applied").
+    figure.set_layout_engine("none")
     try:
         figure.savefig(path, dpi=100, bbox_inches="tight")
     except OSError as e:

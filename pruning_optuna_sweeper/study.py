@@ -144,8 +144,14 @@ def best_params(trial: FrozenTrial) -> dict[str, Any]:
 def trained_values(trial: FrozenTrial) -> dict[str, Any]:
     """Every value `trial` ran with that is known, as dotted keys without `+`: what its task
     recorded (CONFIG_ATTR), then what the sweep fixed and sampled."""
-    fixed = {k: as_typed(v) for k, v in trial.user_attrs.get(FIXED_PARAMS_ATTR, {}).items()}
-    values = {**_dotted(trial.user_attrs.get(CONFIG_ATTR, {})), **trial.params, **fixed}
+    fixed, config = trial.user_attrs.get(FIXED_PARAMS_ATTR, {}), trial.user_attrs.get(CONFIG_ATTR, {})
+    for name, record in ((FIXED_PARAMS_ATTR, fixed), (CONFIG_ATTR, config)):
+        if not isinstance(record, dict):
+            raise StudyError(
+                f"trial {trial.number}'s user attr {name!r} is damaged ({str(record)[:60]!r}); "
+                "expected a mapping of config keys to values, as the sweep and its task record it"
+            )
+    values = {**_dotted(config), **trial.params, **{k: as_typed(v) for k, v in fixed.items()}}
     return {k.lstrip("+"): v for k, v in values.items()}
 
 

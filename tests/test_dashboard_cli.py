@@ -281,12 +281,13 @@ def test_export_names_what_a_params_config_cannot_hold(tmp_path: Path) -> None:
         tmp_path, "params=default", "model.hidden=choice(16, 32)", "params.epoch_count=1", n_trials=2
     )
     assert swept.returncode == 0, swept.stderr
-    hidden = load(tmp_path).best_trial.params["model.hidden"]
+    study = "linearnet-default-mnist-sample"  # named after the params config it fixes
+    hidden = load(tmp_path, study).best_trial.params["model.hidden"]
     export = [
         "--storage",
         sqlite_url(tmp_path),
         "export",
-        STUDY,
+        study,
         "--name",
         "bx",
         "--dir",

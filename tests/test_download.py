@@ -17,7 +17,7 @@ from ds.data import (
     clear_memory_cache,
     load_mnist,
 )
-from ds.download import DownloadError, fetch_verified
+from ds.download import DownloadError, any_reachable, fetch_verified
 
 NAME = "t10k-images-idx3-ubyte.gz"
 SHA = MNIST_SAMPLE.test_images.sha256
@@ -163,3 +163,20 @@ def test_load_mnist_without_fallback_raises(tmp_path: Path, http_mirror) -> None
     for fragment in (str(data_dir), "train-images-idx3-ubyte.gz", "interrupted download", "DS_DATA_DIR"):
         assert fragment in message, message
     assert not data_dir.exists()
+
+
+def test_offline_one_quick_check_skips_the_mirrors_and_the_fallback_is_one_short_line(
+    tmp_path: Path, http_mirror, refused_url: str, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ds.data")
+    unreachable = [refused_url, refused_url.replace("/mnist/", "/other/")]
+    assert any_reachable([http_mirror.url("good")]) and not any_reachable(unreachable)
+
+    with pytest.warns(SampleFallbackWarning) as record:
+        data = load_mnist(tmp_path / "data", mirrors=unreachable, timeout_s=5)
+
+    assert data.identity.name == "mnist-sample"
+    assert "not downloaded (offline: no mirror could be reached)" in str(record[0].message)
+    [line] = [r.getMessage() for r in caplog.records if "FALLING BACK" in r.getMessage()]
+    assert len(line) < 200 and "not in paths.data, offline" in line, line
+    assert not (tmp_path / "data").exists()

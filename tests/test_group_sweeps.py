@@ -1,9 +1,10 @@
-"""A sweep over a config group (`optimizer=choice(sgd,adamw)`): the choice is a categorical param, the
-closing hint names the best trial's, best_of trains with it, and refuses a run without it.
+"""A sweep over a config group (`optimizer=choice(sgd,adamw)`): the study is its own, named after the
+options; the choice is a categorical param, the closing hint names the best trial's, and best_of trains
+with it, passed on to Hydra where the command line names none (`make best`).
 
 As for any key, a group the command line names wins over the trial's (`best_of=... optimizer=adam` trains
-with Adam and says so, as `params=default` does in test_sweep.py); a group left at its default is
-refused, since Hydra composed it before best_of could choose it."""
+with Adam and says so, as `params=default` does in test_sweep.py). A later sweep of other options into
+that study is refused: its trials would be compared with the others'."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from tests.sweep_helpers import best_of_hint, load, run_sweep, sqlite_url
 # Each test runs the app or a tool in a subprocess: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-STUDY = "linearnet-mnist-sample"
+STUDY = "linearnet-adamw+sgd-mnist-sample"
 STORE = "optuna.artifacts.FileSystemArtifactStore"
 
 
-def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_refuses_the_default(
+def test_an_optimizer_sweep_has_its_own_study_and_best_of_trains_with_the_best_trial_s_choice(
     tmp_path: Path,
 ) -> None:
     store = tmp_path / "store"  # a store given as a _target_ config: recorded with each trial
@@ -44,7 +45,7 @@ def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_ref
         n_trials=3,
     )
     assert swept.returncode == 0, swept.stderr
-    study = load(tmp_path)
+    study = load(tmp_path, STUDY)
     trials, best = study.get_trials(), study.best_trial
     chosen = best.params["optimizer"]
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
@@ -53,7 +54,10 @@ def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_ref
     assert f"optimizer={chosen}" in hint and f"best_of={STUDY}" in hint
 
     trained = run_main([*hint, "progress=false", "hydra.run.dir=best"], tmp_path)
-    refused = run_main([o for o in hint if not o.startswith("optimizer=")] + ["progress=false"], tmp_path)
+    without = [o for o in hint if not o.startswith("optimizer=")]
+    passed_on = run_main([*without, "progress=false", "hydra.run.dir=passed"], tmp_path)
+    latest = run_main([*without, "best_of=latest", "progress=false", "hydra.run.dir=latest"], tmp_path)
+    mixed = run_sweep(tmp_path, f"hydra.sweeper.study_name={STUDY}", "params.epoch_count=1", n_trials=1)
     shown = run_cli("--storage", sqlite_url(tmp_path), "show", STUDY, cwd=tmp_path)
     copied = run_cli(
         "--storage", sqlite_url(tmp_path), "model", STUDY, "--out", str(tmp_path / "m.pt"), cwd=tmp_path
@@ -65,13 +69,18 @@ def test_an_optimizer_sweep_records_the_choice_and_best_of_trains_with_it_or_ref
     assert OmegaConf.load(tmp_path / "best" / ".hydra" / "config.yaml").optimizer._target_ == target
     [(_, _, accuracy, _)] = epoch_lines(trained.stdout)
     assert math.isclose(accuracy, best.value, abs_tol=5e-5)  # the best trial's run, again
-    assert refused.returncode == 1
+    for run, folder in ((passed_on, "passed"), (latest, "latest")):
+        assert run.returncode == 0, run.stderr
+        assert f"composed with its best trial's optimizer={chosen}" in run.stdout
+        assert OmegaConf.load(tmp_path / folder / ".hydra" / "config.yaml").optimizer._target_ == target
+        [(_, _, again, _)] = epoch_lines(run.stdout)
+        assert math.isclose(again, best.value, abs_tol=5e-5)
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
     assert (
-        f"error: best_of={STUDY}: trial {best.number} ran with optimizer={chosen}, "
-        "this run has optimizer=adam; "
-        f"expected optimizer={chosen} on this command line" in refused.stderr
+        f"error: study '{STUDY}' in {sqlite_url(tmp_path)} holds trials of optimizer=adamw,sgd, "
+        "but this sweep's are optimizer=adam;" in mixed.stderr
     )
-    assert "Traceback" not in refused.stderr and epoch_lines(refused.stdout) == []
+    assert len(load(tmp_path, STUDY).get_trials()) == 3
     assert shown.returncode == 0 and f"\n  optimizer={chosen}\n" in shown.stdout
     assert best.user_attrs[ARTIFACT_STORE_ATTR] == {"config": {"_target_": STORE, "base_path": str(store)}}
     assert copied.returncode == 0, copied.stderr

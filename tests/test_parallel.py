@@ -15,8 +15,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.pruning_optuna_sweeper import config
 from tests.cli import MAIN, main_env
 from tests.sweep_helpers import load, retry_of, run_sweep, sqlite_url, sweep_args, wait_for
 
@@ -231,3 +233,13 @@ def test_a_worker_that_dies_importing_the_preload_stops_the_sweep_with_one_error
     # The crash ends the pool as it starts or while the sweep waits for it: no trial is asked either way.
     studies = optuna.study.get_all_study_names(storage=sqlite_url(tmp_path))
     assert all(not load(tmp_path, name).get_trials() for name in studies)
+
+
+def test_n_jobs_over_n_trials_starts_only_as_many_workers_as_trials(tmp_path: Path) -> None:
+    result = run_sweep(tmp_path, "hydra.sweeper.n_jobs=8", "params.epoch_count=1", n_trials=2, parallel=True)
+
+    assert result.returncode == 0, result.stderr
+    assert "Sweeping 2 trials, 2 at once" in result.stdout + result.stderr
+    config.register()  # the resolver that gives the pool launcher its worker count
+    assert OmegaConf.create({"workers": "${pruning_optuna.n_jobs:8,2}"}).workers == 2
+    assert [t.state for t in load(tmp_path).get_trials()] == [TrialState.COMPLETE] * 2

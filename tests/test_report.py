@@ -174,3 +174,13 @@ def test_without_plotly_the_report_says_what_to_install(tmp_path: Path) -> None:
     # This Python's own pip, with the bounds of the distribution's extra `report`.
     assert f"{sys.executable} -m pip install 'plotly>=5' 'matplotlib>=3.5'" in result.stderr
     assert not (tmp_path / "study-reports").exists()
+
+
+def test_fifty_trials_draw_no_legend_taller_than_the_plot_and_no_layout_warning(tmp_path: Path) -> None:
+    url = made_study(tmp_path, *[TrialState.COMPLETE] * 50)
+    result = run_cli("--storage", url, "report", "made", "--out", str(tmp_path / "out"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "Tight layout not applied" not in result.stderr and "Warning" not in result.stderr
+    width, height = png_size(tmp_path / "out" / "intermediate.png")
+    assert width <= 900 and height <= 550, (width, height)  # 9 x 5.5 inches at 100 dpi: no legend beside

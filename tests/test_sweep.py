@@ -216,8 +216,9 @@ def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path
     result = run_sweep(tmp_path, "params=default", "params.epoch_count=1", n_trials=2)
 
     assert result.returncode == 0, result.stderr
-    trials = load(tmp_path).get_trials()
-    assert states(load(tmp_path)) == [TrialState.COMPLETE] * 2
+    study = load(tmp_path, "linearnet-default-mnist-sample")  # named after the params config too
+    trials = study.get_trials()
+    assert states(study) == [TrialState.COMPLETE] * 2
     assert all(t.user_attrs["fixed_params"]["params"] == "default" for t in trials)
     assert len({t.params["params.lr"] for t in trials}) == 2
     [overrides] = {tuple(OmegaConf.load(p)) for p in tmp_path.glob("multirun/*/*/0/.hydra/overrides.yaml")}
@@ -228,7 +229,7 @@ def test_a_sweep_on_a_chosen_params_config_sweeps_over_its_values(tmp_path: Path
     assert "params=default" in printed.split()
     again = run_main([*shlex.split(printed), "progress=false"], tmp_path)
     assert again.returncode == 0, again.stderr
-    best = load(tmp_path).best_trial
+    best = study.best_trial
     assert (
         f"params: lr={best.params['params.lr']:g} batch_size={best.params['params.batch_size']}"
         in again.stdout

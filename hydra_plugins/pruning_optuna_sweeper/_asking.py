@@ -56,6 +56,8 @@ class Asker:
         self.dropped: dict[int, set[str]] = {}  # a retry's queued parameters this sweep has no range for
         self.sampled_before = False
         self.waiting_logged = False
+        # A trial asked but not launched that the storage refused to mark FAIL (a full disk).
+        self.unclosed: optuna.Trial | None = None
 
     def ask(self) -> optuna.Trial | None:
         """A new trial with its parameters, or None when the budget has no place for one now."""
@@ -85,7 +87,10 @@ class Asker:
                 self.forget(trial.number)
                 return None
         except BaseException as error:
-            fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+            try:
+                fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
+            except Exception:  # the storage refuses writes: the loop closes it with those in flight
+                self.unclosed = trial
             if trial_id is not None:
                 self.forget(trial.number)
             raise

@@ -150,7 +150,12 @@ class TrialLoop:
         asked = []
         for _ in range(room):
             self._check_stale()
-            trial = self.asker.ask()
+            try:
+                trial = self.asker.ask()
+            except BaseException:
+                if self.asker.unclosed is not None:  # closed with those in flight
+                    self.in_flight[self.asker.unclosed.number] = self.asker.unclosed
+                raise
             if trial is None:
                 break
             asked.append(trial)

@@ -52,11 +52,20 @@ def directions(setting: Any) -> list[Literal["minimize", "maximize"]]:
     return cast(list[Literal["minimize", "maximize"]], names)
 
 
+# The longest study name Optuna's RDB storages hold (their study_name column; SQLite does not check).
+STUDY_NAME_MAX = 512
+
+
 def check_settings(s: DictConfig) -> None:
     """Raise SweepSettingsError naming every setting out of its range."""
     problems = []
     if s.n_trials < 1:
         problems.append(f"n_trials={s.n_trials}: expected an integer >= 1")
+    if s.study_name is not None and len(str(s.study_name)) > STUDY_NAME_MAX:
+        problems.append(
+            f"study_name={str(s.study_name)[:40]!r}... has {len(str(s.study_name))} characters: expected at "
+            f"most {STUDY_NAME_MAX} (what Optuna's studies table holds in PostgreSQL and MySQL)"
+        )
     if not (s.n_jobs == "auto" or (isinstance(s.n_jobs, int) and s.n_jobs >= 1)):
         problems.append(f"n_jobs={s.n_jobs!r}: expected an integer >= 1, or auto (the cores available)")
     if not 0.0 <= s.max_failure_rate <= 1.0:

@@ -25,6 +25,7 @@ from optuna.storages import InMemoryStorage
 from sqlalchemy.exc import SQLAlchemyError
 
 from pruning_optuna_sweeper.compat import instantiate_trusted, retry_callback
+from pruning_optuna_sweeper.groups import GroupsMismatchError, check_groups, sweep_groups
 from pruning_optuna_sweeper.hooks import SweepHooks
 from pruning_optuna_sweeper.proxy import is_grpc_url
 from pruning_optuna_sweeper.storage import (
@@ -46,6 +47,7 @@ from pruning_optuna_sweeper.study import (
 )
 from pruning_optuna_sweeper.trial import register_in_process_study
 
+from . import _resume
 from ._config_reuse import ReusingConfigLoader
 from ._console import Progress, file_only_overrides, keep_sweep_lines_on_console, quieten_launcher
 from ._loop import LaunchError, Plan, SweepAborted, TrialLoop, could_not_start
@@ -104,6 +106,7 @@ USER_ERRORS = (
     StorageError,
     StudyError,
     IdentityMismatchError,
+    GroupsMismatchError,
 )
 
 
@@ -220,6 +223,7 @@ class SweepRun:
             )
         check_identity(study, identity, where)
         check_against_study(space, study, where)
+        check_groups(study, sweep_groups(self.config), where)
         if identity is not None:
             study.set_user_attr(IDENTITY_ATTR, identity)
         if s.metric_names:
@@ -249,8 +253,9 @@ class SweepRun:
                 "(hydra.sweeper.job_output=console shows it here too)",
                 self.config.hydra.sweep.dir,
             )
+        resume = _resume.plan(study, arguments, self.n_trials)
         plan = Plan(
-            n_trials=self.n_trials,
+            n_trials=resume.left,
             n_jobs=self.n_jobs,
             batch=self.batch,
             launch=self._launch_one,
@@ -265,11 +270,15 @@ class SweepRun:
             retry=self.retry if s.storage is not None else None,
             ready=getattr(self.launcher, "wait_until_ready", None),
         )
-        progress = Progress(self.n_trials, enabled=s.job_output == "file")
+        progress = Progress(resume.left, enabled=s.job_output == "file")
         loop = TrialLoop(study, storage, space, plan, progress)
         try:
             with first_interrupt_unwinds(), progress:
                 launched, failed = loop.run()
+            _resume.finished(study, resume)
+        except KeyboardInterrupt:
+            _resume.interrupted(study, resume, loop.ended)
+            raise
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
             raise _storage_failure(error, where, study.study_name, loop.unmarked, s.grace_period) from None
         best_command = None

@@ -115,14 +115,15 @@ def schema_defaults() -> list[Any]:
 
 
 def trials_at_once(n_jobs: Any, n_trials: int) -> int:
-    """`n_jobs` as a number: `auto` is the cores this process may use, at most n_trials.
+    """`n_jobs` as a number, at most n_trials (more would only start idle workers): `auto` is the
+    cores this process may use.
 
     Also the resolver `${pruning_optuna.n_jobs:${hydra.sweeper.n_jobs},${hydra.sweeper.n_trials}}`,
     with which a launcher's own worker count (the pool's or joblib's `n_jobs`) follows the sweep's.
     """
     if n_jobs == "auto":
         return max(1, min(len(os.sched_getaffinity(0)), int(n_trials)))
-    return int(n_jobs)
+    return max(1, min(int(n_jobs), int(n_trials)))
 
 
 def register() -> None:

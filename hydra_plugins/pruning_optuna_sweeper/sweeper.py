@@ -4,6 +4,7 @@ Hydra imports every plugin module at start-up, single runs included, so this
 one stays light: the sweep's modules are imported only when a sweep starts.
 """
 
+import errno
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ class PruningOptunaSweeper(Sweeper):
         self.sweep_run: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from ._signals import Terminated
         from ._sweep import USER_ERRORS, SweepRun
 
         try:
@@ -33,6 +35,11 @@ class PruningOptunaSweeper(Sweeper):
             )
         except USER_ERRORS as error:
             sys.exit(f"error: {error}")
+        except KeyboardInterrupt as interrupt:  # while the launcher's workers start: no trial yet
+            _exit_now(
+                128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT),
+                "Sweep interrupted while it was starting, before its first trial: nothing was launched.",
+            )
 
     def sweep(self, arguments: list[str]) -> None:
         from ._signals import Terminated
@@ -42,6 +49,14 @@ class PruningOptunaSweeper(Sweeper):
             self.sweep_run.sweep(arguments)
         except USER_ERRORS as error:
             _exit_now(1, f"error: {error}")
+        except OSError as error:  # a job's folder on a full disk, with a launcher that runs jobs here
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            _exit_now(
+                1,
+                f"error: the sweep could not write {error.filename or 'a file'}: {error.strerror}; expected "
+                "room on its disk (hydra.sweep.dir); the trials recorded before stay in the study, closed.",
+            )
         except KeyboardInterrupt as interrupt:
             # The sweep has logged what it closed and how to resume: no traceback.
             _exit_now(128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT))
