@@ -91,7 +91,7 @@ class Asker:
                 fail_trial(self.study, trial, f"not launched: {type(error).__name__}: {first_line(error)}")
             except Exception:  # the storage refuses writes: the loop closes it with those in flight
                 self.unclosed = trial
-            if trial_id is not None:
+            if trial_id is not None and self.unclosed is not trial:
                 self.forget(trial.number)
             raise
         return trial
@@ -106,6 +106,12 @@ class Asker:
             *self.plan.job_overrides,
             f"++hydra.job.env_set.{TRIAL_ENV}={env}",
         ]
+
+    def trial_id(self, number: int) -> int:
+        """The storage's id of this sweep's trial `number` (looked up once)."""
+        if number not in self.ids:
+            self.ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        return self.ids[number]
 
     def forget(self, number: int) -> None:
         """The trial has ended for this process: no more beats for it."""

@@ -318,7 +318,7 @@ class TrialLoop:
             self._record(
                 [(n, out) for n, out in ended if not isinstance(out, BaseException) and n in self.in_flight]
             )
-        in_flight = {t: self.asker.ids[t.number] for t in self.in_flight.values()}
+        in_flight = {t: self.asker.trial_id(t.number) for t in self.in_flight.values()}
         closed = closing.close(self.study, self.storage, in_flight, reason, interrupted)
         self.unmarked = closed.unmarked
         if self.plan.in_thread:

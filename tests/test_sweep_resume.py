@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, main_env, run_main
-from tests.sweep_helpers import load, sqlite_url, sweep_args, wait_for
+from tests.sweep_helpers import load, retry_of, sqlite_url, sweep_args, wait_for
 
 
 def _as_from_a_terminal() -> None:
@@ -60,7 +60,7 @@ def test_the_rerun_of_an_interrupted_sweep_launches_only_the_trials_it_had_left(
     study = load(tmp_path)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, *[TrialState.COMPLETE] * 2]
-    assert trials[2].user_attrs["retry_of"] == 1  # the interrupted trial, run first
+    assert retry_of(trials[2]) == 1  # the interrupted trial, run first
     assert not [v for k, v in study.user_attrs.items() if k.startswith("interrupted_sweep:") and v]
 
 
