@@ -37,6 +37,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from pruning_optuna_sweeper.study import PRUNED_ATTR
+
 TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
 # Hyperband's `max_resource: auto`, pinned on the study so every worker counts the same brackets.
 HYPERBAND_RESOURCE_ATTR = "hyperband_max_resource"
@@ -54,6 +56,7 @@ class NoTrial:
 
     number: int | None = None
     study_name: str | None = None
+    direction: str | None = None
 
     def report(self, value: float, step: int) -> None:
         pass
@@ -62,6 +65,9 @@ class NoTrial:
         return False
 
     def set_user_attr(self, key: str, value: Any) -> None:
+        pass
+
+    def mark_pruned(self) -> None:
         pass
 
     def upload_artifact(self, path: str | Path) -> str | None:
@@ -87,18 +93,29 @@ class SweepTrial:
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
         self._prunable = len(trial.study.directions) == 1
+        # "minimize" or "maximize": how the reported values are compared; None with several objectives.
+        self.direction = trial.study.direction.name.lower() if self._prunable else None
+        self._last_step: int | None = None
 
     def report(self, value: float, step: int) -> None:
         """Record `value` at `step` (an epoch, say): the pruner compares trials by these."""
         if self._prunable:
             self._trial.report(value, step)
+            self._last_step = step
 
     def should_prune(self) -> bool:
-        """Whether the pruner says to stop now (the task then raises TrialPruned)."""
+        """Whether the pruner says to stop now (the task then raises TrialPruned, or calls
+        `mark_pruned()` and returns)."""
         return self._prunable and self._trial.should_prune()
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
+
+    def mark_pruned(self) -> None:
+        """Have the sweep record this trial PRUNED (with its last reported value) although the
+        task returns normally: a graceful stop, for apps whose framework would print a raised
+        TrialPruned as a crash (a Lightning trainer told to stop, say)."""
+        self._trial.set_user_attr(PRUNED_ATTR, self._last_step)
 
     def upload_artifact(self, path: str | Path) -> str | None:
         """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id.
