@@ -339,3 +339,13 @@ def _use_write_ahead_log(storage: RDBStorage) -> None:
     with storage.engine.connect() as connection:
         if connection.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+@functools.lru_cache(maxsize=4)
+def open_journal(path: str) -> BaseStorage:
+    """Optuna's JournalStorage on the journal file at `path` (once per process): where a sweep
+    with `storage: null` keeps its study while trials run in other processes."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(path))

@@ -136,13 +136,18 @@ class SweepTrial:
         return True
 
 
-def trial_env_value(study_name: str, number: int, sweep: str | None = None) -> str:
-    """The value of TRIAL_ENV that names trial `number` of `study_name`, and the sweep process
-    (host:pid) that launched it: hex digits, which need no quoting in a Hydra override whatever
-    the study's name holds."""
+def trial_env_value(
+    study_name: str, number: int, sweep: str | None = None, journal: str | None = None
+) -> str:
+    """The value of TRIAL_ENV that names trial `number` of `study_name`, the sweep process
+    (host:pid) that launched it, and the journal file that holds an in-memory study for the
+    sweep's life (`storage: null` with jobs in other processes): hex digits, which need no quoting
+    in a Hydra override whatever the study's name holds."""
     named: dict[str, Any] = {"study": study_name, "number": number}
     if sweep is not None:
         named["sweep"] = sweep
+    if journal is not None:
+        named["journal"] = journal
     return json.dumps(named).encode().hex()
 
 
@@ -171,25 +176,29 @@ def current_trial() -> SweepTrial | NoTrial:
 
     named = read_trial_env(spec)
     sweeper = HydraConfig.get().sweeper
-    if sweeper.get("storage") is None:
+    in_process = sweeper.get("storage") is None and not named.get("journal")
+    if in_process:
         if named["study"] not in _IN_PROCESS_STUDIES:
             return NoTrial()  # an in-memory study that lives in another process
         study, storage = _IN_PROCESS_STUDIES[named["study"]]
     else:
-        from pruning_optuna_sweeper.storage import open_storage
+        from pruning_optuna_sweeper.storage import open_journal, open_storage
 
-        storage = open_storage(
-            sweeper.storage,
-            heartbeat_interval=sweeper.get("heartbeat_interval"),
-            grace_period=sweeper.get("grace_period"),
-        )
+        if sweeper.get("storage") is None:  # the in-memory study, kept in a journal file for the sweep
+            storage = open_journal(named["journal"])
+        else:
+            storage = open_storage(
+                sweeper.storage,
+                heartbeat_interval=sweeper.get("heartbeat_interval"),
+                grace_period=sweeper.get("grace_period"),
+            )
         pruner = sweeper.get("pruner")
         pruner_yaml = None if pruner is None else OmegaConf.to_yaml(_pinned(pruner, storage, named["study"]))
         study = _study(storage, named["study"], pruner_yaml)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(named["study"]), named["number"]
     )
-    if sweeper.get("storage") is not None:
+    if not in_process:
         state = storage.get_trial(trial_id).state
         if state.is_finished():
             # A queued job that starts after its sweep was interrupted, say: nothing to run for.

@@ -91,6 +91,8 @@ class Plan:
     # Blocks until the launcher can start trials at once (the pool launcher's warm workers): the
     # first trials are asked for then, so that their recorded times are their own.
     ready: Callable[[], None] | None = None
+    # The journal file that holds an in-memory study for the sweep's life, for jobs in other processes.
+    journal: str | None = None
 
 
 class TrialLoop:
@@ -284,11 +286,12 @@ class TrialLoop:
         return trial
 
     def _start(self, trial: optuna.Trial) -> None:
+        trial_env = trial_env_value(self.study.study_name, trial.number, WORKER, self.plan.journal)
         overrides = [
             *(f"{name}={value}" for name, value in {**trial.params, **self.space.fixed}.items()),
             *self.space.fixed_overrides,
             *self.plan.job_overrides,
-            f"++hydra.job.env_set.{TRIAL_ENV}={trial_env_value(self.study.study_name, trial.number, WORKER)}",
+            f"++hydra.job.env_set.{TRIAL_ENV}={trial_env}",
         ]
 
         def launch() -> None:
