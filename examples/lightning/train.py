@@ -18,7 +18,7 @@ TRUSTED = ["src.*", "torch.optim.*", "lightning.pytorch.*", "pruning_optuna_swee
 WHITELIST = {"_execution_whitelist_": TRUSTED} if hydra.__version__.split(".")[:2] >= ["1", "4"] else {}
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+@hydra.main(config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data, **WHITELIST)
