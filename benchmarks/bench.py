@@ -6,7 +6,7 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
+quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep), run in this order:
 
 - quickstart: what the README's `make sweep` gives, on the bundled sample and
             on the full set: the default sweep's wall time and best accuracy;
@@ -22,6 +22,9 @@ quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in th
             git revision, default the merge-base with main), each in its
             own process, alternating (not in the default run);
 - threads:  our epoch with 1 and 2 torch threads;
+- pool-threads: a third-party torch app (examples/mlp) swept on the pool
+            launcher at n_jobs=2 vs 1, its workers limited to their share of
+            the cores, and at n_jobs=2 unlimited for comparison;
 - overhead: where a trial's time goes besides training (overhead_probe.py,
             trials in the sweep's process), what Optuna's own calls for those
             trials cost alone on SQLite, and, for comparison, a job of
@@ -61,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, training  # noqa: E402
+from benchmarks import overhead, parallel, pool_threads, pruners, quickstart, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -74,13 +77,14 @@ PARTS = (
     "epoch",
     "previous",
     "threads",
+    "pool-threads",
     "overhead",
     "parallel",
     "parallel-sweep",
     "sweep",
     "pruners",
 )
-DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
+DEFAULT_PARTS = "quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep"
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
 SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds": "0", "repeats": 1}
@@ -177,6 +181,7 @@ def main() -> None:
                 results, args.data, workdir, args.previous, rounds=max(2, args.repeats - 1)
             ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
+            "pool-threads": lambda: pool_threads.bench_pool_threads(results, workdir, args.trials),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
             "parallel": lambda: parallel.bench_parallel(results, runner, args.trials),
             "parallel-sweep": lambda: parallel.bench_parallel_sweep(
