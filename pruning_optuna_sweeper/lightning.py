@@ -40,7 +40,7 @@ except ImportError:
             "(or the distribution's extra: pip install 'pruning-optuna-sweeper[lightning]')"
         ) from None
 
-from pruning_optuna_sweeper.trial import NoTrial, SweepTrial, current_trial
+from pruning_optuna_sweeper.trial import NoTrial, SweepTrial, current_trial, trial_job
 
 log = logging.getLogger(__name__)
 MODES = {"min": "minimize", "max": "maximize"}
@@ -65,10 +65,12 @@ class PruningCallback(Callback):
         self.mode = mode
         self._trial: SweepTrial | NoTrial = NoTrial()
         self._warned_missing = False
+        # Taken in the job's process: a `ddp_spawn` rank 0 has no Hydra state to find its trial by.
+        self._job = trial_job()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Only rank 0 is the sweep's job; other DDP ranks follow its decisions.
-        self._trial = current_trial() if trainer.is_global_zero else NoTrial()
+        self._trial = current_trial(self._job) if trainer.is_global_zero else NoTrial()
         direction = getattr(self._trial, "direction", None)
         if self._trial and self.mode is not None and direction not in (None, MODES[self.mode]):
             raise ValueError(

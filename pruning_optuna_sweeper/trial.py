@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -166,16 +167,40 @@ def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None
     _IN_PROCESS_STUDIES[study.study_name] = (study, storage)
 
 
-def current_trial() -> SweepTrial | NoTrial:
-    """The trial this task runs as, or a stand-in that does nothing outside a sweep."""
+@dataclasses.dataclass(frozen=True)
+class TrialJob:
+    """What names a job's trial, picklable: its TRIAL_ENV value and its `hydra.sweeper` config."""
+
+    spec: str
+    sweeper: Any
+
+
+def trial_job() -> TrialJob | None:
+    """This job's trial as a picklable handle for `current_trial(job)`; None outside a sweep."""
     spec = os.environ.get(TRIAL_ENV)
     if not spec:
-        return NoTrial()
+        return None
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    named = read_trial_env(spec)
-    sweeper = HydraConfig.get().sweeper
+    if not HydraConfig.initialized():
+        return None
+    # Resolved here: an interpolation may name keys outside hydra.sweeper, or the job's environment.
+    return TrialJob(spec, OmegaConf.create(OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)))
+
+
+def current_trial(job: TrialJob | None = None) -> SweepTrial | NoTrial:
+    """The trial this task runs as, or a stand-in that does nothing outside a sweep.
+
+    `job` (from `trial_job()` in the job's own process) opens it in a process the task started
+    itself, where Hydra's state is not (a Lightning `ddp_spawn` rank)."""
+    job = job or trial_job()
+    if job is None:
+        return NoTrial()
+    from omegaconf import OmegaConf
+
+    named = read_trial_env(job.spec)
+    sweeper = job.sweeper
     in_process = sweeper.get("storage") is None and not named.get("journal")
     if in_process:
         if named["study"] not in _IN_PROCESS_STUDIES:

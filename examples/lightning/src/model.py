@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import lightning.pytorch as pl
 import torch
@@ -22,10 +22,11 @@ class Classifier(pl.LightningModule):
     """Trains `net` with `optimizer` (a factory of the parameters: `_partial_: true` in the config);
     logs train/loss, val/acc and val/acc_best, the best val/acc so far."""
 
-    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer]) -> None:
+    def __init__(self, net: nn.Module, optimizer: functools.partial[torch.optim.Optimizer]) -> None:
         super().__init__()
         self.net = net
-        self.optimizer = optimizer
+        # A plain partial: it pickles (Hydra 1.4's factories do not), as ddp_spawn's ranks need.
+        self.optimizer = functools.partial(optimizer.func, *optimizer.args, **optimizer.keywords)
         self.best = 0.0
         self.correct = self.seen = 0
 
