@@ -50,6 +50,8 @@ def bench_pool_threads(results: Results, workdir: Path, trials: int | None) -> P
         for r in range(ROUNDS)
     ]
     unlimited = sweep(workdir, "two-unlimited", *two, "hydra.launcher.threads_per_worker=null", trials=count)
+    # For reference: one worker on one thread, what n_jobs=2 runs twice of at once.
+    single = sweep(workdir, "one-single-thread", *one, "hydra.launcher.threads_per_worker=1", trials=count)
     part = results.part(
         "pool-threads",
         f"examples/mlp (plain torch, threads left at their defaults), {count} trials of 3 epochs on "
@@ -61,6 +63,7 @@ def bench_pool_threads(results: Results, workdir: Path, trials: int | None) -> P
     part.row("n_jobs=1 (1 worker, all cores' threads)", ", ".join(f"{s:.1f} s" for s in ones))
     part.row("n_jobs=2, threads_per_worker=auto (its share each)", ", ".join(f"{s:.1f} s" for s in twos))
     part.row("n_jobs=2, threads_per_worker=null (the libraries' defaults)", f"{unlimited:.1f} s")
+    part.row("n_jobs=1, threads_per_worker=1 (reference)", f"{single:.1f} s")
     ratio = statistics.median(t / o for o, t in pairs)
     part.check("n_jobs=2 / n_jobs=1, wall", f"{ratio:.2f}x", f"<= {WALL_TARGET}x", ratio <= WALL_TARGET)
     part.row("n_jobs=2 unlimited / n_jobs=1, wall", f"{unlimited / statistics.median(ones):.2f}x")
