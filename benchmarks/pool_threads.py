@@ -15,7 +15,7 @@ from benchmarks.results import ROOT, Part, Results
 
 APP = ROOT / "examples" / "mlp"
 WALL_TARGET = 0.6  # n_jobs=2 / n_jobs=1, the whole command
-TRIALS = 4
+TRIALS = 6
 ROUNDS = 2  # the pair run back to back this often; the median ratio is checked
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -32,7 +32,7 @@ def sweep(workdir: Path, name: str, *overrides: str, trials: int = TRIALS) -> fl
         "hydra/launcher=pool",
         f"hydra.sweeper.n_trials={trials}",
         "lr=tag(log, interval(0.001, 0.01))",
-        "samples=4096",
+        "samples=16384",
         f"hydra.sweep.dir={workdir / name}",
         *overrides,
     ]
@@ -55,7 +55,7 @@ def bench_pool_threads(results: Results, workdir: Path, trials: int | None) -> P
     part = results.part(
         "pool-threads",
         f"examples/mlp (plain torch, threads left at their defaults), {count} trials of 3 epochs on "
-        "4096 points, no pruning, "
+        "16384 points, no pruning, "
         f"hydra/launcher=pool; wall: the command's start to its end; {ROUNDS} pairs back to back, "
         f"median ratio checked; {len(os.sched_getaffinity(0))} cores usable",
     )
