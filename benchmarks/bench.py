@@ -6,8 +6,8 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe), run in
-this order:
+quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep,scale,shared,
+tpe,offline), run in this order:
 
 - quickstart: what the README's `make sweep` gives, on the bundled sample and
             on the full set: the default sweep's wall time and best accuracy;
@@ -23,6 +23,9 @@ this order:
             git revision, default the merge-base with main), each in its
             own process, alternating (not in the default run);
 - threads:  our epoch with 1 and 2 torch threads;
+- pool-threads: a third-party torch app (examples/mlp) swept on the pool
+            launcher at n_jobs=2 vs 1, its workers limited to their share of
+            the cores, and at n_jobs=2 unlimited for comparison;
 - overhead: where a trial's time goes besides training (overhead_probe.py,
             trials in the sweep's process), what Optuna's own calls for those
             trials cost alone on SQLite, and, for comparison, a job of
@@ -82,6 +85,7 @@ from benchmarks import (  # noqa: E402
     offline,
     overhead,
     parallel,
+    pool_threads,
     pruners,
     quickstart,
     scale,
@@ -100,6 +104,7 @@ PARTS = (
     "epoch",
     "previous",
     "threads",
+    "pool-threads",
     "overhead",
     "noop-overhead",
     "parallel",
@@ -113,7 +118,7 @@ PARTS = (
     "offline",
 )
 DEFAULT_PARTS = (
-    "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe,offline"
+    "quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe,offline"
 )
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
@@ -229,6 +234,7 @@ def main() -> None:
                 results, args.data, workdir, args.previous, rounds=max(2, args.repeats - 1)
             ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
+            "pool-threads": lambda: pool_threads.bench_pool_threads(results, workdir, args.trials),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
             "noop-overhead": lambda: noop_overhead.bench_noop_overhead(
                 results, workdir, args.trials or 10_000

@@ -406,3 +406,10 @@ def _use_write_ahead_log(storage: RDBStorage) -> None:
 
 def _commit_without_flush(connection: sqlite3.Connection, _record: Any) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
+
+
+@functools.lru_cache(maxsize=4)
+def open_sweep_journal(path: str) -> BaseStorage:
+    """The journal file at `path` (opened once per process): where a sweep with `storage: null`
+    keeps its study while trials run in other processes."""
+    return open_journal(Path(path))

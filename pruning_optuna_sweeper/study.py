@@ -26,6 +26,9 @@ WORKER_ATTR = "worker"
 # Where a trial's task ran, recorded by the task's side (pruning_optuna_sweeper.job): {"host", "pid",
 # "beats": whether that process sends the trial's heartbeats, and "slurm_job_id" where SLURM ran it}.
 JOB_ATTR = "job"
+# Set by a task that stopped early on the pruner's word and returned normally
+# (`current_trial().mark_pruned()`): the step it stopped at; the sweep records the trial PRUNED.
+PRUNED_ATTR = "pruned_at_step"
 
 
 class StudyError(LookupError):

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -36,6 +37,8 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+
+from pruning_optuna_sweeper.study import PRUNED_ATTR
 
 TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
 # Hyperband's `max_resource: auto`, pinned on the study so every worker counts the same brackets.
@@ -54,6 +57,7 @@ class NoTrial:
 
     number: int | None = None
     study_name: str | None = None
+    direction: str | None = None
 
     def report(self, value: float, step: int) -> None:
         pass
@@ -62,6 +66,9 @@ class NoTrial:
         return False
 
     def set_user_attr(self, key: str, value: Any) -> None:
+        pass
+
+    def mark_pruned(self) -> None:
         pass
 
     def upload_artifact(self, path: str | Path) -> str | None:
@@ -87,18 +94,29 @@ class SweepTrial:
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
         self._prunable = len(trial.study.directions) == 1
+        # "minimize" or "maximize": how the reported values are compared; None with several objectives.
+        self.direction = trial.study.direction.name.lower() if self._prunable else None
+        self._last_step: int | None = None
 
     def report(self, value: float, step: int) -> None:
         """Record `value` at `step` (an epoch, say): the pruner compares trials by these."""
         if self._prunable:
             self._trial.report(value, step)
+            self._last_step = step
 
     def should_prune(self) -> bool:
-        """Whether the pruner says to stop now (the task then raises TrialPruned)."""
+        """Whether the pruner says to stop now (the task then raises TrialPruned, or calls
+        `mark_pruned()` and returns)."""
         return self._prunable and self._trial.should_prune()
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
+
+    def mark_pruned(self) -> None:
+        """Have the sweep record this trial PRUNED (with its last reported value) although the
+        task returns normally: a graceful stop, for apps whose framework would print a raised
+        TrialPruned as a crash (a Lightning trainer told to stop, say)."""
+        self._trial.set_user_attr(PRUNED_ATTR, self._last_step)
 
     def upload_artifact(self, path: str | Path) -> str | None:
         """Store the file at `path` with the trial (the sweep's `artifact_store`); its artifact id.
@@ -119,13 +137,18 @@ class SweepTrial:
         return True
 
 
-def trial_env_value(study_name: str, number: int, sweep: str | None = None) -> str:
-    """The value of TRIAL_ENV that names trial `number` of `study_name`, and the sweep process
-    (host:pid) that launched it: hex digits, which need no quoting in a Hydra override whatever
-    the study's name holds."""
+def trial_env_value(
+    study_name: str, number: int, sweep: str | None = None, journal: str | None = None
+) -> str:
+    """The value of TRIAL_ENV that names trial `number` of `study_name`, the sweep process
+    (host:pid) that launched it, and the journal file that holds an in-memory study for the
+    sweep's life (`storage: null` with jobs in other processes): hex digits, which need no quoting
+    in a Hydra override whatever the study's name holds."""
     named: dict[str, Any] = {"study": study_name, "number": number}
     if sweep is not None:
         named["sweep"] = sweep
+    if journal is not None:
+        named["journal"] = journal
     return json.dumps(named).encode().hex()
 
 
@@ -145,35 +168,63 @@ def register_in_process_study(study: optuna.Study, storage: BaseStorage) -> None
     _IN_PROCESS_STUDIES[study.study_name] = (study, storage)
 
 
-def current_trial() -> SweepTrial | NoTrial:
-    """The trial this task runs as, or a stand-in that does nothing outside a sweep."""
+@dataclasses.dataclass(frozen=True)
+class TrialJob:
+    """What names a job's trial, picklable: its TRIAL_ENV value and its `hydra.sweeper` config."""
+
+    spec: str
+    sweeper: Any
+
+
+def trial_job() -> TrialJob | None:
+    """This job's trial as a picklable handle for `current_trial(job)`; None outside a sweep."""
     spec = os.environ.get(TRIAL_ENV)
     if not spec:
-        return NoTrial()
+        return None
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    named = read_trial_env(spec)
-    sweeper = HydraConfig.get().sweeper
-    if sweeper.get("storage") is None:
+    if not HydraConfig.initialized():
+        return None
+    # Resolved here: an interpolation may name keys outside hydra.sweeper, or the job's environment.
+    return TrialJob(spec, OmegaConf.create(OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)))
+
+
+def current_trial(job: TrialJob | None = None) -> SweepTrial | NoTrial:
+    """The trial this task runs as, or a stand-in that does nothing outside a sweep.
+
+    `job` (from `trial_job()` in the job's own process) opens it in a process the task started
+    itself, where Hydra's state is not (a Lightning `ddp_spawn` rank)."""
+    job = job or trial_job()
+    if job is None:
+        return NoTrial()
+    from omegaconf import OmegaConf
+
+    named = read_trial_env(job.spec)
+    sweeper = job.sweeper
+    in_process = sweeper.get("storage") is None and not named.get("journal")
+    if in_process:
         if named["study"] not in _IN_PROCESS_STUDIES:
             return NoTrial()  # an in-memory study that lives in another process
         study, storage = _IN_PROCESS_STUDIES[named["study"]]
     else:
-        from pruning_optuna_sweeper.storage import open_storage
+        from pruning_optuna_sweeper.storage import open_storage, open_sweep_journal
 
-        storage = open_storage(
-            sweeper.storage,
-            heartbeat_interval=sweeper.get("heartbeat_interval"),
-            grace_period=sweeper.get("grace_period"),
-        )
+        if sweeper.get("storage") is None:  # the in-memory study, kept in a journal file for the sweep
+            storage = open_sweep_journal(named["journal"])
+        else:
+            storage = open_storage(
+                sweeper.storage,
+                heartbeat_interval=sweeper.get("heartbeat_interval"),
+                grace_period=sweeper.get("grace_period"),
+            )
         pruner = sweeper.get("pruner")
         pruner_yaml = None if pruner is None else OmegaConf.to_yaml(_pinned(pruner, storage, named["study"]))
         study = _study(storage, named["study"], pruner_yaml)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(named["study"]), named["number"]
     )
-    if sweeper.get("storage") is not None:
+    if not in_process:
         state = storage.get_trial(trial_id).state
         if state.is_finished():
             # A queued job that starts after its sweep was interrupted, say: nothing to run for.

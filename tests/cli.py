@@ -107,12 +107,14 @@ def epoch_lines(output: str) -> list[tuple[int, int, float, float]]:
 EXAMPLE = ROOT / "examples" / "descent"
 
 
-def copy_example(parent: Path) -> Path:
-    """examples/descent in a folder of its own, where only installed packages are importable."""
+def copy_example(parent: Path, name: str = "descent") -> Path:
+    """examples/<name> in a folder of its own, where only installed packages are importable."""
     import shutil
 
-    folder = parent / "descent"
-    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", "multirun", "outputs"))
+    folder = parent / name
+    shutil.copytree(
+        EXAMPLE.parent / name, folder, ignore=shutil.ignore_patterns("__pycache__", "multirun", "outputs")
+    )
     return folder
 
 

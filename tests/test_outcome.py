@@ -87,3 +87,24 @@ def test_a_trial_another_worker_failed_keeps_that_and_this_result_is_dropped(
     assert not recorded and frozen.state == stored.state == TrialState.FAIL
     assert stored.value is None and "fail_reason" not in stored.user_attrs
     assert f"trial {trial.number} was marked FAIL by another worker; its result is dropped" in caplog.text
+
+
+def test_a_trial_its_task_marked_pruned_is_recorded_pruned_with_its_last_value(storage: str) -> None:
+    from pruning_optuna_sweeper.trial import SweepTrial
+
+    study, trial = asked(storage)
+    # The task's side, as a job's process opens it: the same trial through its own study object.
+    task_storage = optuna.storages.get_storage(storage)
+    trial_id = task_storage.get_trial_id_from_study_id_trial_number(
+        task_storage.get_study_id_from_name("s"), trial.number
+    )
+    task_trial = SweepTrial(optuna.Trial(optuna.load_study(study_name="s", storage=task_storage), trial_id))
+    task_trial.report(0.5, 0)
+    task_trial.report(0.6, 1)
+    task_trial.mark_pruned()
+
+    frozen, recorded = record_outcome(study, trial, job_return(JobStatus.COMPLETED, 0.99))
+
+    stored = optuna.load_study(study_name="s", storage=storage).trials[0]
+    assert recorded and frozen.state == stored.state == TrialState.PRUNED
+    assert stored.value == 0.6 and stored.user_attrs["pruned_at_step"] == 1

@@ -99,7 +99,7 @@ class Asker:
     def overrides(self, trial: optuna.Trial) -> list[str]:
         """The trial's job's command line: its parameters, the sweep's fixed values, where it is."""
         params = {k: v for k, v in trial.params.items() if k not in self.dropped.get(trial.number, ())}
-        env = trial_env_value(self.study.study_name, trial.number, WORKER)
+        env = trial_env_value(self.study.study_name, trial.number, WORKER, self.plan.journal)
         return [
             *(f"{name}={value}" for name, value in {**params, **self.space.fixed}.items()),
             *self.space.fixed_overrides,

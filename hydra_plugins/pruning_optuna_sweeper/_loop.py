@@ -79,6 +79,8 @@ class Plan:
     # Blocks until the launcher can start trials at once (the pool launcher's warm workers): the
     # first trials are asked for then, so that their recorded times are their own.
     ready: Callable[[], None] | None = None
+    # The journal file that holds an in-memory study for the sweep's life, for jobs in other processes.
+    journal: str | None = None
 
 
 class TrialLoop:

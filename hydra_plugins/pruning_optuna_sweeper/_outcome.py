@@ -1,5 +1,8 @@
 """What a launched trial's JobReturn records in the study: its values, PRUNED, or FAIL with a reason.
 
+A task may stop on the pruner's word either by raising TrialPruned or by returning normally
+after `current_trial().mark_pruned()` (PRUNED_ATTR on the trial): both are recorded PRUNED.
+
 Another worker may have finished the trial first (it found this process's
 heartbeat stale and failed it, queuing a retry): then the study keeps that,
 and this process's result is dropped with a warning.
@@ -19,13 +22,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pruning_optuna_sweeper.compat import update_finished_trial_error
 from pruning_optuna_sweeper.storage import first_line, root_cause
-from pruning_optuna_sweeper.study import FAIL_REASON_ATTR
+from pruning_optuna_sweeper.study import FAIL_REASON_ATTR, PRUNED_ATTR
 
 log = logging.getLogger(__name__)
 
 
 def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> tuple[FrozenTrial, bool]:
     """The trial as stored, and whether this outcome is the one recorded."""
+    if ret.status == JobStatus.COMPLETED and _marked_pruned(study, trial):
+        # A graceful stop (`current_trial().mark_pruned()`): PRUNED with its last reported value,
+        # whatever the task returned after the stop.
+        return _tell(study, trial, state=TrialState.PRUNED)
     if ret.status == JobStatus.COMPLETED:
         values, reason = _values(ret.return_value, len(study.directions))
         if values is not None:
@@ -44,6 +51,13 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> 
             reason = f"{type(cause).__name__}: {first_line(cause)}"
     reason_set = _set_fail_reason(trial, reason)
     return _tell(study, trial, state=TrialState.FAIL, finished_elsewhere=not reason_set)
+
+
+def _marked_pruned(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether the task marked the trial pruned: read from the storage, where the task's process
+    wrote it (`trial.user_attrs` holds what this process has seen)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return any(t.number == trial.number and PRUNED_ATTR in t.user_attrs for t in running)
 
 
 def fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> FrozenTrial:

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ from pruning_optuna_sweeper.storage import (
     first_line,
     mask_url,
     open_storage,
+    open_sweep_journal,
     optuna_tables,
     root_cause,
 )
@@ -168,6 +170,15 @@ class SweepRun:
         self.hooks: SweepHooks = instantiate_trusted(s.hooks, [s.hooks._target_]) if s.hooks else SweepHooks()
 
     def sweep(self, arguments: list[str]) -> None:
+        self.journal: Path | None = None
+        try:
+            self._sweep(arguments)
+        finally:
+            if self.journal is not None:  # an in-memory study lives as long as its sweep
+                for path in (self.journal, self.journal.with_name(self.journal.name + ".lock")):
+                    path.unlink(missing_ok=True)
+
+    def _sweep(self, arguments: list[str]) -> None:
         started = time.perf_counter()
         s = self.settings
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say more
@@ -204,6 +215,8 @@ class SweepRun:
 
         storage = self._storage()
         where = mask_url(s.storage)
+        if self.journal is not None:
+            where += f" (kept in {self.journal} for the sweep's life, where the trials' processes reach it)"
         identity = _from_hook(self.hooks.study_identity, self.config)
         study = optuna.create_study(
             study_name=s.study_name or _from_hook(self.hooks.study_name, self.config, identity),
@@ -234,7 +247,7 @@ class SweepRun:
                     f"has {len(self.directions)}; expected one name per objective"
                 )
             study.set_metric_names(list(s.metric_names))
-        if s.storage is None:
+        if s.storage is None and self.journal is None:
             register_in_process_study(study, storage)
         log.info(
             "Study %r in %s: %s, %s",
@@ -269,6 +282,7 @@ class SweepRun:
             job_overrides=self.job_overrides,
             retry=self.retry if s.storage is not None else None,
             ready=getattr(self.launcher, "wait_until_ready", None),
+            journal=None if self.journal is None else str(self.journal),
         )
         progress = Progress(resume.left, enabled=s.job_output == "file")
         loop = TrialLoop(study, storage, space, plan, progress)
@@ -296,6 +310,13 @@ class SweepRun:
 
     def _storage(self) -> optuna.storages.BaseStorage:
         s = self.settings
+        if s.storage is None and self.in_thread:
+            # Jobs in other processes could not reach an in-memory study: it lives in a journal
+            # file in the sweep folder until the sweep ends, so that they can report and be pruned.
+            folder = Path(self.config.hydra.sweep.dir).absolute()
+            folder.mkdir(parents=True, exist_ok=True)
+            self.journal = folder / f"in-memory-study-{os.getpid()}.journal"
+            return open_sweep_journal(str(self.journal))
         if s.storage is None:
             return InMemoryStorage()
 

@@ -15,6 +15,14 @@ first trial instead of inside it. The sweeper asks for its first trials once
 `wait_until_ready` returns, so that a trial's recorded time is its own.
 
     hydra/launcher=pool hydra.launcher.n_jobs=2 'hydra.launcher.preload=[torch]'
+
+Workers share the cores: each limits its libraries' intra-op threads to its share
+(`threads_per_worker: auto`, the cores this process may use divided by n_jobs, at least one),
+as Hydra's joblib launcher does. The OpenMP, MKL and OpenBLAS variables are set as a worker
+starts, before the task imports those libraries (a variable the user exported is kept), and
+torch's own setting too where torch is loaded already (imported by the sweep's process before
+the fork). Without it each of N workers starts as many threads as there are cores, and they
+crowd each other out. A number sets every library to that many; null leaves them as they are.
 """
 
 # No `from __future__ import annotations` in a plugin module with a dataclass: Hydra 1.3 scans it
@@ -26,6 +34,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -53,6 +62,9 @@ class PoolLauncherConf:
     n_jobs: int = -1
     # Modules each worker imports when it starts, before its first job (the task's heavy ones).
     preload: list[str] = field(default_factory=list)
+    # Intra-op threads (OpenMP, MKL, OpenBLAS, torch) per worker. auto: the cores this process
+    # may use, shared among the n_jobs workers (at least 1); a number: that many; null: left as they are.
+    threads_per_worker: Any = "auto"
 
 
 store_config(group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="pruning_optuna_sweeper")
@@ -61,14 +73,20 @@ store_config(group="hydra/launcher", name="pool", node=PoolLauncherConf, provide
 SLOW_PRELOAD_S = 20.0
 # What a forked worker runs its jobs with: set in the sweep process just before the fork.
 _STATE: dict[str, Any] = {}
+# The intra-op thread pools' settings a worker limits (threads_per_worker).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Set in a worker once it has imported `preload`.
 _PRELOADED = threading.Event()
 
 
 class PoolLauncher(Launcher):
-    def __init__(self, n_jobs: int = -1, preload: Sequence[str] = ()) -> None:
+    def __init__(
+        self, n_jobs: int = -1, preload: Sequence[str] = (), threads_per_worker: Any = "auto"
+    ) -> None:
         self.n_jobs = len(os.sched_getaffinity(0)) if n_jobs in (-1, None) else int(n_jobs)
         self.preload = [str(name) for name in preload or ()]
+        self.threads = worker_threads(threads_per_worker, self.n_jobs)
+        self.threads_set = threads_per_worker != "auto"  # a number set explicitly wins over the environment
         self.config: DictConfig | None = None
         self.pool: ProcessPoolExecutor | None = None
 
@@ -83,7 +101,7 @@ class PoolLauncher(Launcher):
             max_workers=self.n_jobs,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(os.getpid(), self.preload),
+            initargs=(os.getpid(), self.preload, self.threads, self.threads_set),
         )
         try:
             self.pool.submit(os.getpid).result()  # forks every worker now, before any thread of the sweep
@@ -124,9 +142,38 @@ class PoolLauncher(Launcher):
         return [future.result() for future in futures]
 
 
-def _start_worker(parent: int, preload: list[str]) -> None:
+def worker_threads(setting: Any, n_jobs: int) -> int | None:
+    """The intra-op threads each of `n_jobs` workers may use (`threads_per_worker`); None: unlimited."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        return max(1, len(os.sched_getaffinity(0)) // max(1, n_jobs))
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    raise ValueError(
+        f"hydra.launcher.threads_per_worker={setting!r}; expected auto (the cores shared among the "
+        "workers), a positive number of threads, or null (the libraries' own defaults)"
+    )
+
+
+def limit_threads(threads: int, explicit: bool) -> None:
+    """Limit this process's OpenMP, MKL and OpenBLAS pools, and torch's where it is loaded, to
+    `threads`; unless `explicit`, a variable already in the environment (the user's) is kept."""
+    for variable in THREAD_VARIABLES:
+        if explicit or variable not in os.environ:
+            os.environ[variable] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        kept = os.environ["OMP_NUM_THREADS"]
+        torch.set_num_threads(int(kept) if kept.isdigit() and int(kept) > 0 else threads)
+
+
+def _start_worker(parent: int, preload: list[str], threads: int | None, explicit: bool) -> None:
     """A worker whose sweep was killed outright (SIGKILL) ends too, instead of waiting for jobs
-    forever; it imports `preload` in the background (a job importing the same waits for it)."""
+    forever; it limits its threads to its share of the cores, then imports `preload` in the
+    background (a job importing the same waits for it)."""
+    if threads is not None:
+        limit_threads(threads, explicit)
 
     def watch() -> None:
         while os.getppid() == parent:

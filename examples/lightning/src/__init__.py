@@ -1,0 +1,1 @@
+"""The example Lightning app's model and data (lightning-hydra-template's src/, in small)."""
