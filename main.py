@@ -6,6 +6,7 @@ python main.py -m hydra/sweeper=optuna  # an Optuna sweep (see README)
 python main.py best_of=linearnet-mnist  # once more with a study's best
 python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's stored model, evaluated
 python main.py evaluate=outputs/<date>/<time>/model.pt
+python main.py resume=outputs/<date>/<time>  # a killed run, continued from its checkpoint
 """
 
 import logging
@@ -18,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ds.cli import CommandLine, output_dir_problem, parse_command_line
+from ds.cli import CommandLine, output_dir_problem, parse_command_line, resume_argv
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
@@ -95,9 +96,13 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
         model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
         if trial:
             return train_trial(cfg, trial, model)
-        if progress is None:
-            return run(cfg, checkpoint=model)
-        return run(cfg, on_epoch=[progress.epoch], checkpoint=model, on_log_dir=progress.started)
+        # The run's training state goes to checkpoint.pt in its folder each epoch (trial: a stand-in
+        # that saves there), for `resume=<run folder>`; removed once the run has finished.
+        on_epoch = [] if progress is None else [progress.epoch]
+        started = None if progress is None else progress.started
+        value = run(cfg, on_epoch=on_epoch, checkpoint=model, on_log_dir=started, checkpointer=trial)
+        trial.discard_checkpoint()
+        return value
     except USER_ERRORS as error:
         if trial:
             raise  # the sweeper records the trial as failed, with this reason
@@ -129,7 +134,14 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
         return Outcome("pruned", "STATUS_FAILURE") if isinstance(error, TrialPruned) else run_outcome(error)
 
     try:
-        return run(cfg, on_epoch=[report], checkpoint=model, outcome=outcome)
+        # Each epoch's training state is saved with the trial before its value is reported; a retry of
+        # the trial (a lost job's, a requeued one's, an interrupted sweep's) resumes from it.
+        value = run(cfg, on_epoch=[report], checkpoint=model, outcome=outcome, checkpointer=trial)
+        trial.discard_checkpoint()
+        return value
+    except TrialPruned:
+        trial.discard_checkpoint()
+        raise
     finally:
         if reached:
             last = reached[-1]
@@ -164,6 +176,13 @@ def check_command_line() -> CommandLine | None:
     command = parse_command_line(sys.argv[1:])
     if command is None:
         return None  # Hydra's usage message says what is wrong
+    overrides = resume_argv(command)
+    if isinstance(overrides, str):
+        sys.exit(f"error: {overrides}.")
+    if overrides != command.overrides:  # resume=<run folder>: that run's overrides, in its folder
+        options = [a for a in sys.argv[1:] if a not in command.overrides]
+        sys.argv[1:] = [*options, *overrides]
+        command = parse_command_line(sys.argv[1:]) or command
     try:
         refuse_password_in_overrides(command.overrides)
     except StorageError as error:

@@ -97,6 +97,42 @@ def output_dir_problem(command: CommandLine) -> str | None:
     return f"{key}={value!r}: expected a writable directory, or a path where one can be made ({where})"
 
 
+RUN_CHECKPOINT = "checkpoint.pt"  # pruning_optuna_sweeper.checkpoint.RUN_CHECKPOINT, where a single run saves
+
+
+def resume_argv(command: CommandLine) -> list[str] | str:
+    """The overrides that continue the run `resume=<run folder>` names, or why it cannot, in one sentence.
+
+    The run's own overrides (its .hydra/overrides.yaml) come first, then this command line's, and
+    the run's folder is the output folder again, where its checkpoint is. No resume=: unchanged.
+    """
+    folder = _last_value(command.overrides, "resume")
+    if folder is None or not command.runs_jobs:
+        return command.overrides
+    if command.multirun:
+        return (
+            f"resume={folder!r} continues a single run; expected no -m (rerun a sweep's command to resume it)"
+        )
+    run = Path(str(folder))
+    saved = run / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return f"resume={folder!r}: expected the folder of a run (with .hydra/overrides.yaml in it)"
+    if not (run / RUN_CHECKPOINT).is_file():
+        return (
+            f"resume={folder!r}: the run left no {RUN_CHECKPOINT} (it finished, or stopped before its "
+            "first epoch ended); expected a run stopped during training"
+        )
+    from omegaconf import OmegaConf
+
+    before = [str(o) for o in OmegaConf.load(saved) if not str(o).lstrip("+").startswith("resume=")]
+    given = [o for o in command.overrides if not o.lstrip("+").startswith("hydra.run.dir=")]
+    return [*before, *given, f"hydra.run.dir={_quoted(str(run))}"]
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _last_value(overrides: list[str], key: str) -> object:
     """The value the last override of `key` (with or without + or ++) gives it; None when none does."""
     parser = OverridesParser.create()
