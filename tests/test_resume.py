@@ -1,0 +1,226 @@
+"""Resuming: a stopped training goes on bit for bit; the task API's checkpoints, safe writes and retries.
+
+The training tests run ds.train on the bundled sample, the state going through a real checkpoint
+file (pruning_optuna_sweeper.checkpoint); the task API's are on a real SQLite study, a real
+FileSystemArtifactStore and Optuna's own retry callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import ClassVar
+
+import optuna
+import pytest
+import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from ds.build import build_model, optimizer_factory
+from ds.data import MNIST_SAMPLE, load_mnist
+from ds.train import train
+from pruning_optuna_sweeper.checkpoint import CHECKPOINT_ATTR, RunCheckpoint, TrialCheckpoint
+from tests.test_training import composed
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir: Path):
+    """The bundled sample, trained on with one torch thread as the app does (`threads: 1`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_mnist(sample_dir, download=False, spec=MNIST_SAMPLE)
+    torch.set_num_threads(threads)
+
+
+class Stop(Exception):
+    """Ends a training after an epoch, as a killed process would."""
+
+
+def train_with(sample, cfg, epochs: int, seed: int, **kwargs):
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    history = train(
+        sample,
+        model,
+        optimizer_factory(cfg.optimizer, lr=cfg.params.lr),
+        batch_size=cfg.params.batch_size,
+        epoch_count=epochs,
+        seed=cfg.seed,
+        **kwargs,
+    )
+    return model, history
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),  # the fast path: LinearNet + Adam on the CPU
+        ("model=mlp", "model.hidden=[64]", "model.dropout=0.3", "optimizer=adamw"),  # autograd; dropout's RNG
+        ("optimizer=sgd", "params.lr=0.05"),  # autograd, SGD with momentum state
+    ],
+)
+def test_a_training_resumed_from_its_checkpoint_ends_with_the_same_weights_bit_for_bit(
+    sample,
+    tmp_path: Path,
+    overrides: tuple[str, ...],
+) -> None:
+    cfg = composed("params.batch_size=128", *overrides)
+    untouched, full = train_with(sample, cfg, 4, cfg.seed)
+
+    saved = RunCheckpoint(tmp_path)
+
+    def stop_after_2(metrics) -> None:
+        if metrics.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_with(
+            sample, cfg, 4, cfg.seed, on_state=lambda s: saved.save(s, s["epoch"]), on_epoch=[stop_after_2]
+        )
+    step, state = saved.load()
+    assert step == 2
+    # Built from another seed: all it goes on with comes from the file.
+    resumed, history = train_with(sample, cfg, 4, cfg.seed + 1, resume=state)
+
+    assert [m.epoch for m in history] == [3, 4]
+    assert untouched.state_dict().keys() == resumed.state_dict().keys()
+    for name, weights in untouched.state_dict().items():
+        assert torch.equal(weights, resumed.state_dict()[name]), name
+    assert history[-1].test_accuracy == full[-1].test_accuracy
+    assert history[-1].train_loss == full[-1].train_loss
+
+
+def test_a_state_of_another_model_is_not_resumed_and_training_starts_over(
+    sample,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    states = []
+    train_with(sample, composed("model.hidden=16"), 1, 0, on_state=states.append)
+    cfg = composed("params.epoch_count=2")
+    with caplog.at_level(logging.WARNING, logger="ds.train"):
+        _, history = train_with(sample, cfg, 2, 0, resume=states[-1])
+    assert [m.epoch for m in history] == [1, 2]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "ds.train"]
+    assert "checkpoint not used (its weights are another model's)" in warning
+
+
+# --- the task API: a trial's checkpoint in its artifact store ------------------------------------
+
+
+STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> optuna.Study:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    STORAGES[str(tmp_path)] = storage
+    return optuna.create_study(study_name="checkpoints", storage=storage, direction="maximize")
+
+
+def checkpoints_of(study: optuna.Study, trial: optuna.Trial, folder: Path) -> TrialCheckpoint:
+    """The trial's checkpoints in the store at `folder` (beside the study file), as current_trial has them."""
+    folder.mkdir(exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(folder))
+    storage = STORAGES[str(folder.parent)]
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), trial.number
+    )
+    return TrialCheckpoint(trial, storage, trial_id, store, {"folder": str(folder.resolve())})
+
+
+def test_each_save_replaces_the_last_and_a_retry_on_its_node_finds_it_with_its_values(
+    study: optuna.Study, tmp_path: Path
+) -> None:
+    store = tmp_path / "artifacts"
+    first = study.ask()
+    saved = checkpoints_of(study, first, store)
+    for epoch in (1, 2, 3):
+        saved.save({"epoch": epoch, "weights": torch.full((3,), float(epoch))}, epoch)
+        first.report(0.5 + epoch / 10, epoch)
+    assert len(list(store.iterdir())) == 1  # the older ones removed
+    assert saved.load()[0] == 3
+    # Its worker dies: Optuna's own retry (as the sweep's stale-heartbeat and lost-job retries).
+    frozen = study.tell(first, state=TrialState.FAIL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=1, inherit_intermediate_values=True)(study, frozen)
+        retry = study.ask()
+        assert (
+            RetryHeartbeatStaleTrialCallback.retried_trial_number(study.trials[retry.number]) == first.number
+        )
+    step, state = checkpoints_of(study, retry, store).load()
+    assert step == 3 and torch.equal(state["weights"], torch.full((3,), 3.0))
+    assert study.trials[retry.number].intermediate_values == {1: 0.6, 2: 0.7, 3: 0.8}
+
+
+def test_an_interrupted_trial_s_retry_gets_its_values_up_to_the_checkpoint(
+    study: optuna.Study, tmp_path: Path
+) -> None:
+    first = study.ask()
+    saved = checkpoints_of(study, first, tmp_path / "artifacts")
+    for epoch in (1, 2):
+        saved.save({"epoch": epoch}, epoch)
+        first.report(epoch / 10, epoch)
+    frozen = study.tell(first, state=TrialState.FAIL)
+    # The sweep's interrupt retry: enqueued with the trial's user attrs, without its values.
+    study.enqueue_trial(frozen.params, user_attrs=dict(frozen.user_attrs))
+    retry = study.ask()
+    retried = checkpoints_of(study, retry, tmp_path / "artifacts")
+    assert retried.load() == (2, {"epoch": 2})
+    assert study.trials[retry.number].intermediate_values == {1: 0.1, 2: 0.2}
+    retried.save({"epoch": 3}, 3)
+    retried.discard()
+    assert not list((tmp_path / "artifacts").iterdir())
+    assert study.trials[retry.number].user_attrs[CHECKPOINT_ATTR] is None
+
+
+class Payload:
+    """A class a pickle would import and build: torch.load(weights_only=True) must not."""
+
+    built: ClassVar[list[str]] = []
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Payload.built.append, ("code ran",))
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_warning_and_a_fresh_start(
+    study: optuna.Study, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trial = study.ask()
+    saved = checkpoints_of(study, trial, tmp_path / "artifacts")
+    saved.save({"epoch": 1, "weights": torch.zeros(100)}, 1)
+    [file] = (tmp_path / "artifacts").iterdir()
+    body = bytearray(file.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    file.write_bytes(bytes(body))
+    with caplog.at_level(logging.WARNING, logger="pruning_optuna_sweeper.checkpoint"):
+        assert saved.load() is None
+        # A run folder's checkpoint.pt that torch did not write, and one that would run code.
+        run = RunCheckpoint(tmp_path / "run")
+        run.path.parent.mkdir()
+        run.path.write_bytes(b"not a checkpoint")
+        assert run.load() is None
+        torch.save({"format": "x", "state": Payload()}, run.path)
+        assert run.load() is None
+        torch.save({"epoch": 1}, run.path)
+        assert run.load() is None
+    assert Payload.built == []
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4, warned
+    assert "is damaged (its bytes differ from those saved): the trial starts over" in warned[0]
+    assert all(w.endswith("the trial starts over from its first step") for w in warned)
+    assert "not a file torch reads safely" in warned[1] and "not a file torch reads safely" in warned[2]
+    assert "was not written by save_checkpoint" in warned[3]
+
+
+def test_a_run_checkpoint_is_written_whole_and_removed_when_discarded(tmp_path: Path) -> None:
+    run = RunCheckpoint(tmp_path)
+    run.save({"weights": torch.arange(4.0)}, 7)
+    run.save({"weights": torch.arange(5.0)}, 8)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+    step, state = run.load()
+    assert step == 8 and torch.equal(state["weights"], torch.arange(5.0))
+    run.discard()
+    assert not list(tmp_path.iterdir()) and run.load() is None
