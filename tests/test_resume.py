@@ -8,7 +8,12 @@ FileSystemArtifactStore and Optuna's own retry callback.
 from __future__ import annotations
 
 import logging
+import re
+import signal
+import subprocess
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,12 +21,14 @@ import optuna
 import pytest
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ds.build import build_model, optimizer_factory
 from ds.data import MNIST_SAMPLE, load_mnist
 from ds.train import train
 from pruning_optuna_sweeper.checkpoint import CHECKPOINT_ATTR, RunCheckpoint, TrialCheckpoint
+from tests.cli import MAIN, epoch_lines, main_env, offline_args, run_main
+from tests.sweep_helpers import load, run_sweep, sweep_args, trial_log, wait_for
 from tests.test_training import composed
 
 
@@ -224,3 +231,128 @@ def test_a_run_checkpoint_is_written_whole_and_removed_when_discarded(tmp_path: 
     assert step == 8 and torch.equal(state["weights"], torch.arange(5.0))
     run.discard()
     assert not list(tmp_path.iterdir()) and run.load() is None
+
+
+# --- a real sweep stopped and rerun; a single run killed and resumed -----------------------------
+
+RESUMED = re.compile(r"resumed from the checkpoint of epoch (\d+)/(\d+)")
+FIXED_TRIAL = [
+    "params.lr=0.003",
+    "params.epoch_count=10",
+    "params.batch_size=16",
+    "hydra/sweeper/pruner=none",
+]
+
+
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, which a test run started in the background without job control has ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stopped_midway(args: list[str], workdir: Path, signum: int, progress: Callable[[], int | None]) -> int:
+    """`python main.py args` in `workdir`, sent `signum` once `progress()` (epochs done) is 2 to 7 of 10;
+    its exit status."""
+    workdir.mkdir(exist_ok=True)
+    with (workdir / "stopped.txt").open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(MAIN), *args],
+            cwd=workdir,
+            env=main_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_as_from_a_terminal,
+        )
+    try:
+        wait_for(lambda: 2 <= (progress() or 0) <= 7, timeout=120, what="a trial or run midway")
+        process.send_signal(signum)
+        return process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def epochs_reported(workdir: Path) -> int | None:
+    try:
+        trials = load(workdir).get_trials(states=(TrialState.RUNNING,))
+    except KeyError:
+        return None
+    return max((max(t.intermediate_values, default=0) for t in trials), default=None)
+
+
+@pytest.fixture(scope="module")
+def untouched_trial(tmp_path_factory: pytest.TempPathFactory) -> FrozenTrial:
+    """The FIXED_TRIAL sweep's trial, run to its end without a stop."""
+    workdir = tmp_path_factory.mktemp("untouched")
+    reference = run_sweep(workdir, *FIXED_TRIAL, n_trials=1)
+    assert reference.returncode == 0, reference.stderr
+    [trial] = load(workdir).get_trials()
+    return trial
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_a_stopped_sweep_s_trial_resumes_on_rerun_and_ends_as_an_untouched_one(
+    tmp_path: Path, signum: int, untouched_trial: FrozenTrial
+) -> None:
+    stopped = tmp_path / "stopped"
+    status = stopped_midway(
+        sweep_args(stopped, *FIXED_TRIAL, n_trials=1), stopped, signum, lambda: epochs_reported(stopped)
+    )
+    assert status == (-signum if signum == signal.SIGKILL else 128 + signum)
+    rerun = run_sweep(stopped, *FIXED_TRIAL, n_trials=1)
+    assert rerun.returncode == 0, rerun.stderr
+
+    first, retry = load(stopped).get_trials()
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.value == untouched_trial.value
+    assert retry.intermediate_values == untouched_trial.intermediate_values  # the whole curve
+    log = trial_log(stopped, retry.number)
+    [(epoch, of)] = RESUMED.findall(log)
+    assert of == "10" and int(epoch) >= 2
+    assert [e for e, *_ in epoch_lines(log)] == list(range(int(epoch) + 1, 11))  # only the rest trained
+    # The checkpoints are gone once the trial has its result; its model stays.
+    stored = [p.name for p in (stopped / "study-artifacts").iterdir()]
+    assert stored and not [name for name in stored if name.startswith("checkpoint-")]
+
+
+def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_run_s_model(
+    tmp_path: Path,
+) -> None:
+    stopped, untouched = tmp_path / "stopped", tmp_path / "untouched"
+    untouched.mkdir()
+    args = [*offline_args(tmp_path), "params.epoch_count=10", "params.batch_size=16"]
+    status = stopped_midway(
+        args, stopped, signal.SIGKILL, lambda: len(epoch_lines((stopped / "stopped.txt").read_text()))
+    )
+    assert status == -signal.SIGKILL
+    [folder] = (stopped / "outputs").glob("*/*")
+    assert (folder / "checkpoint.pt").is_file() and not (folder / "model.pt").exists()
+
+    resumed = run_main([f"resume={folder.relative_to(stopped)}"], stopped)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = run_main(args, untouched)
+    assert reference.returncode == 0, reference.stderr
+
+    [(epoch, _)] = RESUMED.findall(resumed.stdout + resumed.stderr)
+    assert [e for e, *_ in epoch_lines(resumed.stdout + resumed.stderr)] == list(range(int(epoch) + 1, 11))
+    assert [p.name for p in (stopped / "outputs").glob("*/*")] == [folder.name]  # in the run's own folder
+    assert not (folder / "checkpoint.pt").exists()  # removed once the run finished
+    [model] = (untouched / "outputs").glob("*/*/model.pt")
+    reached = torch.load(folder / "model.pt", weights_only=True)
+    expected = torch.load(model, weights_only=True)
+    assert reached["metrics"]["test_accuracy"] == expected["metrics"]["test_accuracy"]
+    for name, weights in expected["state_dict"].items():
+        assert torch.equal(weights, reached["state_dict"][name]), name
+
+
+def test_resume_of_a_folder_with_nothing_to_continue_is_one_error(tmp_path: Path) -> None:
+    done = run_main([*offline_args(tmp_path), "params.epoch_count=1"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    [folder] = (tmp_path / "outputs").glob("*/*")
+    for args, expected in (
+        ([f"resume={folder}"], f"error: resume='{folder}': the run left no checkpoint.pt (it finished"),
+        ([f"resume={tmp_path}"], f"error: resume='{tmp_path}': expected the folder of a run"),
+        (["-m", f"resume={folder}"], f"error: resume='{folder}' continues a single run; expected no -m"),
+    ):
+        refused = run_main(args, tmp_path)
+        assert refused.returncode == 1 and refused.stderr.startswith(expected), refused.stderr
+        assert "Traceback" not in refused.stderr
