@@ -234,7 +234,8 @@ def train(
     `on_state` gets the training state after every epoch, before the callbacks (a checkpoint is
     saved before its epoch is reported): the weights, the optimizer's state, the epoch, torch's RNG
     and the batch order's generator. `resume`, such a state, continues from its epoch and ends with
-    the same weights as an uninterrupted run; one that does not fit is ignored with a warning.
+    the same weights as an uninterrupted run; one that does not fit is ignored with a warning. The
+    callbacks hear the resumed epoch's metrics again first (a stop may have come before they did).
     """
     device = torch.device(device)
     model.to(device).train()
@@ -273,10 +274,10 @@ def train(
         torch.set_rng_state(resume["torch_rng"])
         first = int(resume["epoch"]) + 1
         log.info("resumed from the checkpoint of epoch %d/%d", first - 1, epoch_count)
-        if first > epoch_count:  # saved after its last epoch, stopped before it was reported
-            history.append(_metrics(resume["metrics"], objective))
-            for callback in on_epoch:
-                callback(history[-1])
+        # Its callbacks again: a stop between the checkpoint and them (a sweep's report) missed them.
+        history.append(_metrics(resume["metrics"], objective))
+        for callback in on_epoch:
+            callback(history[-1])
     for epoch in range(first, epoch_count + 1):
         started = time.perf_counter()
         bar = tqdm(

@@ -153,6 +153,10 @@ class TrialCheckpoint:
             self._inherit_values(int(pointer["trial"]), loaded[0])
         return loaded
 
+    def reported(self, step: int) -> bool:
+        """Whether the trial has a value at `step` already."""
+        return step in self.storage.get_trial(self.trial_id).intermediate_values
+
     def discard(self) -> None:
         pointer = self._pointer()
         if pointer is not None:

@@ -99,14 +99,20 @@ class SweepTrial:
         self._artifact_store = artifact_store
         self._store_record = store_record
         self._checkpoints = checkpoints
+        self._resumed_step: int | None = None  # the step checkpoint() returned
         self.number = trial.number
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
         self._prunable = len(trial.study.directions) == 1
 
     def report(self, value: float, step: int) -> None:
-        """Record `value` at `step` (an epoch, say): the pruner compares trials by these."""
-        if self._prunable:
+        """Record `value` at `step` (an epoch, say): the pruner compares trials by these.
+
+        The step a checkpoint resumed from may be reported again: where its value is recorded
+        already (by the trial before a stop, or inherited by a retry), that report is skipped."""
+        checkpoints = self._checkpoints
+        again = step == self._resumed_step and checkpoints is not None and checkpoints().reported(step)
+        if self._prunable and not again:
             self._trial.report(value, step)
 
     def should_prune(self) -> bool:
@@ -141,7 +147,9 @@ class SweepTrial:
     def checkpoint(self) -> tuple[int, Any] | None:
         """(step, state) of this trial's latest checkpoint, its own (a requeued job's) or the one of
         the trial it retries, whose values up to `step` it then reports too; None: start over."""
-        return None if self._checkpoints is None else self._checkpoints().load()
+        loaded = None if self._checkpoints is None else self._checkpoints().load()
+        self._resumed_step = None if loaded is None else loaded[0]
+        return loaded
 
     def discard_checkpoint(self) -> None:
         """Remove the trial's checkpoint: it has ended with a result (no retry will need it)."""

@@ -12,6 +12,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,10 @@ from ds.data import MNIST_SAMPLE, load_mnist
 from ds.train import train
 from pruning_optuna_sweeper.checkpoint import CHECKPOINT_ATTR, RunCheckpoint, TrialCheckpoint
 from tests.cli import MAIN, epoch_lines, main_env, offline_args, run_main
+from tests.postgres import PostgresServer
+from tests.slurm import SlurmCluster
 from tests.sweep_helpers import load, run_sweep, sweep_args, trial_log, wait_for
+from tests.test_slurm import STUDY, new_database, slurm_job_id, slurm_sweep_args, start_sweep
 from tests.test_training import composed
 
 
@@ -91,7 +96,8 @@ def test_a_training_resumed_from_its_checkpoint_ends_with_the_same_weights_bit_f
     # Built from another seed: all it goes on with comes from the file.
     resumed, history = train_with(sample, cfg, 4, cfg.seed + 1, resume=state)
 
-    assert [m.epoch for m in history] == [3, 4]
+    assert [m.epoch for m in history] == [2, 3, 4]  # the resumed epoch's callbacks heard again first
+    assert (history[0].test_accuracy, history[0].train_loss) == (full[1].test_accuracy, full[1].train_loss)
     assert untouched.state_dict().keys() == resumed.state_dict().keys()
     for name, weights in untouched.state_dict().items():
         assert torch.equal(weights, resumed.state_dict()[name]), name
@@ -308,13 +314,13 @@ def test_a_stopped_sweep_s_trial_resumes_on_rerun_and_ends_as_an_untouched_one(
     log = trial_log(stopped, retry.number)
     [(epoch, of)] = RESUMED.findall(log)
     assert of == "10" and int(epoch) >= 2
-    assert [e for e, *_ in epoch_lines(log)] == list(range(int(epoch) + 1, 11))  # only the rest trained
+    assert [e for e, *_ in epoch_lines(log)] == list(range(int(epoch), 11))  # its epoch's line, the rest
     # The checkpoints are gone once the trial has its result; its model stays.
     stored = [p.name for p in (stopped / "study-artifacts").iterdir()]
     assert stored and not [name for name in stored if name.startswith("checkpoint-")]
 
 
-def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_run_s_model(
+def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_run_s_model_bit_for_bit(
     tmp_path: Path,
 ) -> None:
     stopped, untouched = tmp_path / "stopped", tmp_path / "untouched"
@@ -333,7 +339,7 @@ def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_ru
     assert reference.returncode == 0, reference.stderr
 
     [(epoch, _)] = RESUMED.findall(resumed.stdout + resumed.stderr)
-    assert [e for e, *_ in epoch_lines(resumed.stdout + resumed.stderr)] == list(range(int(epoch) + 1, 11))
+    assert [e for e, *_ in epoch_lines(resumed.stdout + resumed.stderr)] == list(range(int(epoch), 11))
     assert [p.name for p in (stopped / "outputs").glob("*/*")] == [folder.name]  # in the run's own folder
     assert not (folder / "checkpoint.pt").exists()  # removed once the run finished
     [model] = (untouched / "outputs").glob("*/*/model.pt")
@@ -343,16 +349,80 @@ def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_ru
     for name, weights in expected["state_dict"].items():
         assert torch.equal(weights, reached["state_dict"][name]), name
 
-
-def test_resume_of_a_folder_with_nothing_to_continue_is_one_error(tmp_path: Path) -> None:
-    done = run_main([*offline_args(tmp_path), "params.epoch_count=1"], tmp_path)
-    assert done.returncode == 0, done.stderr
-    [folder] = (tmp_path / "outputs").glob("*/*")
-    for args, expected in (
-        ([f"resume={folder}"], f"error: resume='{folder}': the run left no checkpoint.pt (it finished"),
+    # Nothing to continue: a finished run's folder, a folder that is no run's, a sweep.
+    finished = model.parent
+    for refused_args, expected_error in (
+        ([f"resume={finished}"], f"error: resume='{finished}': the run left no checkpoint.pt (it finished"),
         ([f"resume={tmp_path}"], f"error: resume='{tmp_path}': expected the folder of a run"),
-        (["-m", f"resume={folder}"], f"error: resume='{folder}' continues a single run; expected no -m"),
+        (["-m", f"resume={finished}"], f"error: resume='{finished}' continues a single run; expected no -m"),
     ):
-        refused = run_main(args, tmp_path)
-        assert refused.returncode == 1 and refused.stderr.startswith(expected), refused.stderr
+        refused = run_main(refused_args, untouched)
+        assert refused.returncode == 1 and refused.stderr.startswith(expected_error), refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+# --- SLURM: a trial longer than its job's time limit, through submitit's requeue ---------------------
+
+
+# Epochs of the sample at batch size 16 that take longer than a minute on one CPU.
+REQUEUED_EPOCHS = 250
+
+
+def release_requeued_jobs(
+    cluster: SlurmCluster, sweep_process: subprocess.Popen[str], released: set[str]
+) -> None:
+    """Start each requeued job at once: SLURM holds one back 120 s (Reason=BeginTime), a wait this test
+    skips; submitit's requeue itself is untouched."""
+    while sweep_process.poll() is None:
+        for job_id, state in cluster.jobs():
+            shown = cluster.run("scontrol", "show", "job", job_id).stdout
+            if state == "PENDING" and "Reason=BeginTime" in shown and "Restarts=" in shown:
+                cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+                released.add(job_id)
+        time.sleep(0.5)
+
+
+def test_a_trial_longer_than_its_slurm_time_limit_finishes_through_requeues_complete_once(
+    tmp_path: Path, slurm_cluster: SlurmCluster, postgres_server: PostgresServer
+) -> None:
+    storage = new_database(postgres_server, "slurm_requeue")
+    replaced = {
+        "hydra.launcher.timeout_min": "1",  # SLURM's shortest limit
+        "hydra.sweeper.grace_period": "60",  # a requeued job is beating again within it
+        "params.epoch_count": str(REQUEUED_EPOCHS),
+    }
+    args = [  # no pruner: the whole trial runs
+        a
+        for a in slurm_sweep_args(tmp_path, n_trials=1, total_trials=1)
+        if a.split("=")[0] not in replaced and "hydra.sweeper.pruner." not in a
+    ]
+    args += [f"{key}={value}" for key, value in replaced.items()]
+    # USR2 within the limit's last 50 s; as many requeues as the runs take.
+    args += ["hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=10"]
+    args += ["params.batch_size=16", "params.lr=0.003"]
+    sweep = start_sweep(tmp_path, slurm_cluster, storage, args)
+    released: set[str] = set()
+    releaser = threading.Thread(
+        target=release_requeued_jobs, args=(slurm_cluster, sweep.process, released), daemon=True
+    )
+    releaser.start()
+    try:
+        sweep.process.wait(timeout=400)
+    finally:
+        if sweep.process.poll() is None:
+            sweep.process.kill()
+            sweep.process.wait()
+        releaser.join(timeout=30)
+    assert sweep.process.returncode == 0, sweep.output()[-4000:]
+    [trial] = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    assert trial.state == TrialState.COMPLETE, trial
+    assert list(trial.intermediate_values) == list(range(1, REQUEUED_EPOCHS + 1))
+    assert (trial.datetime_complete - trial.datetime_start).total_seconds() > 60  # longer than its limit
+    job = slurm_job_id(trial)
+    assert released == {job}
+    logs = "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "multirun" / ".submitit").rglob("*.out")
+    )
+    assert f"Requeued job {job}" in logs, logs[-3000:]
+    [log_file] = (tmp_path / "multirun").glob("0/main.log")
+    assert RESUMED.search(log_file.read_text()), log_file.read_text()[-3000:]
