@@ -152,7 +152,7 @@ def test_each_save_replaces_the_last_and_a_retry_on_its_node_finds_it_with_its_v
     for epoch in (1, 2, 3):
         saved.save({"epoch": epoch, "weights": torch.full((3,), float(epoch))}, epoch)
         first.report(0.5 + epoch / 10, epoch)
-    assert len(list(store.iterdir())) == 1  # the older ones removed
+    assert len(list(store.iterdir())) == 2  # two files written in turn: the older ones overwritten
     assert saved.load()[0] == 3
     # Its worker dies: Optuna's own retry (as the sweep's stale-heartbeat and lost-job retries).
     frozen = study.tell(first, state=TrialState.FAIL)
@@ -163,9 +163,12 @@ def test_each_save_replaces_the_last_and_a_retry_on_its_node_finds_it_with_its_v
         assert (
             RetryHeartbeatStaleTrialCallback.retried_trial_number(study.trials[retry.number]) == first.number
         )
-    step, state = checkpoints_of(study, retry, store).load()
+    retried = checkpoints_of(study, retry, store)
+    step, state = retried.load()
     assert step == 3 and torch.equal(state["weights"], torch.full((3,), 3.0))
     assert study.trials[retry.number].intermediate_values == {1: 0.6, 2: 0.7, 3: 0.8}
+    retried.save({"epoch": 4}, 4)
+    assert len(list(store.iterdir())) == 1  # the retry's own; those it resumed from removed
 
 
 def test_an_interrupted_trial_s_retry_gets_its_values_up_to_the_checkpoint(
@@ -204,11 +207,13 @@ def test_a_damaged_or_foreign_checkpoint_is_one_warning_and_a_fresh_start(
     trial = study.ask()
     saved = checkpoints_of(study, trial, tmp_path / "artifacts")
     saved.save({"epoch": 1, "weights": torch.zeros(100)}, 1)
-    [file] = (tmp_path / "artifacts").iterdir()
-    body = bytearray(file.read_bytes())
-    body[len(body) // 2] ^= 0xFF
-    file.write_bytes(bytes(body))
+    [first] = (tmp_path / "artifacts").iterdir()
     with caplog.at_level(logging.WARNING, logger="pruning_optuna_sweeper.checkpoint"):
+        saved.save({"epoch": 2, "weights": torch.ones(100)}, 2)
+        [second] = set((tmp_path / "artifacts").iterdir()) - {first}
+        damage(second)  # a write cut short: the one before is still whole
+        assert saved.load()[0] == 1
+        damage(first)
         assert saved.load() is None
         # A run folder's checkpoint.pt that torch did not write, and one that would run code.
         run = RunCheckpoint(tmp_path / "run")
@@ -221,11 +226,21 @@ def test_a_damaged_or_foreign_checkpoint_is_one_warning_and_a_fresh_start(
         assert run.load() is None
     assert Payload.built == []
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 4, warned
-    assert "is damaged (its bytes differ from those saved): the trial starts over" in warned[0]
-    assert all(w.endswith("the trial starts over from its first step") for w in warned)
-    assert "not a file torch reads safely" in warned[1] and "not a file torch reads safely" in warned[2]
-    assert "was not written by save_checkpoint" in warned[3]
+    assert len(warned) == 5, warned
+    assert warned[0].endswith(
+        "is damaged (its bytes differ from those saved): "
+        "the trial resumes from the checkpoint of step 1 before it"
+    )
+    assert warned[1].count("is damaged") == 2
+    assert all(w.endswith("the trial starts over from its first step") for w in warned[1:])
+    assert "not a file torch reads safely" in warned[2] and "not a file torch reads safely" in warned[3]
+    assert "was not written by save_checkpoint" in warned[4]
+
+
+def damage(file: Path) -> None:
+    body = bytearray(file.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    file.write_bytes(bytes(body))
 
 
 def test_a_run_checkpoint_is_written_whole_and_removed_when_discarded(tmp_path: Path) -> None:
