@@ -6,7 +6,8 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in this order:
+quickstart,load,epoch,threads,checkpoint,resume,overhead,parallel,parallel-sweep,sweep), run in
+this order:
 
 - quickstart: what the README's `make sweep` gives, on the bundled sample and
             on the full set: the default sweep's wall time and best accuracy;
@@ -40,7 +41,11 @@ quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep), run in th
             seeds 0, 1 and 2 (--seeds), the default sweeps shared with
             parallel-sweep;
 - pruners:  the same for the other pruner settings README compares
-            (not in the default run: 18 sweeps on 3 seeds).
+            (not in the default run: 18 sweeps on 3 seeds);
+- checkpoint: the default epoch without a checkpoint, with a single run's and with
+            a trial's saved after it, interleaved (benchmarks/resume.py);
+- resume:   a sweep of one 10-epoch trial SIGKILLed after 5 epochs and run again:
+            the retry's value and time against an untouched trial's.
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -61,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from benchmarks import overhead, parallel, pruners, quickstart, training  # noqa: E402
+from benchmarks import overhead, parallel, pruners, quickstart, resume, training  # noqa: E402
 from benchmarks.results import DEFAULT_RESULTS, Results, machine  # noqa: E402
 from benchmarks.sweeprun import SweepRunner  # noqa: E402
 from ds.device import resolve_device  # noqa: E402
@@ -74,13 +79,15 @@ PARTS = (
     "epoch",
     "previous",
     "threads",
+    "checkpoint",
+    "resume",
     "overhead",
     "parallel",
     "parallel-sweep",
     "sweep",
     "pruners",
 )
-DEFAULT_PARTS = "quickstart,load,epoch,threads,overhead,parallel,parallel-sweep,sweep"
+DEFAULT_PARTS = "quickstart,load,epoch,threads,checkpoint,resume,overhead,parallel,parallel-sweep,sweep"
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
 SMOKE = {"data": ROOT / "data" / "sample", "trials": 3, "max_epochs": 2, "seeds": "0", "repeats": 1}
@@ -177,6 +184,8 @@ def main() -> None:
                 results, args.data, workdir, args.previous, rounds=max(2, args.repeats - 1)
             ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
+            "checkpoint": lambda: resume.bench_checkpoint(results, args.data, cache, args.repeats),
+            "resume": lambda: resume.bench_resume(results, runner),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
             "parallel": lambda: parallel.bench_parallel(results, runner, args.trials),
             "parallel-sweep": lambda: parallel.bench_parallel_sweep(
