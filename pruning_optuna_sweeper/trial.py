@@ -233,7 +233,7 @@ def current_trial() -> SweepTrial | NoTrial:
     def checkpoints() -> TrialCheckpoint:
         """Beside the trial's artifacts; without an artifact store, in the job's own folder."""
         here, where = store(), record
-        if here is None:
+        if here is None or where is None:
             folder = run_folder().resolve()
             here, where = _filesystem_store(folder), {"folder": str(folder)}
         return TrialCheckpoint(trial, storage, trial_id, here, where)

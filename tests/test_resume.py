@@ -431,7 +431,7 @@ def test_a_trial_longer_than_its_slurm_time_limit_finishes_through_requeues_comp
     assert sweep.process.returncode == 0, sweep.output()[-4000:]
     [trial] = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
     assert trial.state == TrialState.COMPLETE, trial
-    assert list(trial.intermediate_values) == list(range(1, REQUEUED_EPOCHS + 1))
+    assert sorted(trial.intermediate_values) == list(range(1, REQUEUED_EPOCHS + 1))  # each epoch once
     assert (trial.datetime_complete - trial.datetime_start).total_seconds() > 60  # longer than its limit
     job = slurm_job_id(trial)
     assert released == {job}
