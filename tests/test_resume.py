@@ -319,6 +319,8 @@ def test_a_stopped_sweep_s_trial_resumes_on_rerun_and_ends_as_an_untouched_one(
         sweep_args(stopped, *FIXED_TRIAL, n_trials=1), stopped, signum, lambda: epochs_reported(stopped)
     )
     assert status == (-signum if signum == signal.SIGKILL else 128 + signum)
+    if signum == signal.SIGINT:
+        assert "The rerun resumes trial 0 from its last checkpoint." in (stopped / "stopped.txt").read_text()
     rerun = run_sweep(stopped, *FIXED_TRIAL, n_trials=1)
     assert rerun.returncode == 0, rerun.stderr
 

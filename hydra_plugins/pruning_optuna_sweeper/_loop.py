@@ -29,6 +29,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from pruning_optuna_sweeper.checkpoint import CHECKPOINT_ATTR
 from pruning_optuna_sweeper.job import cancel_slurm_jobs
 from pruning_optuna_sweeper.storage import first_line, root_cause
 from pruning_optuna_sweeper.stranded import PROCESS_ATTR, process_record, recover_stranded
@@ -433,7 +434,7 @@ class TrialLoop:
         interrupted = isinstance(error, KeyboardInterrupt)
         cause = root_cause(error) if isinstance(error, (StorageInternalError, SQLAlchemyError)) else error
         reason = "interrupted" if interrupted else f"{type(cause).__name__}: {first_line(cause)}"
-        queued, unfinished, job_ids = [], [], []
+        queued, unfinished, job_ids, resumable = [], [], [], []
         if not interrupted:
             make_room(self.storage)
         ended = []  # returned before the stop: recorded as they ended, not as interrupted
@@ -459,6 +460,8 @@ class TrialLoop:
                     attrs = {k: v for k, v in frozen.user_attrs.items() if k != FAIL_REASON_ATTR}
                     self.study.enqueue_trial(frozen.params, user_attrs={**attrs, RETRY_OF_ATTR: trial.number})
                     queued.append(trial.number)
+                    if attrs.get(CHECKPOINT_ATTR):  # its task saved one (pruning_optuna_sweeper.checkpoint)
+                        resumable.append(trial.number)
             except Exception:  # the storage refuses writes (a full disk): said by the caller
                 self.unmarked.append(trial.number)
         unfinished = [t for t in unfinished if t.number not in self.unmarked]
@@ -475,6 +478,13 @@ class TrialLoop:
                 marked,
                 ", ".join(f"trial {n}" for n in queued) or "none",
             )
+            if resumable:
+                log.warning(
+                    "The rerun resumes %s from %s last checkpoint%s.",
+                    ", ".join(f"trial {n}" for n in resumable),
+                    "its" if len(resumable) == 1 else "their",
+                    "" if len(resumable) == 1 else "s",
+                )
         else:
             log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
 
