@@ -257,12 +257,8 @@ def test_a_run_checkpoint_is_written_whole_and_removed_when_discarded(tmp_path: 
 # --- a real sweep stopped and rerun; a single run killed and resumed -----------------------------
 
 RESUMED = re.compile(r"resumed from the checkpoint of epoch (\d+)/(\d+)")
-FIXED_TRIAL = [
-    "params.lr=0.003",
-    "params.epoch_count=10",
-    "params.batch_size=16",
-    "hydra/sweeper/pruner=none",
-]
+TRAINING = ["params.lr=0.003", "params.epoch_count=10", "params.batch_size=16"]
+FIXED_TRIAL = [*TRAINING, "hydra/sweeper/pruner=none"]
 
 
 def _as_from_a_terminal() -> None:
@@ -301,19 +297,22 @@ def epochs_reported(workdir: Path) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def untouched_trial(tmp_path_factory: pytest.TempPathFactory) -> FrozenTrial:
-    """The FIXED_TRIAL sweep's trial, run to its end without a stop."""
+def untouched(tmp_path_factory: pytest.TempPathFactory) -> tuple[FrozenTrial, Path]:
+    """The FIXED_TRIAL sweep's trial, run to its end without a stop, and its model.pt (which a single
+    run of the same config trains alike: the same code, config and seed)."""
     workdir = tmp_path_factory.mktemp("untouched")
     reference = run_sweep(workdir, *FIXED_TRIAL, n_trials=1)
     assert reference.returncode == 0, reference.stderr
     [trial] = load(workdir).get_trials()
-    return trial
+    [model] = workdir.glob("multirun/*/*/0/model.pt")
+    return trial, model
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
 def test_a_stopped_sweep_s_trial_resumes_on_rerun_and_ends_as_an_untouched_one(
-    tmp_path: Path, signum: int, untouched_trial: FrozenTrial
+    tmp_path: Path, signum: int, untouched: tuple[FrozenTrial, Path]
 ) -> None:
+    untouched_trial = untouched[0]
     stopped = tmp_path / "stopped"
     status = stopped_midway(
         sweep_args(stopped, *FIXED_TRIAL, n_trials=1), stopped, signum, lambda: epochs_reported(stopped)
@@ -338,11 +337,10 @@ def test_a_stopped_sweep_s_trial_resumes_on_rerun_and_ends_as_an_untouched_one(
 
 
 def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_run_s_model_bit_for_bit(
-    tmp_path: Path,
+    tmp_path: Path, untouched: tuple[FrozenTrial, Path]
 ) -> None:
-    stopped, untouched = tmp_path / "stopped", tmp_path / "untouched"
-    untouched.mkdir()
-    args = [*offline_args(tmp_path), "params.epoch_count=10", "params.batch_size=16"]
+    stopped = tmp_path / "stopped"
+    args = [*offline_args(tmp_path), *TRAINING]
     status = stopped_midway(
         args, stopped, signal.SIGKILL, lambda: len(epoch_lines((stopped / "stopped.txt").read_text()))
     )
@@ -352,28 +350,24 @@ def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_ru
 
     resumed = run_main([f"resume={folder.relative_to(stopped)}"], stopped)
     assert resumed.returncode == 0, resumed.stderr
-    reference = run_main(args, untouched)
-    assert reference.returncode == 0, reference.stderr
 
     [(epoch, _)] = RESUMED.findall(resumed.stdout + resumed.stderr)
     assert [e for e, *_ in epoch_lines(resumed.stdout + resumed.stderr)] == list(range(int(epoch), 11))
     assert [p.name for p in (stopped / "outputs").glob("*/*")] == [folder.name]  # in the run's own folder
     assert not (folder / "checkpoint.pt").exists()  # removed once the run finished
-    [model] = (untouched / "outputs").glob("*/*/model.pt")
     reached = torch.load(folder / "model.pt", weights_only=True)
-    expected = torch.load(model, weights_only=True)
-    assert reached["metrics"]["test_accuracy"] == expected["metrics"]["test_accuracy"]
+    expected = torch.load(untouched[1], weights_only=True)
+    assert reached["metrics"]["test_accuracy"] == expected["metrics"]["test_accuracy"] == untouched[0].value
     for name, weights in expected["state_dict"].items():
         assert torch.equal(weights, reached["state_dict"][name]), name
 
-    # Nothing to continue: a finished run's folder, a folder that is no run's, a sweep.
-    finished = model.parent
+    # Nothing to continue: the finished run's folder, a folder that is no run's, a sweep.
     for refused_args, expected_error in (
-        ([f"resume={finished}"], f"error: resume='{finished}': the run left no checkpoint.pt (it finished"),
+        ([f"resume={folder}"], f"error: resume='{folder}': the run left no checkpoint.pt (it finished"),
         ([f"resume={tmp_path}"], f"error: resume='{tmp_path}': expected the folder of a run"),
-        (["-m", f"resume={finished}"], f"error: resume='{finished}' continues a single run; expected no -m"),
+        (["-m", f"resume={folder}"], f"error: resume='{folder}' continues a single run; expected no -m"),
     ):
-        refused = run_main(refused_args, untouched)
+        refused = run_main(refused_args, stopped)
         assert refused.returncode == 1 and refused.stderr.startswith(expected_error), refused.stderr
         assert "Traceback" not in refused.stderr
 
