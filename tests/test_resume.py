@@ -375,8 +375,9 @@ def test_a_killed_single_run_continues_with_resume_and_ends_with_an_untouched_ru
 # --- SLURM: a trial longer than its job's time limit, through submitit's requeue ---------------------
 
 
-# Epochs of the sample at batch size 16 that take longer than a minute on one CPU.
-REQUEUED_EPOCHS = 250
+# Epochs of the sample at batch size 16 that take longer than a minute on one CPU, even an idle one
+# (0.1 s each; 0.3 s on a busy machine, which takes more requeues).
+REQUEUED_EPOCHS = 600
 
 
 def release_requeued_jobs(
@@ -408,8 +409,8 @@ def test_a_trial_longer_than_its_slurm_time_limit_finishes_through_requeues_comp
         if a.split("=")[0] not in replaced and "hydra.sweeper.pruner." not in a
     ]
     args += [f"{key}={value}" for key, value in replaced.items()]
-    # USR2 within the limit's last 50 s; as many requeues as the runs take.
-    args += ["hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=10"]
+    # USR2 within the limit's last 30 s; as many requeues as the runs take.
+    args += ["hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=20"]
     args += ["params.batch_size=16", "params.lr=0.003"]
     sweep = start_sweep(tmp_path, slurm_cluster, storage, args)
     released: set[str] = set()
@@ -418,7 +419,7 @@ def test_a_trial_longer_than_its_slurm_time_limit_finishes_through_requeues_comp
     )
     releaser.start()
     try:
-        sweep.process.wait(timeout=400)
+        sweep.process.wait(timeout=600)
     finally:
         if sweep.process.poll() is None:
             sweep.process.kill()
