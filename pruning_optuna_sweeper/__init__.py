@@ -1,6 +1,7 @@
 """The pruning Optuna sweeper's study side: what a task, an app and a user call.
 
-- `current_trial()`: the task's trial (report, should_prune, upload_artifact), a no-op outside a sweep;
+- `current_trial()`: the task's trial (report, should_prune, upload_artifact, save_checkpoint,
+  checkpoint), a no-op outside a sweep but for checkpoints (in the run's folder);
 - `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
 - `apply_best`: train once more with a study's best parameters; `fetch_best`: or take its stored file;
 - `fetch_artifact`: any trial's stored file (an Optuna artifact) copied to a path;

@@ -8,8 +8,8 @@ written in turn with their digest, and the user attr CHECKPOINT_ATTR points at t
 so that a save costs no database write). Optuna copies user attrs into a retry
 (RetryHeartbeatStaleTrialCallback, the sweep's interrupt retry), so a retry on another node reads its
 predecessor's checkpoint. Outside a sweep the file is `checkpoint.pt` in the run's folder,
-written beside it and renamed. A damaged or foreign file gives one warning and None: the task starts
-over. torch is imported only when these are called.
+written beside it and renamed. A damaged or foreign file gives one warning: the trial resumes from
+the whole file before it, or starts over (None). torch is imported only when these are called.
 """
 
 from __future__ import annotations
