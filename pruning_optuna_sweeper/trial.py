@@ -94,12 +94,14 @@ class SweepTrial:
         artifact_store: Callable[[], Any] | None = None,
         store_record: dict[str, Any] | None = None,
         checkpoints: Callable[[], TrialCheckpoint] | None = None,
+        recorded: set[int] | None = None,
     ) -> None:
         self._trial = trial
         self._artifact_store = artifact_store
         self._store_record = store_record
         self._checkpoints = checkpoints
         self._resumed_step: int | None = None  # the step checkpoint() returned
+        self._recorded = recorded or set()  # the steps with a value when this job began
         self.number = trial.number
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
@@ -108,10 +110,13 @@ class SweepTrial:
     def report(self, value: float, step: int) -> None:
         """Record `value` at `step` (an epoch, say): the pruner compares trials by these.
 
-        The step a checkpoint resumed from may be reported again: where its value is recorded
-        already (by the trial before a stop, or inherited by a retry), that report is skipped."""
+        A step whose value the trial had when this job began (a retry inherits its predecessor's;
+        a requeued job finds its earlier run's), or the step a checkpoint resumed from once its value
+        is recorded, is reported again by a task that trains it again: that report is skipped."""
         checkpoints = self._checkpoints
-        again = step == self._resumed_step and checkpoints is not None and checkpoints().reported(step)
+        again = step in self._recorded or (
+            step == self._resumed_step and checkpoints is not None and checkpoints().reported(step)
+        )
         if self._prunable and not again:
             self._trial.report(value, step)
 
@@ -238,7 +243,10 @@ def current_trial() -> SweepTrial | NoTrial:
             here, where = _filesystem_store(folder), {"folder": str(folder)}
         return TrialCheckpoint(trial, storage, trial_id, here, where)
 
-    return SweepTrial(trial, store, record, checkpoints)
+    # A retry starts with its predecessor's values (inherit_intermediate_values), a requeued job with
+    # its own earlier run's: a task that trains those steps again reports them again.
+    recorded = set(storage.get_trial(trial_id).intermediate_values)
+    return SweepTrial(trial, store, record, checkpoints, recorded)
 
 
 def run_folder() -> Path:
