@@ -6,6 +6,7 @@ python main.py -m hydra/sweeper=optuna  # an Optuna sweep (see README)
 python main.py best_of=linearnet-mnist  # once more with a study's best
 python main.py best_of=linearnet-mnist best_of_model=true  # its best trial's stored model, evaluated
 python main.py evaluate=outputs/<date>/<time>/model.pt
+python main.py resume=outputs/<date>/<time>  # a killed run, continued from its checkpoint
 """
 
 import errno
@@ -20,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from ds.cli import resume_argv
 from ds.config import ConfigError, register_configs, validate
 from ds.datasets import DatasetError, SampleFallbackWarning
 from ds.errors import CheckpointError, DeviceError, NonFiniteLossError
@@ -100,9 +102,13 @@ def check_and_train(cfg: DictConfig, trial, progress: RunProgress | None = None)
         model = Path(HydraConfig.get().runtime.output_dir) / "model.pt"
         if trial:
             return train_trial(cfg, trial, model)
-        if progress is None:
-            return run(cfg, checkpoint=model)
-        return run(cfg, on_epoch=[progress.epoch], checkpoint=model, on_log_dir=progress.started)
+        # The run's training state goes to checkpoint.pt in its folder each epoch (trial: a stand-in
+        # that saves there), for `resume=<run folder>`; removed once the run has finished.
+        on_epoch = [] if progress is None else [progress.epoch]
+        started = None if progress is None else progress.started
+        value = run(cfg, on_epoch=on_epoch, checkpoint=model, on_log_dir=started, checkpointer=trial)
+        trial.discard_checkpoint()
+        return value
     except USER_ERRORS as error:
         if trial:
             raise  # the sweeper records the trial as failed, with this reason
@@ -163,7 +169,14 @@ def train_trial(cfg: DictConfig, trial, model: Path) -> float:
         return Outcome("pruned", "STATUS_FAILURE") if isinstance(error, TrialPruned) else run_outcome(error)
 
     try:
-        return run(cfg, on_epoch=[report], checkpoint=model, outcome=outcome)
+        # Each epoch's training state is saved with the trial before its value is reported; a retry of
+        # the trial (a lost job's, a requeued one's, an interrupted sweep's) resumes from it.
+        value = run(cfg, on_epoch=[report], checkpoint=model, outcome=outcome, checkpointer=trial)
+        trial.discard_checkpoint()
+        return value
+    except TrialPruned:
+        trial.discard_checkpoint()
+        raise
     finally:
         if reached:
             last = reached[-1]
@@ -194,7 +207,7 @@ def evaluate_best_model(cfg: DictConfig) -> float:
 
 def check_command_line() -> None:
     """Before Hydra, which prints and saves overrides, and echoes one it cannot parse: no password
-    in any argument, no unset environment variable, and best_of's group options added. An output
+    in any argument, no unset environment variable, resume= and best_of= expanded. An output
     folder Hydra cannot make is refused by ds.cli.OutputFolderCheck, a Hydra callback.
 
     The overrides are the arguments with `=` not starting with `-`: no option of Hydra's takes a
@@ -205,6 +218,13 @@ def check_command_line() -> None:
     except StorageError as error:
         sys.exit(f"error: {error}")
     overrides = [a for a in command if "=" in a and not a.startswith("-")]
+    if not ONLY_PRINTS.intersection(command):
+        resumed = resume_argv(overrides, is_multirun(command))
+        if isinstance(resumed, str):
+            sys.exit(f"error: {resumed}.")
+        if resumed != overrides:  # resume=<run folder>: that run's overrides, in its folder
+            sys.argv[1:] = [*(a for a in command if a not in overrides), *resumed]
+            command, overrides = sys.argv[1:], resumed
     problem = unset_variable(overrides)
     if problem is not None:
         sys.exit(f"error: {problem}.")

@@ -6,8 +6,8 @@
 Each part prints its figures and adds them, as a markdown table, to a dated
 section of --results (default benchmarks/results.md, newest first), with the
 machine they were measured on. Parts (--only, comma-separated; default
-quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep,scale,shared,
-tpe,offline), run in this order:
+quickstart,load,epoch,threads,pool-threads,checkpoint,resume,overhead,parallel,parallel-sweep,sweep,
+scale,shared,tpe,offline), run in this order:
 
 - quickstart: what the README's `make sweep` gives, on the bundled sample and
             on the full set: the default sweep's wall time and best accuracy;
@@ -60,6 +60,10 @@ tpe,offline), run in this order:
             the default run).
 - offline:  finding no MNIST offline: one quick mirror check vs every file
             tried at every mirror, and the fallback line's length (offline.py).
+- checkpoint: the default epoch without a checkpoint, with a single run's and with
+            a trial's saved after it, interleaved (benchmarks/resume.py);
+- resume:   a sweep of one 10-epoch trial SIGKILLed after 5 epochs and run again:
+            the retry's value and time against an untouched trial's.
 
 Sweeps the parts share (the default sweep of a seed) run once. Every ratio
 compares figures taken in this run, on this machine. Smoke runs (--smoke,
@@ -88,6 +92,7 @@ from benchmarks import (  # noqa: E402
     pool_threads,
     pruners,
     quickstart,
+    resume,
     scale,
     testfast,
     training,
@@ -105,6 +110,8 @@ PARTS = (
     "previous",
     "threads",
     "pool-threads",
+    "checkpoint",
+    "resume",
     "overhead",
     "noop-overhead",
     "parallel",
@@ -118,7 +125,8 @@ PARTS = (
     "offline",
 )
 DEFAULT_PARTS = (
-    "quickstart,load,epoch,threads,pool-threads,overhead,parallel,parallel-sweep,sweep,scale,shared,tpe,offline"
+    "quickstart,load,epoch,threads,pool-threads,checkpoint,resume,overhead,parallel,parallel-sweep,sweep,"
+    "scale,shared,tpe,offline"
 )
 SWEEP_SEEDS = (0, 1, 2)
 PARALLEL_SWEEP_SEEDS = (0, 1, 2, 3, 4)
@@ -235,6 +243,8 @@ def main() -> None:
             ),
             "threads": lambda: training.bench_threads(results, args.data, cache, min(3, args.repeats)),
             "pool-threads": lambda: pool_threads.bench_pool_threads(results, workdir, args.trials),
+            "checkpoint": lambda: resume.bench_checkpoint(results, args.data, cache, args.repeats),
+            "resume": lambda: resume.bench_resume(results, runner),
             "overhead": lambda: overhead.bench_overhead(results, runner, workdir, args.trials or 10),
             "noop-overhead": lambda: noop_overhead.bench_noop_overhead(
                 results, workdir, args.trials or 10_000

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,3 +63,53 @@ def output_dir_problem(key: str, value: str) -> str | None:
         return None
     where = problem if known == Path(value) else f"{known}: {problem}"
     return f"{key}={value!r}: expected a writable directory, or a path where one can be made ({where})"
+
+
+RUN_CHECKPOINT = "checkpoint.pt"  # pruning_optuna_sweeper.checkpoint.RUN_CHECKPOINT, where a single run saves
+
+
+def resume_argv(overrides: list[str], multirun: bool) -> list[str] | str:
+    """The overrides that continue the run `resume=<run folder>` names, or why it cannot, in one sentence.
+
+    The run's own overrides (its .hydra/overrides.yaml) come first, then this command line's, and
+    the run's folder is the output folder again, where its checkpoint is. No resume=: unchanged.
+    """
+    folder = _last_value(overrides, "resume")
+    if folder is None:
+        return overrides
+    if multirun:
+        return (
+            f"resume={folder!r} continues a single run; expected no -m (rerun a sweep's command to resume it)"
+        )
+    run = Path(str(folder))
+    saved = run / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return f"resume={folder!r}: expected the folder of a run (with .hydra/overrides.yaml in it)"
+    if not (run / RUN_CHECKPOINT).is_file():
+        return (
+            f"resume={folder!r}: the run left no {RUN_CHECKPOINT} (it finished, or stopped before its "
+            "first epoch ended); expected a run stopped during training"
+        )
+    from omegaconf import OmegaConf
+
+    before = [str(o) for o in OmegaConf.load(saved) if not str(o).lstrip("+").startswith("resume=")]
+    given = [o for o in overrides if not o.lstrip("+").startswith("hydra.run.dir=")]
+    return [*before, *given, f"hydra.run.dir={_quoted(str(run))}"]
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _last_value(overrides: list[str], key: str) -> object:
+    """The value the last override of `key` (with or without + or ++) gives it; None when none does."""
+    parser = OverridesParser.create()
+    value = None
+    for text in overrides:
+        try:
+            [override] = parser.parse_overrides([text])
+        except OverrideParseException:
+            continue  # Hydra reports it
+        if override.key_or_group == key:
+            value = None if override.is_delete() else override.value()
+    return value

@@ -142,6 +142,8 @@ class Config:
     best_of: str | None = None
     # With best_of: evaluate the best trial's stored model (its Optuna artifact) instead of training again.
     best_of_model: bool = False
+    # A killed single run's folder: continue it there from its checkpoint.pt (ds/cli.py: resume_argv).
+    resume: str | None = None
 
 
 def register_configs() -> None:

@@ -64,10 +64,12 @@ class RunProgress:
         else:
             when = f"after {self.epochs_done} of {self.epoch_count} epochs"
             tensorboard = f"TensorBoard run {_shown(self.log_dir)} (those epochs and the hyperparameters)"
-        return (
-            f"Run interrupted by {by} {when}; written: {tensorboard}, Hydra output folder "
-            f"{_shown(self.output_dir)} (config and log)."
-        )
+        folder = _shown(self.output_dir)
+        said = f"Run interrupted by {by} {when}; written: {tensorboard}, Hydra output folder {folder}"
+        if not (self.output_dir / "checkpoint.pt").is_file():
+            return f"{said} (config and log)."
+        resume = f"continue it: python main.py resume={folder}"
+        return f"{said} (config, log and the checkpoint of its last epoch); {resume}"
 
 
 def _shown(path: Path) -> str:

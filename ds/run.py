@@ -17,6 +17,7 @@ from ds.config import validate
 from ds.data import MNIST_SAMPLE, MnistData, data_options, load_mnist, normalise_images, validation_split
 from ds.device import resolve_device
 from ds.errors import CheckpointError
+from ds.resume import Checkpointer, resumable
 from ds.tracking import Outcome, RunTracker, fresh_run_dir, run_outcome, session_name
 from ds.train import EpochCallback, EpochMetrics, evaluate, train
 
@@ -55,6 +56,7 @@ def run(
     checkpoint: Path | None = None,
     on_log_dir: Callable[[Path], None] | None = None,
     outcome: Callable[[BaseException | None], Outcome] = run_outcome,
+    checkpointer: Checkpointer | None = None,
 ) -> float:
     """Train once as `cfg` says and return the final value of its objective.
 
@@ -64,6 +66,8 @@ def run(
     run's folder once it is made (main.py names it when a single run is interrupted).
     `outcome` names how the run ended, from the exception that ended it (None: it finished),
     for TensorBoard's HParams (a sweep's task tells a pruned trial from a failed one).
+    With `checkpointer` (ds/resume.py), the training state is saved there every epoch and a
+    saved one of the same config is resumed from.
     """
     validate(cfg)
     warn_about_threads(cfg.threads)
@@ -95,6 +99,7 @@ def run(
         on_log_dir(log_dir)
     reached: list[EpochMetrics] = []
     ended: BaseException | None = None
+    resume, on_state = (None, None) if checkpointer is None else resumable(checkpointer, cfg, data.identity)
     with RunTracker(log_dir) as tracker:
         try:
             train(
@@ -108,6 +113,8 @@ def run(
                 objective=cfg.objective,
                 progress=cfg.progress,
                 on_epoch=[reached.append, lambda m: log.info(m.summary()), tracker.log_epoch, *on_epoch],
+                resume=resume,
+                on_state=on_state,
             )
         except BaseException as error:
             ended = error

@@ -116,6 +116,17 @@ class _FastSteps:
         self.start = 0
         return -self.true_log_prob.sum().item(), int(self.correct.sum())
 
+    def state_dict(self) -> dict[str, Any]:
+        adam = self.step_fn.adam
+        tensors = {"exp_avg": adam.exp_avg, "exp_avg_sq": adam.exp_avg_sq, "steps": adam.steps}
+        return {"path": "fast", "count": adam.count, **{k: v.clone() for k, v in tensors.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        adam = self.step_fn.adam
+        for name in ("exp_avg", "exp_avg_sq", "steps"):
+            getattr(adam, name).copy_(state[name])
+        adam.count = int(state["count"])
+
 
 class _AutogradSteps:
     """The general path: autograd and a torch.optim optimizer, any model, any device."""
@@ -154,6 +165,23 @@ class _AutogradSteps:
         self.start = 0
         return loss_sum, correct
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"path": "general", "optimizer": _to_cpu(self.optimizer.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _to_cpu(value: Any) -> Any:
+    """`value` with every tensor copied to the CPU (a checkpoint loads on any machine)."""
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
 
 def _class_name(optimizer: torch.optim.Optimizer) -> str:
     cls = type(optimizer)
@@ -191,6 +219,8 @@ def train(
     progress: bool = False,
     on_epoch: Sequence[EpochCallback] = (),
     allow_fast_path: bool = True,
+    resume: dict[str, Any] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[EpochMetrics]:
     """Train `model` in place with `make_optimizer(model.parameters())`; return each epoch's metrics.
 
@@ -203,10 +233,23 @@ def train(
     when the trial is pruned). `allow_fast_path=False` forces the general path
     (to compare the two). An OptimizerSpec (ds.build.optimizer_factory) is
     built only when the general path trains.
+
+    `on_state` gets the training state after every epoch, before the callbacks (a checkpoint is
+    saved before its epoch is reported): the weights, the optimizer's state, the epoch, torch's RNG
+    and the batch order's generator. `resume`, such a state, continues from its epoch and ends with
+    the same weights as an uninterrupted run; one that does not fit is ignored with a warning. The
+    callbacks hear the resumed epoch's metrics again first (a stop may have come before they did).
     """
     device = torch.device(device)
     model.to(device).train()
     why_not_fast, optimizer, settings = _choose_path(model, make_optimizer, device, allow_fast_path)
+    if resume is not None:
+        problem = resume_problem(resume, model, "fast" if optimizer is None else "general", epoch_count)
+        if problem is not None:
+            log.warning("checkpoint not used (%s): training starts from the first epoch", problem)
+            resume = None
+        else:
+            model.load_state_dict(resume["model"])
     images, labels = data.train_images.to(device), data.train_y.to(device)
     val_x = val_y = None
     if objective == "val_accuracy":
@@ -227,7 +270,18 @@ def train(
     n_batches = math.ceil(n_train / batch_size)
     lr = settings["lr"]
     history: list[EpochMetrics] = []
-    for epoch in range(1, epoch_count + 1):
+    first = 1
+    if resume is not None:
+        steps.load_state_dict(resume["steps"])
+        batches.set_state(resume["batches"])
+        torch.set_rng_state(resume["torch_rng"])
+        first = int(resume["epoch"]) + 1
+        log.info("resumed from the checkpoint of epoch %d/%d", first - 1, epoch_count)
+        # Its callbacks again: a stop between the checkpoint and them (a sweep's report) missed them.
+        history.append(_metrics(resume["metrics"], objective))
+        for callback in on_epoch:
+            callback(history[-1])
+    for epoch in range(first, epoch_count + 1):
         started = time.perf_counter()
         bar = tqdm(
             iterate_batches(images, labels, batch_size, batches),
@@ -261,6 +315,61 @@ def train(
             objective_name=objective,
         )
         history.append(metrics)
+        if on_state is not None:
+            on_state(training_state(epoch, model, steps, batches, metrics))
         for callback in on_epoch:
             callback(metrics)
     return history
+
+
+def training_state(
+    epoch: int,
+    model: nn.Module,
+    steps: _FastSteps | _AutogradSteps,
+    batches: torch.Generator,
+    metrics: EpochMetrics,
+) -> dict[str, Any]:
+    """What `train(resume=...)` needs to go on after `epoch` exactly: plain data and CPU tensors."""
+    return {
+        "epoch": epoch,
+        "model": _to_cpu(model.state_dict()),
+        "steps": steps.state_dict(),
+        "batches": batches.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "metrics": {**metrics.as_dict(), "confusion": metrics.confusion.clone()},
+    }
+
+
+def resume_problem(state: Any, model: nn.Module, path: str, epoch_count: int) -> str | None:
+    """Why `state` cannot resume this training (None: it can): not a training state, another
+    training path, weights of another model, or more epochs than this run has."""
+    keys = ("epoch", "model", "steps", "batches", "torch_rng", "metrics")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        return f"not a training state: expected the keys {', '.join(keys)}"
+    if not isinstance(state["steps"], dict) or state["steps"].get("path") != path:
+        return f"it was trained on another training path than this run's {path} path"
+    if not isinstance(state["epoch"], int) or not 1 <= state["epoch"] <= epoch_count:
+        return f"its epoch {state['epoch']!r} is not one of this run's 1 to {epoch_count}"
+    own = model.state_dict()
+    saved = state["model"]
+    if (
+        not isinstance(saved, dict)
+        or set(saved) != set(own)
+        or any(not isinstance(saved[k], Tensor) or saved[k].shape != own[k].shape for k in own)
+    ):
+        return "its weights are another model's"
+    return None
+
+
+def _metrics(saved: dict[str, Any], objective: str) -> EpochMetrics:
+    return EpochMetrics(
+        epoch=saved["epoch"],
+        epoch_count=saved["epoch_count"],
+        train_loss=saved["train_loss"],
+        train_accuracy=saved["train_accuracy"],
+        test_accuracy=saved["test_accuracy"],
+        seconds=saved["seconds"],
+        confusion=saved["confusion"],
+        val_accuracy=saved["val_accuracy"],
+        objective_name=objective,
+    )

@@ -1,7 +1,8 @@
 """The pruning Optuna sweeper's study side: what a task, an app and a user call.
 
-- `current_trial()`: the task's trial (report, should_prune, mark_pruned, upload_artifact), a no-op
-  outside a sweep; `pruning_optuna_sweeper.lightning.PruningCallback` does it for a Lightning trainer;
+- `current_trial()`: the task's trial (report, should_prune, mark_pruned, upload_artifact,
+  save_checkpoint, checkpoint), a no-op outside a sweep but for checkpoints (in the run's folder);
+  `pruning_optuna_sweeper.lightning.PruningCallback` does it for a Lightning trainer;
 - `SweepHooks`: what an app adds to its sweeps (study identity, range checks, a closing hint);
 - `apply_best`: train once more with a study's best parameters; `fetch_best`: or take its stored file;
 - `fetch_artifact`: any trial's stored file (an Optuna artifact) copied to a path;

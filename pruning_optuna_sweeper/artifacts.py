@@ -129,6 +129,13 @@ def trial_store(trial: FrozenTrial, storage_url: str | None, named: str) -> tupl
     return _configured_store(named, record["config"])
 
 
+def open_recorded_store(record: dict[str, Any], named: str) -> Any:
+    """The store a record of pruning_optuna_sweeper.trial.store_record names (a trial's checkpoint's)."""
+    if "folder" in record:
+        return _folder_store(named, Path(record["folder"]))[0]
+    return _configured_store(named, record["config"])[0]
+
+
 def _folder_store(named: str, folder: Path) -> tuple[Any, str]:
     if not folder.is_dir():
         raise ArtifactError(

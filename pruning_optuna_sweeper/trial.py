@@ -38,6 +38,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from pruning_optuna_sweeper.checkpoint import RunCheckpoint, TrialCheckpoint
 from pruning_optuna_sweeper.study import PRUNED_ATTR
 
 TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
@@ -74,6 +75,18 @@ class NoTrial:
     def upload_artifact(self, path: str | Path) -> str | None:
         return None
 
+    def save_checkpoint(self, state: Any, step: int) -> None:
+        """Write `state` as `checkpoint.pt` in the run's folder (pruning_optuna_sweeper.checkpoint)."""
+        RunCheckpoint(run_folder()).save(state, step)
+
+    def checkpoint(self) -> tuple[int, Any] | None:
+        """(step, state) of the run folder's checkpoint, or None (none there, or damaged: one warning)."""
+        return RunCheckpoint(run_folder()).load()
+
+    def discard_checkpoint(self) -> None:
+        """Remove the run folder's checkpoint: the run has finished."""
+        RunCheckpoint(run_folder()).discard()
+
     def __bool__(self) -> bool:
         return False
 
@@ -86,10 +99,15 @@ class SweepTrial:
         trial: optuna.Trial,
         artifact_store: Callable[[], Any] | None = None,
         store_record: dict[str, Any] | None = None,
+        checkpoints: Callable[[], TrialCheckpoint] | None = None,
+        recorded: set[int] | None = None,
     ) -> None:
         self._trial = trial
         self._artifact_store = artifact_store
         self._store_record = store_record
+        self._checkpoints = checkpoints
+        self._resumed_step: int | None = None  # the step checkpoint() returned
+        self._recorded = recorded or set()  # the steps with a value when this job began
         self.number = trial.number
         self.study_name = trial.study.study_name
         # Optuna neither records steps nor prunes in a study of several objectives.
@@ -99,8 +117,16 @@ class SweepTrial:
         self._last_step: int | None = None
 
     def report(self, value: float, step: int) -> None:
-        """Record `value` at `step` (an epoch, say): the pruner compares trials by these."""
-        if self._prunable:
+        """Record `value` at `step` (an epoch, say): the pruner compares trials by these.
+
+        A step whose value the trial had when this job began (a retry inherits its predecessor's;
+        a requeued job finds its earlier run's), or the step a checkpoint resumed from once its value
+        is recorded, is reported again by a task that trains it again: that report is skipped."""
+        checkpoints = self._checkpoints
+        again = step in self._recorded or (
+            step == self._resumed_step and checkpoints is not None and checkpoints().reported(step)
+        )
+        if self._prunable and not again:
             self._trial.report(value, step)
             self._last_step = step
 
@@ -132,6 +158,25 @@ class SweepTrial:
         if self._store_record is not None:
             self._trial.set_user_attr(ARTIFACT_STORE_ATTR, self._store_record)
         return artifact_id
+
+    def save_checkpoint(self, state: Any, step: int) -> None:
+        """Save `state` (what torch.save writes and torch.load(weights_only=True) reads) as the trial's
+        latest checkpoint, reached at `step`; the one before is removed. Call it before reporting
+        `step`'s value, so that a retry never sees a value without its checkpoint."""
+        if self._checkpoints is not None:
+            self._checkpoints().save(state, step)
+
+    def checkpoint(self) -> tuple[int, Any] | None:
+        """(step, state) of this trial's latest checkpoint, its own (a requeued job's) or the one of
+        the trial it retries, whose values up to `step` it then reports too; None: start over."""
+        loaded = None if self._checkpoints is None else self._checkpoints().load()
+        self._resumed_step = None if loaded is None else loaded[0]
+        return loaded
+
+    def discard_checkpoint(self) -> None:
+        """Remove the trial's checkpoint: it has ended with a result (no retry will need it)."""
+        if self._checkpoints is not None:
+            self._checkpoints().discard()
 
     def __bool__(self) -> bool:
         return True
@@ -237,7 +282,31 @@ def current_trial(job: TrialJob | None = None) -> SweepTrial | NoTrial:
         take_over(storage, trial_id, named["number"], named.get("sweep"))
     setting = sweeper.get("artifact_store")
     store = functools.partial(artifact_store, setting, sweeper.storage)
-    return SweepTrial(optuna.Trial(study, trial_id), store, store_record(setting, sweeper.storage))
+    record = store_record(setting, sweeper.storage)
+    trial = optuna.Trial(study, trial_id)
+
+    @functools.cache
+    def checkpoints() -> TrialCheckpoint:
+        """Beside the trial's artifacts; without an artifact store, in the job's own folder."""
+        here, where = store(), record
+        if here is None or where is None:
+            folder = run_folder().resolve()
+            here, where = _filesystem_store(folder), {"folder": str(folder)}
+        return TrialCheckpoint(trial, storage, trial_id, here, where)
+
+    # A retry starts with its predecessor's values (inherit_intermediate_values), a requeued job with
+    # its own earlier run's: a task that trains those steps again reports them again.
+    recorded = set(storage.get_trial(trial_id).intermediate_values)
+    return SweepTrial(trial, store, record, checkpoints, recorded)
+
+
+def run_folder() -> Path:
+    """The job's Hydra output folder (the working directory where Hydra has not started)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
 
 
 @functools.lru_cache(maxsize=8)

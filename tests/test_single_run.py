@@ -220,8 +220,10 @@ def test_an_interrupted_run_ends_with_one_line_naming_what_it_wrote(
     assert line.endswith(
         f"Run interrupted by {by} after {done} of 1000 epochs; "
         "written: TensorBoard run runs/stopped (those epochs and the hyperparameters), "
-        f"Hydra output folder {hydra_folder.relative_to(tmp_path)} (config and log)."
+        f"Hydra output folder {hydra_folder.relative_to(tmp_path)} (config, log and the checkpoint of its "
+        f"last epoch); continue it: python main.py resume={hydra_folder.relative_to(tmp_path)}"
     )
+    assert (hydra_folder / "checkpoint.pt").is_file()
     assert len(load_events(tmp_path / "runs" / "stopped").Scalars("accuracy/test")) == done
     assert (hydra_folder / ".hydra" / "config.yaml").is_file() and line in (
         hydra_folder / "main.log"

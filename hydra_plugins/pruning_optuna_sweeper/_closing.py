@@ -11,6 +11,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from pruning_optuna_sweeper.checkpoint import CHECKPOINT_ATTR
 from pruning_optuna_sweeper.compat import retry_callback
 from pruning_optuna_sweeper.job import cancel_slurm_jobs
 from pruning_optuna_sweeper.stranded import recover_stranded
@@ -42,6 +43,7 @@ class Closed:
     marked: list[int] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)
     unmarked: list[int] = field(default_factory=list)
+    resumable: list[int] = field(default_factory=list)  # queued with a checkpoint to resume from
     job_ids: list[str | None] = field(default_factory=list)
 
 
@@ -50,8 +52,9 @@ def close(
 ) -> Closed:
     """Mark the unfinished `trials` (trial: id) FAIL with `reason`; after an interrupt, queue each again."""
     closed = Closed()
-    # An interrupt is not the trial's fault: it is queued again whatever its retries so far.
-    retry = retry_callback()(max_retry=None)
+    # An interrupt is not the trial's fault: it is queued again whatever its retries so far, with
+    # its values so far, to resume from its checkpoint (pruning_optuna_sweeper.checkpoint).
+    retry = retry_callback()(max_retry=None, inherit_intermediate_values=True)
     for trial, trial_id in trials.items():
         try:
             before = storage.get_trial(trial_id)
@@ -63,6 +66,8 @@ def close(
             if interrupted and frozen.state == TrialState.FAIL:
                 retry(study, frozen)
                 closed.queued.append(trial.number)
+                if frozen.user_attrs.get(CHECKPOINT_ATTR):
+                    closed.resumable.append(trial.number)
         except Exception:  # the storage refuses writes (a full disk): said by the caller
             closed.unmarked.append(trial.number)
     closed.marked = [n for n in closed.marked if n not in closed.unmarked]
@@ -98,6 +103,13 @@ def say(closed: Closed, reason: str, interrupted: bool) -> None:
             marked,
             ", ".join(f"trial {n}" for n in closed.queued) or "none",
         )
+        if closed.resumable:
+            log.warning(
+                "The rerun resumes %s from %s last checkpoint%s.",
+                ", ".join(f"trial {n}" for n in closed.resumable),
+                "its" if len(closed.resumable) == 1 else "their",
+                "" if len(closed.resumable) == 1 else "s",
+            )
     elif closed.marked:
         log.error("Sweep stopped: %s marked FAIL (%s).", marked, reason)
 

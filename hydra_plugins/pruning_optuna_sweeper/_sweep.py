@@ -128,8 +128,9 @@ class SweepRun:
         self.config = config
         self.group_options = hydra_context.config_loader.get_group_options
         check_settings(s)
-        # Queues a failed trial again (a dead worker's, a lost job's), at most max_retry times.
-        self.retry = retry_callback()(max_retry=s.max_retry)
+        # Queues a failed trial again (a dead worker's, a lost job's), at most max_retry times, with its
+        # values so far: it resumes from its checkpoint (pruning_optuna_sweeper.checkpoint).
+        self.retry = retry_callback()(max_retry=s.max_retry, inherit_intermediate_values=True)
         self.directions = directions(s.direction)
         check_trials_reach(s.storage, chdir=bool(config.hydra.job.chdir))
         if s.storage is not None:  # before the launcher starts any worker
