@@ -228,7 +228,7 @@ class TrialCheckpoint:
 
     def _inherit_values(self, number: int, step: int) -> None:
         """Report the writer's values up to `step` that this trial lacks, so the pruner sees the whole
-        curve (a retry from RetryHeartbeatStaleTrialCallback has them already; an interrupt's has not)."""
+        curve (a retry Optuna's callback queued has them already; one queued without them has not)."""
         if number == self.trial.number:
             return
         storage = self.storage

@@ -121,7 +121,7 @@ def recover(url: str, study_name: str, grace_period: int) -> None:
     """Fail the study's RUNNING trials whose sweep process on this machine has ended, or whose
     worker sent no heartbeat for `grace_period` seconds, and queue each again once: what a sweep
     does before each trial (Optuna's stale-trial check and RetryHeartbeatStaleTrialCallback)."""
-    retry = retry_callback()(max_retry=1)
+    retry = retry_callback()(max_retry=1, inherit_intermediate_values=True)
     storage = open_storage(url, heartbeat_interval=1, grace_period=grace_period, stale_trial_callback=retry)
     study = optuna.load_study(study_name=study_name, storage=storage)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}

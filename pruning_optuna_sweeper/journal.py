@@ -25,6 +25,8 @@ from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from pruning_optuna_sweeper.compat import update_finished_trial_error
+
 SCHEME = "journal://"
 # The trial system attr holding a trial's last heartbeat, seconds since the epoch.
 HEARTBEAT_ATTR = "pruning_optuna_sweeper:heartbeat"
@@ -125,7 +127,7 @@ if BaseHeartbeat is not None:
 
         def record_heartbeat(self, trial_id: int) -> None:
             # A trial that ended between the beat's timer and now needs no beat.
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            with contextlib.suppress(update_finished_trial_error()):
                 self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
@@ -143,3 +145,6 @@ if BaseHeartbeat is not None:
 
         def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
             return self.stale_trial_callback
+
+        # Its name before Optuna 4.9.
+        get_failed_trial_callback = get_heartbeat_stale_trial_callback

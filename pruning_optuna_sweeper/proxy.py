@@ -30,6 +30,12 @@ def is_grpc_url(url: str | None) -> bool:
     return url is not None and url.startswith(SCHEME)
 
 
+def shown(url: str) -> str:
+    """`url` without any user or password in it, for messages."""
+    netloc = urlsplit(url).netloc
+    return url.replace(netloc, "***@" + netloc.rsplit("@", 1)[1], 1) if "@" in netloc else url
+
+
 def grpc_address(url: str) -> tuple[str, int]:
     """(host, port) of `grpc://host:port`; a ProxyError names what is wrong."""
     parts = urlsplit(url)
@@ -39,7 +45,7 @@ def grpc_address(url: str) -> tuple[str, int]:
         port = None
     if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query or parts.username:
         raise ProxyError(
-            f"storage {url!r} is not a sweep server's address; expected grpc://HOST:PORT, "
+            f"storage {shown(url)!r} is not a sweep server's address; expected grpc://HOST:PORT, "
             "e.g. grpc://127.0.0.1:13000 (what `pruning-optuna-sweeper serve --port 13000` serves)"
         )
     return parts.hostname, port
@@ -54,7 +60,7 @@ def check_reachable(url: str) -> None:
             pass
     except OSError as e:
         raise ProxyError(
-            f"storage {url}: no sweep server answers at {host}:{port} ({e.strerror or e}); expected "
+            f"storage {shown(url)}: no sweep server answers at {host}:{port} ({e.strerror or e}); expected "
             f"`pruning-optuna-sweeper serve --storage URL --port {port}` running there (through an SSH "
             "tunnel from another machine)"
         ) from None
@@ -64,8 +70,16 @@ def open_proxy(url: str) -> BaseStorage:
     """Optuna's GrpcStorageProxy for `url`, once its server answers."""
     host, port = grpc_address(url)
     if importlib.util.find_spec("grpc") is None:  # Optuna's proxy needs it: said in our words
-        raise ProxyError(f"storage {url} needs grpcio, which is not installed: {INSTALL_HINT}")
-    from optuna.storages import GrpcStorageProxy
+        raise ProxyError(f"storage {shown(url)} needs grpcio, which is not installed: {INSTALL_HINT}")
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError:
+        import optuna
+
+        raise ProxyError(
+            f"storage {shown(url)} needs Optuna's gRPC storage proxy, which Optuna {optuna.__version__} "
+            "lacks; expected optuna>=4.2"
+        ) from None
 
     check_reachable(url)
     with warnings.catch_warnings():
@@ -75,7 +89,7 @@ def open_proxy(url: str) -> BaseStorage:
         proxy.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
     except ConnectionError:
         raise ProxyError(
-            f"storage {url}: {host}:{port} accepts connections but no gRPC storage proxy answered in "
+            f"storage {shown(url)}: {host}:{port} accepts connections but no gRPC storage proxy answered in "
             f"{CONNECT_TIMEOUT_S} s; expected `pruning-optuna-sweeper serve` on that port"
         ) from None
     return proxy

@@ -57,10 +57,15 @@ def serve(url: str, host: str, port: int, dashboard_port: int | None, *, dashboa
             f"--storage {url} is itself a sweep server; expected the storage to serve "
             "(journal:///..., sqlite:///..., postgresql+psycopg://...)"
         )
+    if importlib.util.find_spec("grpc") is None:
+        raise StorageError(f"serve needs grpcio, which is not installed: {INSTALL_HINT}")
     try:
         from optuna.storages import run_grpc_proxy_server
     except ImportError:
-        raise StorageError(f"serve needs grpcio, which is not installed: {INSTALL_HINT}") from None
+        raise StorageError(
+            f"serve needs Optuna's gRPC storage proxy, which Optuna {optuna.__version__} lacks; "
+            "expected optuna>=4.2"
+        ) from None
     if dashboard and importlib.util.find_spec("optuna_dashboard") is None:
         raise StorageError(f"serve's dashboard needs optuna-dashboard: {INSTALL_HINT}, or --no-dashboard")
     _check_free(host, port)

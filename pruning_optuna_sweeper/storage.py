@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
@@ -45,16 +45,6 @@ os.register_at_fork(after_in_child=_open.clear)
 
 class StorageError(ValueError):
     """A storage URL that cannot be used."""
-
-
-class _Heartbeating(Protocol):
-    def record_heartbeat(self, trial_id: int) -> None: ...
-
-
-def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
-    """A beat for the trial: Optuna's storages that take heartbeats (RDB, journal, gRPC proxy) have
-    `record_heartbeat`, which BaseStorage does not declare."""
-    cast(_Heartbeating, storage).record_heartbeat(trial_id)
 
 
 def first_line(error: BaseException) -> str:
@@ -209,7 +199,9 @@ def open_storage(
         except ProxyError as error:
             raise StorageError(str(error)) from None
         except OSError as e:
-            raise StorageError(f"cannot open storage {url}: {type(e).__name__}: {first_line(e)}") from None
+            raise StorageError(
+                f"cannot open storage {mask_url(url)}: {type(e).__name__}: {first_line(e)}"
+            ) from None
         return _open[key]
     parsed = check_storage(url, must_exist=must_exist)
     engine_kwargs = {}

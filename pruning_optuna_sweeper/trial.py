@@ -39,6 +39,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from pruning_optuna_sweeper.checkpoint import RunCheckpoint, TrialCheckpoint
+from pruning_optuna_sweeper.compat import instantiate_trusted
 from pruning_optuna_sweeper.study import PRUNED_ATTR
 
 TRIAL_ENV = "PRUNING_OPTUNA_TRIAL"
@@ -126,9 +127,10 @@ class SweepTrial:
         again = step in self._recorded or (
             step == self._resumed_step and checkpoints is not None and checkpoints().reported(step)
         )
-        if self._prunable and not again:
-            self._trial.report(value, step)
+        if self._prunable:
             self._last_step = step
+            if not again:
+                self._trial.report(value, step)
 
     def should_prune(self) -> bool:
         """Whether the pruner says to stop now (the task then raises TrialPruned, or calls
@@ -364,10 +366,8 @@ def artifact_store(setting: Any, storage_url: str | None) -> Any:
     if isinstance(setting, str):
         folder = Path(setting) if setting != "auto" else artifact_folder(storage_url)
         return None if folder is None else _filesystem_store(folder)
-    from hydra.utils import instantiate
-
     # The sweep's own config names the store, as it names its hooks: that target is trusted.
-    return instantiate(setting, _execution_whitelist_=[str(setting.get("_target_"))])
+    return instantiate_trusted(setting, [str(setting.get("_target_"))])
 
 
 def store_record(setting: Any, storage_url: str | None) -> dict[str, Any] | None:

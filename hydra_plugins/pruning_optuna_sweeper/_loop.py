@@ -37,7 +37,7 @@ from . import _closing as closing
 from ._asking import Asker
 from ._cleanup import make_room, stop_child_processes
 from ._console import Progress
-from ._outcome import fail_trial, record_outcome
+from ._outcome import fail_trial, grid_covered, record_outcome
 from ._search_space import SearchSpace
 from ._summary import BestSoFar
 
@@ -133,8 +133,7 @@ class TrialLoop:
             return False
         if self.launched >= self.plan.n_trials:
             return True
-        sampler = self.study.sampler
-        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study):
+        if grid_covered(self.study):
             log.info("The study has run every point of the grid: nothing left to sample.")
             return True
         total = self.plan.total_trials

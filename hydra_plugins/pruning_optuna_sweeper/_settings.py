@@ -86,7 +86,7 @@ def check_settings(s: DictConfig) -> None:
         )
     if s.total_trials is not None and (s.heartbeat_interval is None or s.storage is None):
         problems.append(
-            "total_trials needs a database storage with heartbeats: "
+            "total_trials needs a database or journal storage with heartbeats: "
             "expected heartbeat_interval set, or a dead "
             "worker's trial would hold its place in the budget forever"
         )

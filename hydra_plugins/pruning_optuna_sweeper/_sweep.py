@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -292,7 +293,8 @@ class SweepRun:
                 launched, failed = loop.run()
             _resume.finished(study, resume)
         except KeyboardInterrupt:
-            _resume.interrupted(study, resume, loop.ended)
+            if s.storage is not None:  # an in-memory study ends with this process: nothing to rerun
+                _resume.interrupted(study, resume, loop.ended)
             raise
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
             raise _storage_failure(error, where, study.study_name, loop.unmarked, s.grace_period) from None
@@ -316,7 +318,8 @@ class SweepRun:
             # file in the sweep folder until the sweep ends, so that they can report and be pruned.
             folder = Path(self.config.hydra.sweep.dir).absolute()
             folder.mkdir(parents=True, exist_ok=True)
-            self.journal = folder / f"in-memory-study-{os.getpid()}.journal"
+            # A name of its own each sweep: a worker reused by a later sweep opens a new study.
+            self.journal = folder / f"in-memory-study-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal"
             return open_sweep_journal(str(self.journal))
         if s.storage is None:
             return InMemoryStorage()
