@@ -50,8 +50,18 @@ def test_a_folder_it_can_make_is_made_up_to_its_first_interpolation(tmp_path: Pa
     assert [p.name for p in tmp_path.iterdir()] == ["made"] and not any((tmp_path / "made").iterdir())
 
 
-def test_hydra_s_default_folder_is_left_to_hydra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_s_default_folder_is_checked_and_a_sweep_s_left_to_hydra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's folder is made at once (a full disk or a file named `outputs` is refused before any
+    work); a sweep's only when its first trial starts, so it is checked only where it is given."""
     monkeypatch.chdir(tmp_path)
-    check("on_run_start", [])
     check("on_multirun_start", [])
-    assert not list(tmp_path.iterdir())  # nothing made before Hydra makes it
+    assert not list(tmp_path.iterdir())
+    check("on_run_start", [])
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"] and not any((tmp_path / "outputs").iterdir())
+    (tmp_path / "outputs").rmdir()
+    (tmp_path / "outputs").write_text("x")
+    with pytest.raises(SystemExit) as refused:
+        check("on_run_start", [])
+    assert str(refused.value.code).startswith("error: hydra.run.dir='outputs/${now:")
