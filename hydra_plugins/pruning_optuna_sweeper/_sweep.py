@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -228,27 +229,14 @@ class SweepRun:
             directions=self.directions,
             load_if_exists=True,
         )
-        recorded = [d.name.lower() for d in study.directions]
-        if recorded != self.directions:
-            raise SweepSettingsError(
-                f"direction={self.directions if multi else self.directions[0]}, "
-                f"but study {study.study_name!r} in {where} was created to "
-                f"{recorded if len(recorded) > 1 else recorded[0]}; expected the study's "
-                "direction, or another study (hydra.sweeper.study_name=...)"
-            )
+        _check_study(study, self.directions, where)
         check_identity(study, identity, where)
         check_against_study(space, study, where)
         check_groups(study, sweep_groups(self.config), where)
         if identity is not None:
             study.set_user_attr(IDENTITY_ATTR, identity)
         if s.metric_names:
-            if len(s.metric_names) != len(self.directions):
-                raise SweepSettingsError(
-                    f"metric_names={list(s.metric_names)} names {len(s.metric_names)} objectives, "
-                    "but direction "
-                    f"has {len(self.directions)}; expected one name per objective"
-                )
-            study.set_metric_names(list(s.metric_names))
+            study.set_metric_names(_metric_names(list(s.metric_names), self.directions))
         if s.storage is None and self.journal is None:
             register_in_process_study(study, storage)
         log.info(
@@ -369,6 +357,28 @@ class SweepRun:
             return None
         extend = instantiate_trusted({"_target_": target, "_partial_": True}, [target])
         return lambda trial: extend(self.config, trial)
+
+
+def _check_study(study: optuna.Study, directions: Sequence[str], where: str) -> None:
+    """Refuse a study created to optimise in other directions than the sweep's."""
+    recorded = [d.name.lower() for d in study.directions]
+    if recorded != list(directions):
+        raise SweepSettingsError(
+            f"direction={directions if len(directions) > 1 else directions[0]}, "
+            f"but study {study.study_name!r} in {where} was created to "
+            f"{recorded if len(recorded) > 1 else recorded[0]}; expected the study's "
+            "direction, or another study (hydra.sweeper.study_name=...)"
+        )
+
+
+def _metric_names(names: list[str], directions: Sequence[str]) -> list[str]:
+    """The sweep's metric_names, one per objective."""
+    if len(names) != len(directions):
+        raise SweepSettingsError(
+            f"metric_names={names} names {len(names)} objectives, but direction "
+            f"has {len(directions)}; expected one name per objective"
+        )
+    return names
 
 
 def _beating_for(trial: optuna.trial.FrozenTrial, job: dict[str, Any]) -> str:
