@@ -22,6 +22,9 @@ from tests.cli import main_env, offline_args, run_main
 from tests.sweep_helpers import sqlite_url, sweep_args
 from tests.test_storage_refusals import can_mount, tmpfs
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """The one `error:` paragraph of a refused command, which holds every fragment."""

@@ -17,6 +17,9 @@ from tests.cli import copy_example, offline_args, run_cli, run_example, run_main
 from tests.dashboard import SWEEPS_DASHBOARD, dashboard
 from tests.sweep_helpers import SHORT_EPOCHS
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 STUDY = "linearnet-mnist-sample"
 
 

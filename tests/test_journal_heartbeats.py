@@ -1,4 +1,7 @@
 """Heartbeats on a journal file: a worker killed outright has its trial failed and queued again by
+
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 Optuna's own fail_stale_trials and RetryHeartbeatStaleTrialCallback; where Optuna's heartbeat base
 class cannot be imported, a journal still works, without heartbeats."""
 

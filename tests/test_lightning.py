@@ -13,6 +13,9 @@ from optuna.trial import TrialState
 
 from tests.cli import ROOT, copy_example, run_example
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("lightning")
 EPOCHS = 3
 

@@ -7,10 +7,14 @@ import re
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from pruning_optuna_sweeper.storage import open_storage
 from tests.sweep_helpers import load, run_sweep, sqlite_url
+
+# Each test runs a sweep in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 LINE = re.compile(r"\] trial +(\d+) (COMPLETE|PRUNED|FAIL) .*\| best: (none yet|trial (\d+) (\d\.\d{4}))")
 

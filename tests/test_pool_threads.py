@@ -15,6 +15,9 @@ import pytest
 from hydra_plugins.pruning_optuna_sweeper.pool_launcher import THREAD_VARIABLES
 from tests.cli import copy_example
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 THREADS_LINE = re.compile(r"torch threads: (\d+) \(OMP_NUM_THREADS=(\S+)\)")
 
 

@@ -36,6 +36,9 @@ from tests.sweep_helpers import load, run_sweep, sweep_args, trial_log, wait_for
 from tests.test_slurm import STUDY, new_database, slurm_job_id, slurm_sweep_args, start_sweep
 from tests.test_training import composed
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sample(sample_dir: Path):

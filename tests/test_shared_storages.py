@@ -28,6 +28,9 @@ from tests.cli import copy_example, free_port, run_cli, run_example
 from tests.dashboard import HTTP, accepts_connections
 from tests.sweep_helpers import wait_for
 
+# Each test runs a sweep, the app or a tool in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Enough that the two processes' trials interleave; the bench part `shared` runs 200.
 BUDGET = 30

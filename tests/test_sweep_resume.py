@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.cli import MAIN, main_env, run_main
 from tests.sweep_helpers import load, retry_of, sqlite_url, sweep_args, wait_for
+
+# Each test runs a sweep in a subprocess: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _as_from_a_terminal() -> None:
