@@ -85,6 +85,11 @@ def test_a_pruned_lightning_trial_stops_its_trainer_and_is_recorded_pruned(
     assert f"Trial {pruned.number} pruned at epoch 0 (val/acc=" in log and "the trainer stops" in log
 
 
+@pytest.mark.xfail(
+    reason="DDP on two CPU processes is unstable here: some runs pass, in others a rank aborts at "
+    "teardown or rank 0's reports never reach the study (issue 25, open)",
+    strict=False,
+)
 def test_under_ddp_rank_0_decides_and_both_ranks_stop(
     app: Path, study_with_a_good_trial: tuple[str, Path], tmp_path: Path
 ) -> None:

@@ -236,4 +236,5 @@ def test_pruning_on_sqlite_through_the_pool_launcher(app: Path) -> None:
     study = optuna.load_study(study_name="descent", storage=url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert len(study.trials) == 8 and pruned, [t.state for t in study.trials]
-    assert all(0 < len(t.intermediate_values) < 15 for t in pruned)
+    # Each pruned trial reported from its worker (at most every step: one may be pruned at the last).
+    assert all(0 < len(t.intermediate_values) <= 15 for t in pruned)

@@ -111,9 +111,10 @@ class PoolLauncher(Launcher):
     def wait_until_ready(self) -> None:
         """Return once every worker has imported `preload`; a worker that died meanwhile is an error."""
         assert self.pool is not None, "setup() first"
-        # Each task holds its worker at the barrier until all are there: one task per worker.
-        futures = [self.pool.submit(_ready) for _ in range(self.n_jobs)]
         try:
+            # Each task holds its worker at the barrier until all are there: one task per worker.
+            # A worker that died already breaks the pool at submit: that is the same error.
+            futures = [self.pool.submit(_ready) for _ in range(self.n_jobs)]
             if wait(futures, timeout=SLOW_PRELOAD_S).not_done:
                 log.info(
                     "Waiting for the %d pool workers to import hydra.launcher.preload=%s",
