@@ -41,6 +41,14 @@ def build_sampler(name: str, defaults: Any, **kwargs: Any) -> Any:
     return cls(**kwargs)
 
 
+def tpe(**kwargs: Any) -> Any:
+    """TPESampler without the stock config's None settings: Optuna 5 reads None as "its default",
+    Optuna 4.0 takes it literally (prior_weight=None fails at the first categorical)."""
+    default = {f.name: f.default for f in fields(TPESamplerConfig)}
+    kept = {k: v for k, v in kwargs.items() if not (v is None and default.get(k) is None)}
+    return build_sampler("TPESampler", TPESamplerConfig, **kept)
+
+
 def nsgaii(**kwargs: Any) -> Any:
     return build_sampler("NSGAIISampler", NSGAIISamplerConfig, **kwargs)
 
@@ -81,7 +89,7 @@ class GridSamplerConfig(SamplerConfig):
 
 @dataclass
 class TPESamplerConfig(SamplerConfig):
-    _target_: str = "optuna.samplers.TPESampler"
+    _target_: str = HERE + "tpe"
     seed: int | None = None
 
     consider_prior: bool | None = None
