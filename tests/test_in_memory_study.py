@@ -39,7 +39,8 @@ def trial_lines(app: Path, sweep_dir: Path, *args: str) -> list[tuple[str, str, 
     return TRIAL_LINE.findall(result.stdout + result.stderr)
 
 
-@pytest.mark.parametrize("launcher", ["pool", "joblib"])
+# pool is the distribution's own launcher: also run by the compatibility matrix (.ci/compat).
+@pytest.mark.parametrize("launcher", [pytest.param("pool", marks=pytest.mark.compat), "joblib"])
 def test_jobs_in_other_processes_prune_an_in_memory_study_as_the_sweep_s_own_process_does(
     app: Path, tmp_path: Path, launcher: str
 ) -> None:
